@@ -1,0 +1,491 @@
+"""The classifier and its weighting net trained together by one custom `train_step`.
+
+One meta step (MW-Net's bilevel update, as the official code does it):
+
+1. forward the train batch at w; per-sample CE l_i; weights W_i = VNet(l_i) with l_i a constant;
+2. virtual SGD step  w_hat = w - lr * sum_i W~_i grad l_i(w)   (no momentum, no weight decay);
+3. meta loss on the meta batch at w_hat (training-mode BatchNorm, moving statistics discarded);
+4. update Theta with the exact gradient of that meta loss;
+5. real step with the weights of the *updated* VNet.
+
+Why it is cheap. Because l_i enters the VNet as a constant, the meta-gradient factorises:
+    dL_meta/dTheta = -lr * sum_i s_i dW~_i/dTheta,   s_i = G . grad l_i(w),   G = grad L_meta(w_hat).
+So instead of differentiating through the virtual step (a second-order graph), the production
+step needs only the directional derivatives s = J G of the per-sample losses along G. They
+come from one backward pass *of the backward pass* that produced the virtual step
+(`meta_grad="double_backward"`) or from a forward-mode product (`meta_grad="jvp"`); the real
+step then reuses the recorded train-batch forward with new output weights. `meta_grad="nested"`
+is the textbook nested-tape computation, kept as the reference the tests compare against.
+
+`meta_scope="head"` is an approximation: the virtual step moves only the final Dense layer,
+whose per-sample gradients are available in closed form, so the meta batch needs a forward
+pass only.
+
+Global-batch semantics under tf.distribute: per-sample losses, weights and directional
+derivatives are all-gathered (they are [n] vectors), gradients are all-reduced, so every
+replica computes the same virtual step and the same VNet update as a single device would.
+"""
+
+from __future__ import annotations
+
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from rmwnet_tf import losses as losses_lib
+from rmwnet_tf.methods import get_method
+
+WEIGHT_NORMS = ("sum", "mean")
+META_GRADS = ("double_backward", "jvp", "nested")
+META_SCOPES = ("full", "head")
+
+
+def _replica_context():
+    return tf.distribute.get_replica_context()
+
+
+def _num_replicas() -> int:
+    ctx = _replica_context()
+    return ctx.num_replicas_in_sync if ctx is not None else 1
+
+
+def _all_reduce_sum(values):
+    """Sum over replicas; a no-op (no collective op at all) on a single device."""
+    if _num_replicas() == 1:
+        return values
+    return _replica_context().all_reduce(tf.distribute.ReduceOp.SUM, values)
+
+
+def _all_gather(value):
+    if _num_replicas() == 1:
+        return value
+    return _replica_context().all_gather(value, axis=0)
+
+
+def _local_slice(global_value, local_size):
+    """This replica's rows of an all-gathered vector (replicas are gathered in id order)."""
+    if _num_replicas() == 1:
+        return global_value
+    replica_id = _replica_context().replica_id_in_sync_group
+    start = tf.cast(replica_id, tf.int32) * local_size
+    return global_value[start : start + local_size]
+
+
+def _add_coupled_decay(grads, variables, decay, scale=1.0):
+    """PyTorch-style L2 (grad += decay * w), unlike Keras' decoupled `weight_decay`.
+
+    `scale` divides the decay term across replicas, because the optimizer sums the per-replica
+    gradients it is given.
+    """
+    if not decay:
+        return list(grads)
+    return [g + (decay * scale) * tf.convert_to_tensor(v) for g, v in zip(grads, variables)]
+
+
+class MetaWeightModel(keras.Model):
+    """A classifier plus (for the meta methods) the weighting net W(loss; Theta)."""
+
+    def __init__(
+        self,
+        classifier: keras.Model,
+        vnet: keras.Model | None = None,
+        *,
+        method: str = "rmnwnet",
+        global_batch_size: int,
+        weight_norm: str = "sum",
+        meta_grad: str = "double_backward",
+        meta_scope: str = "full",
+        weight_decay: float = 5e-4,
+        vnet_weight_decay: float = 5e-4,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        self.spec = get_method(method)
+        if self.spec.uses_meta and vnet is None:
+            raise ValueError(f"method {method!r} needs a weighting net (vnet)")
+        if weight_norm not in WEIGHT_NORMS:
+            raise ValueError(f"weight_norm must be one of {WEIGHT_NORMS}, got {weight_norm!r}")
+        if meta_grad not in META_GRADS:
+            raise ValueError(f"meta_grad must be one of {META_GRADS}, got {meta_grad!r}")
+        if meta_scope not in META_SCOPES:
+            raise ValueError(f"meta_scope must be one of {META_SCOPES}, got {meta_scope!r}")
+        self.method = method
+        self.classifier = classifier
+        self.vnet = vnet if self.spec.uses_meta else None
+        self.meta_loss_fn = (
+            losses_lib.get_meta_loss(self.spec.meta_loss) if self.spec.uses_meta else None
+        )
+        self.weight_norm = weight_norm
+        self.meta_grad = meta_grad
+        self.meta_scope = meta_scope
+        self.weight_decay = float(weight_decay)
+        self.vnet_weight_decay = float(vnet_weight_decay)
+        self.global_batch_size = int(global_batch_size)
+        if meta_scope == "head":
+            self._split_head()
+
+        self.loss_tracker = keras.metrics.Mean(name="train/loss")
+        self.accuracy_tracker = keras.metrics.Mean(name="train/accuracy")
+        self.weighted_loss_tracker = keras.metrics.Mean(name="train/weighted_loss")
+        self.meta_loss_tracker = keras.metrics.Mean(name="meta/loss")
+        self.weight_mean_tracker = keras.metrics.Mean(name="weights/mean")
+        self.test_loss_tracker = keras.metrics.Mean(name="loss")
+        self.test_accuracy_tracker = keras.metrics.Mean(name="accuracy")
+
+        # Per-sample records of the last train batch, for callbacks: summaries cannot be
+        # written from inside a compiled step. Every replica writes the same gathered vector.
+        def record(name, dtype):
+            return keras.Variable(
+                np.zeros([self.global_batch_size], dtype),
+                trainable=False,
+                name=name,
+                aggregation="only_first_replica",
+            )
+
+        self.record_weights = record("record_weights", "float32")
+        self.record_losses = record("record_losses", "float32")
+        self.record_indices = record("record_indices", "int32")
+        self.built = True
+
+    # ---------------------------------------------------------------- compile
+    def compile(self, optimizer, vnet_optimizer=None, **kwargs):
+        """Also takes the weighting net's optimizer; both are built here, up front.
+
+        Lazy optimizer creation inside the first step breaks under tf.distribute and XLA.
+        """
+        super().compile(optimizer=optimizer, **kwargs)
+        self.optimizer.build(self.classifier.trainable_variables)
+        self.vnet_optimizer = vnet_optimizer
+        if self.spec.uses_meta:
+            if vnet_optimizer is None:
+                raise ValueError(f"method {self.method!r} needs a vnet_optimizer")
+            vnet_optimizer.build(self.vnet.trainable_variables)
+
+    @property
+    def metrics(self):
+        return [
+            self.loss_tracker,
+            self.accuracy_tracker,
+            self.weighted_loss_tracker,
+            self.meta_loss_tracker,
+            self.weight_mean_tracker,
+            self.test_loss_tracker,
+            self.test_accuracy_tracker,
+        ]
+
+    def call(self, images, training=False):
+        return self.classifier(images, training=training)
+
+    # ---------------------------------------------------------------- weights
+    def weight_function(self, losses: np.ndarray) -> np.ndarray:
+        """Raw W(loss) for an array of losses (ones for the base method)."""
+        losses = np.asarray(losses, np.float32).reshape(-1, 1)
+        if self.vnet is None:
+            return np.ones(len(losses), np.float32)
+        return np.asarray(self.vnet(losses, training=False)).reshape(-1)
+
+    def _raw_weights(self, losses, vnet_values=None):
+        """W_i = VNet(l_i) with l_i a constant input."""
+        x = tf.reshape(tf.stop_gradient(losses), [-1, 1])
+        if vnet_values is None:
+            w = self.vnet(x, training=True)
+        else:
+            w, _ = self.vnet.stateless_call(vnet_values, [], x, training=True)
+        return tf.reshape(w, [-1])
+
+    def _normalise(self, raw):
+        """`sum`: W / sum(W) over the global batch (official code); `mean`: W / n (paper)."""
+        if self.weight_norm == "sum":
+            return tf.math.divide_no_nan(raw, tf.reduce_sum(raw))
+        return raw / tf.cast(tf.shape(raw)[0], raw.dtype)
+
+    def _current_lr(self):
+        return tf.cast(self.optimizer.learning_rate, tf.float32)
+
+    # ---------------------------------------------------------------- steps
+    def train_step(self, data):
+        train = data["train"]
+        if self.spec.uses_meta:
+            stats = self._meta_train_step(train, data["meta"])
+        else:
+            stats = self._base_train_step(train)
+        return self._update_train_metrics(train, **stats)
+
+    def test_step(self, data):
+        logits = self.classifier(data["image"], training=False)
+        loss = losses_lib.cross_entropy(data["label"], logits)
+        self.test_loss_tracker.update_state(loss)
+        self.test_accuracy_tracker.update_state(self._correct(data["label"], logits))
+        return {"loss": self.test_loss_tracker.result(), "accuracy": self.test_accuracy_tracker.result()}
+
+    @staticmethod
+    def _correct(labels, logits):
+        predicted = tf.argmax(logits, axis=-1, output_type=tf.int32)
+        return tf.cast(tf.equal(predicted, tf.cast(labels, tf.int32)), tf.float32)
+
+    def _update_train_metrics(self, train, *, logits, losses, raw_weights, meta_loss, weighted_loss):
+        self.loss_tracker.update_state(losses)
+        self.accuracy_tracker.update_state(self._correct(train["label"], logits))
+        self.weighted_loss_tracker.update_state(weighted_loss)
+        self.meta_loss_tracker.update_state(meta_loss)
+        self.weight_mean_tracker.update_state(raw_weights)
+        self.record_losses.assign(_all_gather(losses))
+        self.record_weights.assign(_all_gather(raw_weights))
+        self.record_indices.assign(_all_gather(tf.cast(train["index"], tf.int32)))
+        return {m.name: m.result() for m in self.metrics[:5]}
+
+    def _apply_classifier_step(self, grads):
+        params = self.classifier.trainable_variables
+        grads = _add_coupled_decay(grads, params, self.weight_decay, 1.0 / _num_replicas())
+        self.optimizer.apply(grads, params)
+
+    def _base_train_step(self, train):
+        x, y = train["image"], train["label"]
+        global_n = tf.cast(tf.shape(y)[0] * _num_replicas(), tf.float32)
+        with tf.GradientTape() as tape:
+            logits = self.classifier(x, training=True)
+            losses = losses_lib.cross_entropy(y, logits)
+            local_objective = tf.reduce_sum(losses) / global_n
+        self._apply_classifier_step(tape.gradient(local_objective, self.classifier.trainable_variables))
+        return dict(
+            logits=logits,
+            losses=losses,
+            raw_weights=tf.ones_like(losses),
+            meta_loss=tf.zeros([]),
+            weighted_loss=tf.reduce_mean(losses),
+        )
+
+    def _meta_objective(self, meta, trainable_values, non_trainable_values):
+        """Sum of this replica's meta losses / global meta batch: all-reduce gives the mean."""
+        logits, _ = self.classifier.stateless_call(
+            trainable_values, non_trainable_values, meta["image"], training=True
+        )
+        per_sample = self.meta_loss_fn(meta["label"], logits)
+        global_m = tf.cast(tf.shape(per_sample)[0] * _num_replicas(), tf.float32)
+        return tf.reduce_sum(per_sample) / global_m
+
+    def _meta_train_step(self, train, meta):
+        if self.meta_grad == "nested":
+            return self._nested_meta_step(train, meta)
+        if self.meta_scope == "head":
+            return self._head_meta_step(train, meta)
+        return self._factored_meta_step(train, meta)
+
+    def _update_vnet(self, global_losses, global_s, lr):
+        """Theta <- optimizer(dL_meta/dTheta) with dL/dTheta = -lr sum_i s_i dW~_i/dTheta."""
+        vnet_vars = self.vnet.trainable_variables
+        with tf.GradientTape() as tape:
+            normalised = self._normalise(self._raw_weights(global_losses))
+            surrogate = -lr * tf.reduce_sum(tf.stop_gradient(global_s) * normalised)
+        grads = tape.gradient(surrogate, vnet_vars)
+        # Every replica holds the full global vectors, so each computed the whole gradient.
+        replicas = _num_replicas()
+        grads = [g / replicas for g in grads]
+        grads = _add_coupled_decay(grads, vnet_vars, self.vnet_weight_decay, 1.0 / replicas)
+        self.vnet_optimizer.apply(grads, vnet_vars)
+
+    def _factored_meta_step(self, train, meta):
+        """Exact meta step from one recorded train forward (see the module docstring)."""
+        x, y = train["image"], train["label"]
+        params = self.classifier.trainable_variables
+        lr = self._current_lr()
+        local_n = tf.shape(y)[0]
+
+        # The real step's forward: the only call that updates BN moving statistics.
+        with tf.GradientTape(persistent=True) as tape:
+            logits = self.classifier(x, training=True)
+            losses = losses_lib.cross_entropy(y, logits)
+        global_losses = _all_gather(losses)
+        old_weights = _local_slice(self._normalise(self._raw_weights(global_losses)), local_n)
+
+        # Virtual step. The output weights are watched so that s = J G can later be read off
+        # this very backward pass by differentiating it once more.
+        with tf.GradientTape() as weights_tape:
+            weights_tape.watch(old_weights)
+            local_grads = tape.gradient(losses, params, output_gradients=old_weights)
+        lookahead_grads = _all_reduce_sum(local_grads)
+        param_values = [tf.convert_to_tensor(p) for p in params]
+        non_trainable = [tf.convert_to_tensor(v) for v in self.classifier.non_trainable_variables]
+        w_hat = [p - lr * g for p, g in zip(param_values, lookahead_grads)]
+
+        with tf.GradientTape() as meta_tape:
+            meta_tape.watch(w_hat)
+            local_meta = self._meta_objective(meta, w_hat, non_trainable)
+        meta_grads = _all_reduce_sum(meta_tape.gradient(local_meta, w_hat))
+        meta_loss = _all_reduce_sum(local_meta)
+
+        if self.meta_grad == "double_backward":
+            s = weights_tape.gradient(local_grads, old_weights, output_gradients=meta_grads)
+        else:  # jvp: forward-mode product through a stateless re-run of the train forward
+            with tf.autodiff.ForwardAccumulator(param_values, meta_grads) as acc:
+                jvp_logits, _ = self.classifier.stateless_call(
+                    param_values, non_trainable, x, training=True
+                )
+                jvp_losses = losses_lib.cross_entropy(y, jvp_logits)
+            s = acc.jvp(jvp_losses)
+        self._update_vnet(global_losses, _all_gather(s), lr)
+
+        # Real step with the updated VNet, reusing the recorded forward.
+        new_raw = self._raw_weights(global_losses)
+        new_weights = _local_slice(self._normalise(new_raw), local_n)
+        real_grads = tape.gradient(losses, params, output_gradients=tf.stop_gradient(new_weights))
+        del tape
+        self._apply_classifier_step(real_grads)
+        return dict(
+            logits=logits,
+            losses=losses,
+            raw_weights=_local_slice(new_raw, local_n),
+            meta_loss=meta_loss,
+            weighted_loss=_all_reduce_sum(tf.reduce_sum(new_weights * losses)),
+        )
+
+    def _nested_meta_step(self, train, meta):
+        """Reference: differentiate the meta loss through the virtual step (second order)."""
+        x, y = train["image"], train["label"]
+        params = self.classifier.trainable_variables
+        vnet_vars = self.vnet.trainable_variables
+        lr = self._current_lr()
+        local_n = tf.shape(y)[0]
+        param_values = [tf.convert_to_tensor(p) for p in params]
+        non_trainable = [tf.convert_to_tensor(v) for v in self.classifier.non_trainable_variables]
+
+        with tf.GradientTape() as vnet_tape:
+            with tf.GradientTape() as inner_tape:
+                inner_tape.watch(param_values)
+                logits, _ = self.classifier.stateless_call(
+                    param_values, non_trainable, x, training=True
+                )
+                losses = losses_lib.cross_entropy(y, logits)
+                global_losses = _all_gather(losses)
+                weights = _local_slice(self._normalise(self._raw_weights(global_losses)), local_n)
+                weighted = tf.reduce_sum(weights * losses)
+            grads = _all_reduce_sum(inner_tape.gradient(weighted, param_values))
+            w_hat = [p - lr * g for p, g in zip(param_values, grads)]
+            local_meta = self._meta_objective(meta, w_hat, non_trainable)
+        vnet_grads = _all_reduce_sum(vnet_tape.gradient(local_meta, vnet_vars))
+        vnet_grads = _add_coupled_decay(
+            [g / _num_replicas() for g in vnet_grads], vnet_vars, self.vnet_weight_decay,
+            1.0 / _num_replicas(),
+        )
+        self.vnet_optimizer.apply(vnet_grads, vnet_vars)
+
+        # Real step: a fresh forward, as the official code does.
+        with tf.GradientTape() as tape:
+            logits = self.classifier(x, training=True)
+            losses = losses_lib.cross_entropy(y, logits)
+            new_raw = self._raw_weights(_all_gather(losses))
+            new_weights = tf.stop_gradient(_local_slice(self._normalise(new_raw), local_n))
+            objective = tf.reduce_sum(new_weights * losses)
+        self._apply_classifier_step(tape.gradient(objective, params))
+        return dict(
+            logits=logits,
+            losses=losses,
+            raw_weights=_local_slice(new_raw, local_n),
+            meta_loss=_all_reduce_sum(local_meta),
+            weighted_loss=_all_reduce_sum(objective),
+        )
+
+    # ---------------------------------------------------------------- head scope
+    def _split_head(self):
+        head = self.classifier.layers[-1]
+        if not isinstance(head, keras.layers.Dense) or not head.use_bias:
+            raise ValueError("meta_scope='head' needs a classifier whose last layer is a Dense with bias")
+        self._head = head
+        self._body = keras.Model(self.classifier.inputs, head.input, name="body")
+
+    def _head_meta_step(self, train, meta):
+        """Approximate step: the virtual SGD step moves only the final Dense layer.
+
+        With features h_i and delta_i = softmax_i - onehot_i, grad l_i = (h_i delta_i^T, delta_i)
+        in closed form, so the virtual step, G and every s_i cost a few small matmuls.
+        """
+        x, y = train["image"], train["label"]
+        params = self.classifier.trainable_variables
+        lr = self._current_lr()
+        local_n = tf.shape(y)[0]
+        kernel, bias = self._head.kernel, self._head.bias
+        num_classes = tf.shape(kernel)[1]
+
+        with tf.GradientTape(persistent=True) as tape:
+            features = self._body(x, training=True)
+            logits = self._head(features)
+            losses = losses_lib.cross_entropy(y, logits)
+        global_losses = _all_gather(losses)
+        old_weights = _local_slice(self._normalise(self._raw_weights(global_losses)), local_n)
+        delta = tf.nn.softmax(logits) - tf.one_hot(y, num_classes)
+        features = tf.stop_gradient(features)
+        weighted_delta = old_weights[:, None] * delta
+        kernel_hat = kernel - lr * _all_reduce_sum(tf.matmul(features, weighted_delta, transpose_a=True))
+        bias_hat = bias - lr * _all_reduce_sum(tf.reduce_sum(weighted_delta, axis=0))
+
+        body_values = [tf.convert_to_tensor(v) for v in self._body.trainable_variables]
+        body_fixed = [tf.convert_to_tensor(v) for v in self._body.non_trainable_variables]
+        meta_features, _ = self._body.stateless_call(body_values, body_fixed, meta["image"], training=True)
+        with tf.GradientTape() as meta_tape:
+            meta_tape.watch([kernel_hat, bias_hat])
+            meta_logits = tf.matmul(meta_features, kernel_hat) + bias_hat
+            per_sample = self.meta_loss_fn(meta["label"], meta_logits)
+            global_m = tf.cast(tf.shape(per_sample)[0] * _num_replicas(), tf.float32)
+            local_meta = tf.reduce_sum(per_sample) / global_m
+        g_kernel, g_bias = _all_reduce_sum(meta_tape.gradient(local_meta, [kernel_hat, bias_hat]))
+        s = tf.reduce_sum(tf.matmul(features, g_kernel) * delta, axis=1) + tf.linalg.matvec(delta, g_bias)
+        self._update_vnet(global_losses, _all_gather(s), lr)
+
+        new_raw = self._raw_weights(global_losses)
+        new_weights = _local_slice(self._normalise(new_raw), local_n)
+        real_grads = tape.gradient(losses, params, output_gradients=tf.stop_gradient(new_weights))
+        del tape
+        self._apply_classifier_step(real_grads)
+        return dict(
+            logits=logits,
+            losses=losses,
+            raw_weights=_local_slice(new_raw, local_n),
+            meta_loss=_all_reduce_sum(local_meta),
+            weighted_loss=_all_reduce_sum(tf.reduce_sum(new_weights * losses)),
+        )
+
+
+def lookahead_meta_loss(
+    model: MetaWeightModel, train, meta, vnet_values=None, sample_weights=None
+) -> tf.Tensor:
+    """L_meta(w_hat(Theta)) on one device, at the classifier's current weights.
+
+    The meta objective as a plain function of the weighting net's parameters (or, with
+    `sample_weights`, of the normalised per-sample weights themselves), so that the tests can
+    differentiate it the textbook way and by finite differences.
+    """
+    x, y = train["image"], train["label"]
+    lr = model._current_lr()
+    params = [tf.convert_to_tensor(p) for p in model.classifier.trainable_variables]
+    fixed = [tf.convert_to_tensor(v) for v in model.classifier.non_trainable_variables]
+    with tf.GradientTape() as inner:
+        inner.watch(params)
+        logits, _ = model.classifier.stateless_call(params, fixed, x, training=True)
+        losses = losses_lib.cross_entropy(y, logits)
+        if sample_weights is None:
+            weights = model._normalise(model._raw_weights(losses, vnet_values))
+        else:
+            weights = sample_weights
+        weighted = tf.reduce_sum(weights * losses)
+    grads = inner.gradient(weighted, params)
+    w_hat = [p - lr * g for p, g in zip(params, grads)]
+    return model._meta_objective(meta, w_hat, fixed)
+
+
+def meta_gradient(model: MetaWeightModel, train, meta) -> list[tf.Tensor]:
+    """Reference dL_meta/dTheta by nested tapes (second order), without updating anything."""
+    vnet_values = [tf.convert_to_tensor(v) for v in model.vnet.trainable_variables]
+    with tf.GradientTape() as tape:
+        tape.watch(vnet_values)
+        value = lookahead_meta_loss(model, train, meta, vnet_values)
+    return tape.gradient(value, vnet_values)
+
+
+def default_jit_compile() -> bool:
+    """XLA by device type, as measured (BUILD_NOTES.md, scripts/benchmark_step.py).
+
+    On CPU TensorFlow's own kernels beat XLA for these convolutional steps; on GPU XLA fuses the
+    many small element-wise ops of the meta step and is the usual win.
+    """
+    return bool(tf.config.list_physical_devices("GPU"))

@@ -1,0 +1,87 @@
+"""Times train steps of every variant in one process, so ratios are comparable.
+
+Absolute times on a shared 2-core machine drift by tens of percent between runs; ratios
+measured back to back in one process are what the build notes quote.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from rmwnet_tf import models
+from rmwnet_tf.meta_model import MetaWeightModel
+
+
+@dataclasses.dataclass(frozen=True)
+class Variant:
+    label: str
+    method: str
+    meta_grad: str = "double_backward"
+    meta_scope: str = "full"
+
+
+VARIANTS = (
+    Variant("plain CE step (base)", "base"),
+    Variant("naive nested-tape meta step", "rmnwnet", meta_grad="nested"),
+    Variant("meta step, double backward (reuses forward)", "rmnwnet", meta_grad="double_backward"),
+    Variant("meta step, forward-mode jvp (reuses forward)", "rmnwnet", meta_grad="jvp"),
+    Variant("meta step, meta_scope=head (approximate)", "rmnwnet", meta_scope="head"),
+)
+
+
+def synthetic_batch(batch_size, input_shape, num_classes, seed):
+    rng = np.random.default_rng(seed)
+
+    def images():
+        return tf.constant(rng.normal(size=(batch_size, *input_shape)), tf.float32)
+
+    def labels():
+        return tf.constant(rng.integers(0, num_classes, batch_size), tf.int32)
+
+    return {
+        "train": {
+            "image": images(),
+            "label": labels(),
+            "clean_label": labels(),
+            "index": tf.range(batch_size, dtype=tf.int32),
+        },
+        "meta": {"image": images(), "label": labels()},
+    }
+
+
+def build_step(variant: Variant, *, model_name, batch_size, input_shape, num_classes, jit_compile, seed=0):
+    """A compiled train step for `variant`, as `fit` would run it on one device."""
+    classifier = models.build(model_name, num_classes=num_classes, input_shape=input_shape, seed=seed)
+    vnet = models.build_vnet(seed=seed) if variant.method != "base" else None
+    model = MetaWeightModel(
+        classifier,
+        vnet,
+        method=variant.method,
+        global_batch_size=batch_size,
+        meta_grad=variant.meta_grad,
+        meta_scope=variant.meta_scope,
+    )
+    model.compile(
+        keras.optimizers.SGD(0.05, momentum=0.9, nesterov=True),
+        keras.optimizers.SGD(1e-3, momentum=0.9, nesterov=True) if vnet is not None else None,
+    )
+    return tf.function(model.train_step, jit_compile=jit_compile)
+
+
+def time_step(step, batch, *, warmup: int, steps: int) -> tuple[float, list[float]]:
+    """Median seconds per step after `warmup` untimed calls (the first one compiles)."""
+    for _ in range(warmup):
+        logs = step(batch)
+    float(logs["train/loss"])
+    times = []
+    for _ in range(steps):
+        start = time.perf_counter()
+        logs = step(batch)
+        float(logs["train/loss"])  # waits for the step to finish
+        times.append(time.perf_counter() - start)
+    return float(np.median(times)), times

@@ -1,0 +1,57 @@
+"""Times a plain CE step against the meta steps, with XLA on and off, in one process.
+
+    python scripts/benchmark_step.py --model=resnet32 --batch_size=100
+
+The last line is `ratio meta/plain = X.XX` for the default configuration on this machine
+(default meta step, XLA as `default_jit_compile()` picks for the device type).
+"""
+
+from absl import app, flags
+
+FLAGS = flags.FLAGS
+flags.DEFINE_string("model", "resnet32", "Classifier to time (see rmwnet_tf.models.CLASSIFIERS).")
+flags.DEFINE_integer("batch_size", 100, "Train and meta batch size.", lower_bound=1)
+flags.DEFINE_integer("num_classes", 10, "Number of classes.", lower_bound=2)
+flags.DEFINE_integer("image_size", 32, "Image height and width.", lower_bound=8)
+flags.DEFINE_integer("steps", 10, "Timed steps per variant (the median is reported).", lower_bound=3)
+flags.DEFINE_integer("warmup", 3, "Untimed steps per variant, the first of which compiles.", lower_bound=1)
+flags.DEFINE_enum("xla", "both", ["both", "on", "off"], "Which XLA settings to time.")
+
+
+def main(argv):
+    del argv
+    from rmwnet_tf import step_benchmark as sb
+    from rmwnet_tf.meta_model import default_jit_compile
+
+    jit_settings = {"both": (False, True), "on": (True,), "off": (False,)}[FLAGS.xla]
+    default_jit = default_jit_compile()
+    shape = (FLAGS.image_size, FLAGS.image_size, 3)
+    batch = sb.synthetic_batch(FLAGS.batch_size, shape, FLAGS.num_classes, seed=0)
+    medians = {}
+    for jit in jit_settings:
+        for variant in sb.VARIANTS:
+            step = sb.build_step(
+                variant, model_name=FLAGS.model, batch_size=FLAGS.batch_size,
+                input_shape=shape, num_classes=FLAGS.num_classes, jit_compile=jit,
+            )
+            median, _ = sb.time_step(step, batch, warmup=FLAGS.warmup, steps=FLAGS.steps)
+            medians[(variant.label, jit)] = median
+            print(f"{FLAGS.model} batch {FLAGS.batch_size} xla={'on ' if jit else 'off'} "
+                  f"{variant.label:48s} {median:7.3f} s/step", flush=True)
+    for jit in jit_settings:
+        plain = medians[(sb.VARIANTS[0].label, jit)]
+        for variant in sb.VARIANTS[1:]:
+            print(f"xla={'on ' if jit else 'off'} {variant.label:48s} "
+                  f"ratio to plain = {medians[(variant.label, jit)] / plain:.2f}")
+    if len(jit_settings) == 2:
+        for variant in sb.VARIANTS:
+            print(f"{variant.label:48s} xla on/off = "
+                  f"{medians[(variant.label, True)] / medians[(variant.label, False)]:.2f}")
+    jit = default_jit if default_jit in jit_settings else jit_settings[0]
+    production = sb.VARIANTS[2].label
+    print(f"default: xla={'on' if jit else 'off'}, {production}")
+    print(f"ratio meta/plain = {medians[(production, jit)] / medians[(sb.VARIANTS[0].label, jit)]:.2f}")
+
+
+if __name__ == "__main__":
+    app.run(main)
