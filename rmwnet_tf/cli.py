@@ -1,0 +1,39 @@
+"""The `rmwnet-train` command (also `python scripts/train.py`): flags in, a run directory out.
+
+    python scripts/train.py --flagfile=configs/cifar10_flip30.flags [--method=base ...]
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+from absl import app, logging
+
+from rmwnet_tf import flags as flags_lib
+
+flags_lib.define_flags()
+
+
+def _main(argv):
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])} (flags start with --)")
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    config = flags_lib.config_from_flags()
+    from rmwnet_tf import train  # heavy import only once the flags are known to be good
+
+    try:
+        results = train.run(config)
+    except (train.RunError, ValueError, FileNotFoundError) as error:
+        logging.error("%s", error)
+        print(f"error: {error}", file=sys.stderr)
+        sys.exit(2)
+    accuracy = results.get("test_accuracy_final")
+    auc = results.get("detection_auc_final_pass")
+    print(f"done: {config.model_dir}  test/accuracy {accuracy if accuracy is None else f'{accuracy:.4f}'}"
+          f"  detection/auc {auc if auc is None else f'{auc:.4f}'}")
+
+
+def main():
+    logging.set_verbosity(logging.INFO)
+    app.run(_main)

@@ -1,0 +1,181 @@
+"""Every user-facing setting of a training run, with defaults and checks, in one place.
+
+Pure Python (no TensorFlow), so that a bad flag is reported before any heavy import or work.
+`flags.py` turns these fields into absl flags; `train.run` takes a `Config`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+
+from rmwnet_tf import noise
+from rmwnet_tf.methods import METHODS
+
+DATASETS = ("cifar10", "cifar100", "image_folder", "synthetic")
+MODELS = ("resnet32", "wrn28_10", "small_cnn", "tiny")
+STRATEGIES = ("default", "mirrored", "multi_worker")
+JIT_CHOICES = ("auto", "true", "false")
+NUM_CLASSES = {"cifar10": 10, "cifar100": 100}
+
+
+def _field(default, help_text, **extra):
+    return dataclasses.field(default=default, metadata={"help": help_text, **extra})
+
+
+@dataclasses.dataclass
+class Config:
+    # ---- data
+    dataset: str = _field("cifar10", "Training data source.", choices=DATASETS)
+    data_dir: str = _field("", "For dataset=image_folder: a folder with train/<class>/* and test/<class>/*.")
+    tfds_data_dir: str = _field("", "tensorflow-datasets data_dir (default: tfds' own, ~/tensorflow_datasets).")
+    image_size: int = _field(32, "Images are resized to image_size x image_size.")
+    synthetic_train_size: int = _field(4000, "For dataset=synthetic: number of training images.")
+    synthetic_test_size: int = _field(1000, "For dataset=synthetic: number of test images.")
+    train_size: int = _field(0, "Use a seeded, class-balanced subset of this many training images (0: all).")
+    augment: bool = _field(True, "Reflect-pad 4, random crop and random flip per training example.")
+    # ---- label noise
+    noise_type: str = _field("none", "Synthetic label noise injected into the training labels.",
+                             choices=noise.NOISE_TYPES)
+    noise_rate: float = _field(0.0, "Noise rate eta of noise_type.")
+    noisy_labels: str = _field("", "A .npy or .csv of training labels (source order) replacing synthetic noise.")
+    source_labels_are_clean: bool = _field(
+        True, "Treat the source's own labels as the clean truth (enables detection AUC).")
+    # ---- method
+    method: str = _field("rmnwnet", "base | mwnet (clean meta, CE) | mnwnet (noisy meta, CE) | rmnwnet "
+                         "(noisy meta, MAE).", choices=tuple(METHODS))
+    meta_size: int = _field(1000, "Meta samples taken (class-balanced) out of the training set.")
+    weight_norm: str = _field("sum", "Normalise sample weights by their batch sum (official code) or by n.",
+                              choices=("sum", "mean"))
+    meta_grad: str = _field("double_backward", "How the exact meta-gradient is computed (all exact but "
+                            "for speed; 'nested' is the textbook second-order one).",
+                            choices=("double_backward", "jvp", "nested"))
+    meta_scope: str = _field("full", "full: exact lookahead through every weight; head: approximate, "
+                             "lookahead through the last Dense layer only (cheap).", choices=("full", "head"))
+    # ---- model and optimisation
+    model: str = _field("resnet32", "Classifier architecture.", choices=MODELS)
+    epochs: int = _field(120, "Training epochs.")
+    batch_size: int = _field(100, "Global train batch size (split across replicas).")
+    meta_batch_size: int = _field(100, "Global meta batch size.")
+    lr: float = _field(0.05, "Classifier SGD learning rate.")
+    lr_boundaries: str = _field("40,50", "Comma-separated epochs after which lr is multiplied by lr_decay.")
+    lr_decay: float = _field(0.1, "Learning-rate factor at each boundary.")
+    momentum: float = _field(0.9, "Classifier SGD (Nesterov) momentum.")
+    weight_decay: float = _field(5e-4, "Classifier L2 coefficient, coupled as in PyTorch's SGD.")
+    vnet_optimizer: str = _field("sgd", "Weighting-net optimizer (sgd: Nesterov momentum).", choices=("sgd", "adam"))
+    vnet_lr: float = _field(1e-3, "Weighting-net learning rate.")
+    vnet_momentum: float = _field(0.9, "Weighting-net SGD momentum.")
+    vnet_weight_decay: float = _field(5e-4, "Weighting-net L2 coefficient (coupled).")
+    # ---- run
+    seed: int = _field(0, "Seed of the noise, the meta split, the data order and the initial weights.")
+    model_dir: str = _field("runs/default", "Where checkpoints, TensorBoard logs and results go.")
+    overwrite: bool = _field(False, "Delete an existing model_dir instead of resuming it.")
+    jit_compile: str = _field("auto", "XLA for the train step: auto picks by device type (off on CPU, "
+                              "where it was measured slower; on on GPU).", choices=JIT_CHOICES)
+    strategy: str = _field("default", "default (one device), mirrored (all local GPUs), multi_worker "
+                           "(TF_CONFIG).", choices=STRATEGIES)
+    export: bool = _field(True, "Write a SavedModel of the classifier to model_dir/export at the end.")
+
+    # ------------------------------------------------------------------ derived
+    @property
+    def boundaries(self) -> list[int]:
+        return parse_boundaries(self.lr_boundaries)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    # ------------------------------------------------------------------ checks
+    def problems(self) -> list[tuple[str, str]]:
+        """(flag, message) for every bad value or contradiction, without touching the data."""
+        found = []
+
+        def bad(flag, message):
+            found.append((flag, message))
+
+        for field in dataclasses.fields(self):
+            choices = field.metadata.get("choices")
+            value = getattr(self, field.name)
+            if choices and value not in choices:
+                bad(field.name, f"{value!r} is not one of {', '.join(choices)}")
+        for name in ("epochs", "batch_size", "meta_batch_size", "image_size"):
+            if getattr(self, name) < 1:
+                bad(name, f"must be a positive integer, got {getattr(self, name)}")
+        for name in ("train_size", "meta_size", "synthetic_train_size", "synthetic_test_size"):
+            if getattr(self, name) < 0:
+                bad(name, f"must be >= 0, got {getattr(self, name)}")
+        for name in ("lr", "vnet_lr"):
+            value = getattr(self, name)
+            if not (math.isfinite(value) and value > 0):
+                bad(name, f"must be a positive number, got {value}")
+        for name in ("momentum", "vnet_momentum", "weight_decay", "vnet_weight_decay", "lr_decay"):
+            value = getattr(self, name)
+            if not (math.isfinite(value) and value >= 0):
+                bad(name, f"must be a non-negative number, got {value}")
+        try:
+            parse_boundaries(self.lr_boundaries)
+        except ValueError as error:
+            bad("lr_boundaries", str(error))
+
+        if self.dataset == "image_folder":
+            if not self.data_dir:
+                bad("data_dir", "is required with --dataset=image_folder")
+            elif not os.path.isdir(self.data_dir):
+                bad("data_dir", f"{self.data_dir!r} is not a folder")
+        elif self.data_dir:
+            bad("data_dir", f"is only used with --dataset=image_folder (got --dataset={self.dataset})")
+        if self.noisy_labels:
+            if not os.path.isfile(self.noisy_labels):
+                bad("noisy_labels", f"file {self.noisy_labels!r} does not exist")
+            if self.noise_type != "none":
+                bad("noise_type", "must be 'none' when --noisy_labels supplies the noisy labels")
+        num_classes = NUM_CLASSES.get(self.dataset)
+        if self.noise_type not in noise.NOISE_TYPES:
+            pass  # reported above
+        elif self.noise_type == "none":
+            if self.noise_rate != 0:
+                bad("noise_rate", f"is {self.noise_rate} but --noise_type=none injects no noise")
+        else:
+            try:
+                noise.validate_noise(self.noise_type, self.noise_rate, num_classes or 10)
+            except ValueError as error:
+                bad("noise_rate", str(error))
+
+        method = METHODS.get(self.method)
+        if method is not None and method.uses_meta:
+            if self.meta_size < 1:
+                bad("meta_size", f"method {self.method} needs meta samples (got --meta_size={self.meta_size})")
+            if method.meta_labels == "clean" and not self.source_labels_are_clean:
+                bad("method", "mwnet needs clean meta labels, but --nosource_labels_are_clean says they "
+                    "are unknown; use rmnwnet, which needs no clean samples")
+        if self.train_size and self.meta_size and method is not None and method.uses_meta:
+            if self.train_size <= self.meta_size:
+                bad("train_size", f"{self.train_size} leaves no training data after --meta_size={self.meta_size}")
+        if self.meta_scope == "head" and self.meta_grad == "nested":
+            bad("meta_scope", "head scope has its own closed-form step; use --meta_grad=double_backward")
+        return found
+
+    def validate(self) -> "Config":
+        problems = self.problems()
+        if problems:
+            raise ConfigError(problems)
+        return self
+
+
+class ConfigError(ValueError):
+    def __init__(self, problems):
+        self.problems = problems
+        super().__init__("; ".join(f"--{flag}: {message}" for flag, message in problems))
+
+
+def parse_boundaries(text: str) -> list[int]:
+    text = text.strip()
+    if not text:
+        return []
+    try:
+        values = [int(part) for part in text.split(",")]
+    except ValueError:
+        raise ValueError(f"expects comma-separated epochs like '40,50', got {text!r}") from None
+    if any(v < 1 for v in values) or values != sorted(set(values)):
+        raise ValueError(f"epochs must be positive and increasing, got {text!r}")
+    return values

@@ -1,0 +1,76 @@
+"""The exported SavedModel reproduces the in-memory classifier on raw uint8 images."""
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from rmwnet_tf.export import export_classifier, load_exported
+from rmwnet_tf.models import build
+
+IMAGE_SHAPE = (16, 16, 3)
+MEAN = np.array([0.49, 0.48, 0.45], np.float32)
+STD = np.array([0.25, 0.24, 0.26], np.float32)
+
+
+@pytest.fixture(scope="module")
+def classifier():
+    model = build("tiny", num_classes=5, input_shape=IMAGE_SHAPE, seed=0)
+    # Non-trivial moving statistics, so train-mode and inference-mode BN disagree.
+    bn = model.get_layer("block_bn")
+    rng = np.random.default_rng(0)
+    bn.moving_mean.assign(rng.normal(size=bn.moving_mean.shape).astype(np.float32))
+    bn.moving_variance.assign(rng.uniform(0.5, 2.0, size=bn.moving_variance.shape).astype(np.float32))
+    return model
+
+
+@pytest.fixture(scope="module")
+def images():
+    return np.random.default_rng(1).integers(0, 256, size=(6, *IMAGE_SHAPE), dtype=np.uint8)
+
+
+def reference_probabilities(model, images, training=False):
+    normalised = (images.astype(np.float32) / 255.0 - MEAN) / STD
+    return tf.nn.softmax(model(normalised, training=training)).numpy()
+
+
+def test_serving_signature_matches_in_memory_model(classifier, images, tmp_path):
+    export_dir = str(tmp_path / "export")
+    export_classifier(classifier, export_dir, mean=MEAN, std=STD, image_shape=IMAGE_SHAPE)
+
+    signature = tf.saved_model.load(export_dir).signatures["serving_default"]
+    spec = signature.structured_input_signature[1]["images"]
+    assert spec.dtype == tf.uint8 and spec.shape.as_list() == [None, *IMAGE_SHAPE]
+
+    probabilities = signature(images=tf.constant(images))["probabilities"].numpy()
+    expected = reference_probabilities(classifier, images)
+    np.testing.assert_allclose(probabilities, expected, atol=1e-5)
+    np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, atol=1e-5)
+    # Inference-mode BN: a train-mode forward pass would give something else.
+    assert not np.allclose(probabilities, reference_probabilities(classifier, images, True), atol=1e-3)
+
+    predict = load_exported(export_dir)
+    np.testing.assert_allclose(predict(images), expected, atol=1e-5)
+    with pytest.raises(ValueError, match="uint8"):
+        predict(images.astype(np.float32))
+
+
+def test_reexport_overwrites_but_foreign_directory_is_refused(classifier, tmp_path):
+    export_dir = tmp_path / "export"
+    kwargs = dict(mean=MEAN, std=STD, image_shape=IMAGE_SHAPE)
+    export_classifier(classifier, str(export_dir), **kwargs)
+    export_classifier(classifier, str(export_dir), **kwargs)  # replaces the previous export
+    assert (export_dir / "saved_model.pb").exists()
+
+    foreign = tmp_path / "results"
+    foreign.mkdir()
+    (foreign / "notes.txt").write_text("keep me")
+    with pytest.raises(FileExistsError):
+        export_classifier(classifier, str(foreign), **kwargs)
+    assert (foreign / "notes.txt").read_text() == "keep me"
+
+
+def test_normalisation_must_match_channels(classifier, tmp_path):
+    with pytest.raises(ValueError, match="mean"):
+        export_classifier(
+            classifier, str(tmp_path / "e"), mean=[0.5], std=STD, image_shape=IMAGE_SHAPE
+        )

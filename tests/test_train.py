@@ -1,0 +1,138 @@
+"""The training run end to end: every artifact, resume, refusal to mix runs, the export."""
+
+import csv
+import json
+import pathlib
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from rmwnet_tf import train
+from rmwnet_tf.config import Config
+from rmwnet_tf.export import load_exported
+
+SMALL = dict(
+    dataset="synthetic", synthetic_train_size=300, synthetic_test_size=100, noise_type="uniform",
+    noise_rate=0.4, method="rmnwnet", meta_size=50, model="tiny", batch_size=50, meta_batch_size=50,
+    lr=0.05, lr_boundaries="1", seed=3,
+)
+
+
+def config(tmp_path, name="run", **overrides):
+    return Config(**{**SMALL, "epochs": 2, "model_dir": str(tmp_path / name), **overrides})
+
+
+def event_tags(log_dir: pathlib.Path) -> set:
+    tags = set()
+    for path in log_dir.rglob("events.out.tfevents.*"):
+        for event in tf.compat.v1.train.summary_iterator(str(path)):
+            tags.update(value.tag for value in event.summary.value)
+    return tags
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory):
+    tmp_path = tmp_path_factory.mktemp("e2e")
+    cfg = config(tmp_path)
+    return cfg, train.run(cfg)
+
+
+def test_run_writes_results_json(finished_run):
+    cfg, results = finished_run
+    saved = json.loads((pathlib.Path(cfg.model_dir) / "results.json").read_text())
+    assert saved["epochs_completed"] == 2
+    assert saved["steps"] == 2 * (250 // 50)  # 300 train - 50 meta = 250 samples, batch 50
+    assert saved["config"] == cfg.to_dict()
+    for key in ("test_accuracy_final", "test_accuracy_best", "detection_auc_final", "detection_auc_best",
+                "detection_auc_final_pass", "wall_seconds", "train_images_per_second"):
+        assert saved[key] is not None, key
+    assert saved["test_accuracy_best"] >= saved["test_accuracy_final"]
+    matrix = np.array(saved["noise_realised"]["matrix"])
+    np.testing.assert_allclose(matrix.sum(axis=1), 1.0)
+    assert 0.2 < saved["noise_realised"]["rate"] < 0.5  # eta=0.4 uniform over 10 classes: 0.36
+    assert [row["epoch"] for row in saved["history"]] == [1, 2]
+
+
+def test_run_writes_sample_scores(finished_run):
+    cfg, _ = finished_run
+    with open(pathlib.Path(cfg.model_dir) / "sample_scores.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert list(rows[0]) == ["index", "given_label", "predicted_label", "weight", "loss", "suspicion_rank",
+                             "clean_label", "is_noisy"]
+    assert len(rows) == 250
+    assert sorted(int(r["suspicion_rank"]) for r in rows) == list(range(1, 251))
+    assert len({int(r["index"]) for r in rows}) == 250
+
+
+def test_run_writes_tensorboard_summaries(finished_run):
+    cfg, _ = finished_run
+    tags = event_tags(pathlib.Path(cfg.model_dir) / "tensorboard")
+    expected = {"train/loss", "train/weighted_loss", "meta/loss", "test/accuracy", "test/loss", "lr",
+                "weights/mean", "detection/auc", "weights/clean", "weights/noisy", "weights/curve"}
+    assert expected <= tags
+
+
+def test_export_round_trip(finished_run):
+    cfg, _ = finished_run
+    from rmwnet_tf import data as data_lib
+
+    data = train.load_data(cfg)
+    images = data.source.x_test[:8]
+    predict = load_exported(str(pathlib.Path(cfg.model_dir) / "export"))
+    restored = predict(images)
+    # The in-memory model, rebuilt from the last checkpoint.
+    model = train.build_model(cfg, data, data_lib.steps_per_epoch(data, cfg.batch_size), jit=False)
+    epoch = tf.Variable(0, dtype=tf.int64)
+    checkpoint = train.checkpoint_for(model, epoch)
+    checkpoint.restore(tf.train.latest_checkpoint(str(pathlib.Path(cfg.model_dir) / "checkpoints")))
+    normalised = (images.astype(np.float32) / 255.0 - data.mean) / data.std
+    expected = tf.nn.softmax(model.classifier(normalised, training=False)).numpy()
+    np.testing.assert_allclose(restored, expected, atol=1e-5)
+    assert int(epoch.numpy()) == 2
+
+
+def test_finished_run_is_not_retrained(finished_run):
+    cfg, results = finished_run
+    checkpoints = pathlib.Path(cfg.model_dir) / "checkpoints"
+    before = sorted(p.name for p in checkpoints.iterdir())
+    again = train.run(cfg)
+    assert again["steps"] == results["steps"]
+    assert sorted(p.name for p in checkpoints.iterdir()) == before
+
+
+def test_other_run_in_same_model_dir_is_refused(finished_run):
+    cfg, _ = finished_run
+    other = Config(**{**cfg.to_dict(), "noise_rate": 0.2})
+    with pytest.raises(train.RunError, match="--noise_rate: 0.4 there, 0.2 now"):
+        train.run(other)
+
+
+def test_resumed_run_equals_uninterrupted_run(tmp_path):
+    tf.config.experimental.enable_op_determinism()
+    straight = train.run(config(tmp_path, "straight", epochs=2, export=False))
+    train.run(config(tmp_path, "resumed", epochs=1, export=False))  # "interrupted" after epoch 1
+    resumed = train.run(config(tmp_path, "resumed", epochs=2, export=False))
+    assert resumed["steps"] == straight["steps"]
+    for key in ("test/accuracy", "train/loss", "meta/loss", "detection/auc"):
+        assert [r[key] for r in resumed["history"]] == pytest.approx(
+            [r[key] for r in straight["history"]], rel=1e-5), key
+    scores = [np.loadtxt(tmp_path / name / "sample_scores.csv", delimiter=",", skiprows=1)
+              for name in ("straight", "resumed")]
+    np.testing.assert_allclose(scores[0][:, 3:5], scores[1][:, 3:5], rtol=1e-4, atol=1e-6)
+
+
+def test_base_run_has_no_weights_but_scores_samples(tmp_path):
+    results = train.run(config(tmp_path, method="base", epochs=1, export=False))
+    assert results["detection_auc_final"] is None and results["detection_auc_final_pass"] is None
+    assert results["detection_auc_loss_final_pass"] is not None
+
+
+def test_unknown_clean_labels_skip_detection(tmp_path):
+    labels = tmp_path / "labels.npy"
+    np.save(labels, np.random.default_rng(0).integers(0, 10, 300))
+    results = train.run(config(tmp_path, noise_type="none", noise_rate=0.0, noisy_labels=str(labels),
+                               source_labels_are_clean=False, epochs=1, export=False))
+    assert results["detection_auc_final"] is None and results["noise_realised"] is None
+    with open(tmp_path / "run" / "sample_scores.csv") as f:
+        assert f.readline().strip() == "index,given_label,predicted_label,weight,loss,suspicion_rank"
