@@ -62,7 +62,9 @@ class ImageSource:
                     f"x_{split} must be uint8 [N,H,W,3], got {images.dtype} {images.shape}"
                 )
             if labels.shape != (len(images),):
-                raise ValueError(f"y_{split} {labels.shape} does not match x_{split} {images.shape}")
+                raise ValueError(
+                    f"y_{split} {labels.shape} does not match x_{split} {images.shape}"
+                )
             if labels.size and (labels.min() < 0 or labels.max() >= len(self.class_names)):
                 raise ValueError(f"y_{split} has labels outside [0, {len(self.class_names)})")
 

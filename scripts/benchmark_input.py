@@ -45,7 +45,8 @@ def per_example_train_dataset(data, *, batch_size: int, seed: int):
     def epoch_examples(epoch):
         order = data_lib.epoch_order(len(data.train_indices), data_lib.stream_key(seed, 1, epoch))
         n = tf.shape(order, out_type=tf.int64)[0]
-        return tf.data.Dataset.from_tensor_slices((tf.fill([n], epoch), tf.range(n), tf.gather(indices, order)))
+        examples = (tf.fill([n], epoch), tf.range(n), tf.gather(indices, order))
+        return tf.data.Dataset.from_tensor_slices(examples)
 
     def augment(epoch, position, index):
         key = data_lib.stream_key(seed, 2, epoch, position)
@@ -60,7 +61,8 @@ def per_example_train_dataset(data, *, batch_size: int, seed: int):
 
     dataset = tf.data.Dataset.counter(0).flat_map(epoch_examples)
     dataset = dataset.map(augment, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-    dataset = dataset.batch(batch_size, drop_remainder=True).map(finish, num_parallel_calls=tf.data.AUTOTUNE)
+    dataset = dataset.batch(batch_size, drop_remainder=True)
+    dataset = dataset.map(finish, num_parallel_calls=tf.data.AUTOTUNE)
     return dataset.prefetch(tf.data.AUTOTUNE)
 
 
@@ -84,10 +86,11 @@ def main() -> None:
     args = parser.parse_args()
 
     data = fake_data(args.num_images, 10, seed=0)
-    variants = {"vectorised (shipped)": data_lib.train_dataset(data, batch_size=args.batch_size, seed=0)}
+    batch_size = args.batch_size
+    variants = {"vectorised (shipped)": data_lib.train_dataset(data, batch_size=batch_size, seed=0)}
     if args.compare:
-        variants["per-example map"] = per_example_train_dataset(data, batch_size=args.batch_size, seed=0)
-    print(f"{args.num_images} images 32x32x3, batch {args.batch_size}, {os.cpu_count()} CPUs visible")
+        variants["per-example map"] = per_example_train_dataset(data, batch_size=batch_size, seed=0)
+    print(f"{args.num_images} images 32x32x3, batch {batch_size}, {os.cpu_count()} CPUs visible")
     for name, dataset in variants.items():
         rate = images_per_second(dataset, args.batch_size, args.batches)
         print(f"{name:>22}: {rate:,.0f} augmented images/s")
