@@ -20,6 +20,10 @@ def _main(argv):
         raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])} (flags start with --)")
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     config = flags_lib.config_from_flags()
+    problem = flags_lib.first_problem(config)
+    if problem:
+        print(f"error: {problem}", file=sys.stderr)
+        sys.exit(2)
     from rmwnet_tf import train  # heavy import only once the flags are known to be good
 
     try:

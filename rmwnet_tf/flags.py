@@ -1,9 +1,10 @@
-"""absl flags for every `Config` field, checked at parse time.
+"""absl flags for every `Config` field.
 
 The flag names, defaults and help texts come from `config.Config`, so there is one place for
-every user-facing name. All checks run in one multi-flag validator: a bad value or a
-contradiction stops the program during flag parsing with a one-line message naming the flag
-(absl's "FATAL Flags parsing error: ..."), before TensorFlow is imported or data is touched.
+every user-facing name. absl rejects unknown flags, bad enum values and wrong types while
+parsing; `Config.problems()` then checks values and contradictions (noise rate vs noise type,
+paths, method vs known labels), and the CLI reports the first one as a single line naming the
+flag, before TensorFlow is imported or any data is touched.
 """
 
 from __future__ import annotations
@@ -31,17 +32,16 @@ def define_flags(flag_values: flags.FlagValues = flags.FLAGS) -> None:
             flags.DEFINE_enum(field.name, field.default, list(choices), help_text, flag_values=flag_values)
         else:
             _DEFINE_BY_TYPE[field.type](field.name, field.default, help_text, flag_values=flag_values)
-    names = [field.name for field in dataclasses.fields(Config)]
-    flags.register_multi_flags_validator(names, _check, flag_values=flag_values)
 
 
-def _check(values: dict) -> bool:
-    problems = Config(**values).problems()
-    if problems:
-        flag, message = problems[0]
-        more = f" (and {len(problems) - 1} more problem(s))" if len(problems) > 1 else ""
-        raise flags.ValidationError(f"--{flag}: {message}{more}")
-    return True
+def first_problem(config: Config) -> str | None:
+    """`--flag: message` for the first problem of `config` (and how many more), or None."""
+    problems = config.problems()
+    if not problems:
+        return None
+    flag, message = problems[0]
+    more = f" (and {len(problems) - 1} more problem(s))" if len(problems) > 1 else ""
+    return f"--{flag}: {message}{more}"
 
 
 def config_from_flags(flag_values: flags.FlagValues = flags.FLAGS) -> Config:

@@ -66,7 +66,8 @@ def test_bad_settings_are_refused(noise_type, rate, num_classes, message):
 
 @pytest.mark.parametrize(
     "noise_type, rate",
-    [("flip", 0.49), ("flip2", 0.66), ("uniform", 0.99), ("none", 0.0), ("none", 0.7), ("flip2", 0)],
+    [("flip", 0.49), ("flip2", 0.66), ("uniform", 0.99), ("none", 0.0), ("none", 0.7),
+     ("flip2", 0)],
 )
 def test_rates_just_below_the_limits_are_accepted(noise_type, rate):
     noise.validate_noise(noise_type, rate, K if noise_type != "flip2" else 3)
