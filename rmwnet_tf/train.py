@@ -52,8 +52,18 @@ def make_strategy(name: str) -> tf.distribute.Strategy:
     raise RunError(f"--strategy: unknown strategy {name!r}")
 
 
-def resolve_jit(setting: str) -> bool:
-    return default_jit_compile() if setting == "auto" else setting == "true"
+def resolve_jit(setting: str, strategy: tf.distribute.Strategy) -> bool:
+    """XLA per device type; refused where TF cannot run it (several logical CPU replicas)."""
+    on_cpu = not tf.config.list_logical_devices("GPU")
+    several = strategy.num_replicas_in_sync > 1
+    if setting == "auto":
+        return default_jit_compile() and not (on_cpu and several)
+    if setting == "true" and on_cpu and several:
+        raise RunError(
+            "--jit_compile=true with a multi-replica strategy on CPU fails in TensorFlow "
+            "(XLA cannot reach variables on another logical device); use --jit_compile=false"
+        )
+    return setting == "true"
 
 
 def _read_json(path: pathlib.Path):
@@ -302,7 +312,7 @@ def run(config: Config) -> dict:
     model_dir.mkdir(parents=True, exist_ok=True)
     _write_json(model_dir / "config.json", config.to_dict())
     keras.utils.set_random_seed(config.seed)
-    jit = resolve_jit(config.jit_compile)
+    jit = resolve_jit(config.jit_compile, strategy)
     replicas = strategy.num_replicas_in_sync
     for name in ("batch_size", "meta_batch_size"):
         if getattr(config, name) % replicas:
