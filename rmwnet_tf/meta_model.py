@@ -324,13 +324,16 @@ class MetaWeightModel(keras.Model):
                 )
                 jvp_losses = losses_lib.cross_entropy(y, jvp_logits)
             s = acc.jvp(jvp_losses)
-        self._update_vnet(global_losses, _all_gather(s), lr)
+        return self._vnet_then_real_step(tape, logits, losses, global_losses, s, lr, meta_loss)
 
-        # Real step with the updated VNet, reusing the recorded forward.
+    def _vnet_then_real_step(self, tape, logits, losses, global_losses, s, lr, meta_loss):
+        """Steps 4 and 5: update Theta from s, then the real step reusing the recorded forward."""
+        self._update_vnet(global_losses, _all_gather(s), lr)
+        local_n = tf.shape(losses)[0]
         new_raw = self._raw_weights(global_losses)
         new_weights = _local_slice(self._normalise(new_raw), local_n)
+        params = self.classifier.trainable_variables
         real_grads = tape.gradient(losses, params, output_gradients=tf.stop_gradient(new_weights))
-        del tape
         self._apply_classifier_step(real_grads)
         return dict(
             logits=logits,
@@ -401,7 +404,6 @@ class MetaWeightModel(keras.Model):
         in closed form, so the virtual step, G and every s_i cost a few small matmuls.
         """
         x, y = train["image"], train["label"]
-        params = self.classifier.trainable_variables
         lr = self._current_lr()
         local_n = tf.shape(y)[0]
         kernel, bias = self._head.kernel, self._head.bias
@@ -430,20 +432,7 @@ class MetaWeightModel(keras.Model):
             local_meta = tf.reduce_sum(per_sample) / global_m
         g_kernel, g_bias = _all_reduce_sum(meta_tape.gradient(local_meta, [kernel_hat, bias_hat]))
         s = tf.reduce_sum(tf.matmul(features, g_kernel) * delta, axis=1) + tf.linalg.matvec(delta, g_bias)
-        self._update_vnet(global_losses, _all_gather(s), lr)
-
-        new_raw = self._raw_weights(global_losses)
-        new_weights = _local_slice(self._normalise(new_raw), local_n)
-        real_grads = tape.gradient(losses, params, output_gradients=tf.stop_gradient(new_weights))
-        del tape
-        self._apply_classifier_step(real_grads)
-        return dict(
-            logits=logits,
-            losses=losses,
-            raw_weights=_local_slice(new_raw, local_n),
-            meta_loss=_all_reduce_sum(local_meta),
-            weighted_loss=_all_reduce_sum(tf.reduce_sum(new_weights * losses)),
-        )
+        return self._vnet_then_real_step(tape, logits, losses, global_losses, s, lr, _all_reduce_sum(local_meta))
 
 
 def lookahead_meta_loss(

@@ -19,7 +19,8 @@ def classifier():
     bn = model.get_layer("block_bn")
     rng = np.random.default_rng(0)
     bn.moving_mean.assign(rng.normal(size=bn.moving_mean.shape).astype(np.float32))
-    bn.moving_variance.assign(rng.uniform(0.5, 2.0, size=bn.moving_variance.shape).astype(np.float32))
+    variance = rng.uniform(0.5, 2.0, size=bn.moving_variance.shape)
+    bn.moving_variance.assign(variance.astype(np.float32))
     return model
 
 
@@ -46,7 +47,8 @@ def test_serving_signature_matches_in_memory_model(classifier, images, tmp_path)
     np.testing.assert_allclose(probabilities, expected, atol=1e-5)
     np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, atol=1e-5)
     # Inference-mode BN: a train-mode forward pass would give something else.
-    assert not np.allclose(probabilities, reference_probabilities(classifier, images, True), atol=1e-3)
+    train_mode = reference_probabilities(classifier, images, training=True)
+    assert not np.allclose(probabilities, train_mode, atol=1e-3)
 
     predict = load_exported(export_dir)
     np.testing.assert_allclose(predict(images), expected, atol=1e-5)

@@ -137,7 +137,8 @@ def test_wrn_conv_init_is_he_normal_fan_out_untruncated(wrn):
 def test_wrn_logits_init(wrn):
     kernel = layer_kernel(wrn, "logits")
     bound = 1 / math.sqrt(640)
-    assert np.all(np.abs(kernel) <= bound) and kernel.std() == pytest.approx(bound / 3**0.5, rel=0.1)
+    assert np.all(np.abs(kernel) <= bound)
+    assert kernel.std() == pytest.approx(bound / math.sqrt(3), rel=0.1)  # std of U(±bound)
     assert np.all(wrn.get_layer("logits").bias.numpy() == 0)
 
 
