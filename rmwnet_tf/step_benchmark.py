@@ -73,15 +73,19 @@ def build_step(variant: Variant, *, model_name, batch_size, input_shape, num_cla
     return tf.function(model.train_step, jit_compile=jit_compile)
 
 
-def time_step(step, batch, *, warmup: int, steps: int) -> tuple[float, list[float]]:
-    """Median seconds per step after `warmup` untimed calls (the first one compiles)."""
-    for _ in range(warmup):
-        logs = step(batch)
-    float(logs["train/loss"])
-    times = []
-    for _ in range(steps):
-        start = time.perf_counter()
-        logs = step(batch)
-        float(logs["train/loss"])  # waits for the step to finish
-        times.append(time.perf_counter() - start)
-    return float(np.median(times)), times
+def time_interleaved(steps: dict, batch, *, warmup: int, rounds: int) -> dict:
+    """Median seconds per step of every compiled step, timed round-robin.
+
+    Interleaving (one step of each variant per round) spreads any drift of the machine's
+    speed over all variants alike, so their ratios stay meaningful on a shared machine.
+    """
+    for step in steps.values():
+        for _ in range(warmup):  # the first call compiles
+            float(step(batch)["train/loss"])
+    times = {key: [] for key in steps}
+    for _ in range(rounds):
+        for key, step in steps.items():
+            start = time.perf_counter()
+            float(step(batch)["train/loss"])  # waits for the step to finish
+            times[key].append(time.perf_counter() - start)
+    return {key: float(np.median(values)) for key, values in times.items()}

@@ -13,7 +13,7 @@ flags.DEFINE_string("model", "resnet32", "Classifier to time (see rmwnet_tf.mode
 flags.DEFINE_integer("batch_size", 100, "Train and meta batch size.", lower_bound=1)
 flags.DEFINE_integer("num_classes", 10, "Number of classes.", lower_bound=2)
 flags.DEFINE_integer("image_size", 32, "Image height and width.", lower_bound=8)
-flags.DEFINE_integer("steps", 10, "Timed steps per variant (the median is reported).", lower_bound=3)
+flags.DEFINE_integer("steps", 10, "Timed rounds; each round times one step of every variant.", lower_bound=3)
 flags.DEFINE_integer("warmup", 3, "Untimed steps per variant, the first of which compiles.", lower_bound=1)
 flags.DEFINE_enum("xla", "both", ["both", "on", "off"], "Which XLA settings to time.")
 
@@ -27,17 +27,18 @@ def main(argv):
     default_jit = default_jit_compile()
     shape = (FLAGS.image_size, FLAGS.image_size, 3)
     batch = sb.synthetic_batch(FLAGS.batch_size, shape, FLAGS.num_classes, seed=0)
-    medians = {}
-    for jit in jit_settings:
-        for variant in sb.VARIANTS:
-            step = sb.build_step(
-                variant, model_name=FLAGS.model, batch_size=FLAGS.batch_size,
-                input_shape=shape, num_classes=FLAGS.num_classes, jit_compile=jit,
-            )
-            median, _ = sb.time_step(step, batch, warmup=FLAGS.warmup, steps=FLAGS.steps)
-            medians[(variant.label, jit)] = median
-            print(f"{FLAGS.model} batch {FLAGS.batch_size} xla={'on ' if jit else 'off'} "
-                  f"{variant.label:48s} {median:7.3f} s/step", flush=True)
+    steps = {
+        (variant.label, jit): sb.build_step(
+            variant, model_name=FLAGS.model, batch_size=FLAGS.batch_size,
+            input_shape=shape, num_classes=FLAGS.num_classes, jit_compile=jit,
+        )
+        for jit in jit_settings
+        for variant in sb.VARIANTS
+    }
+    medians = sb.time_interleaved(steps, batch, warmup=FLAGS.warmup, rounds=FLAGS.steps)
+    for (label, jit), median in medians.items():
+        print(f"{FLAGS.model} batch {FLAGS.batch_size} xla={'on ' if jit else 'off'} "
+              f"{label:48s} {median:7.3f} s/step (median of {FLAGS.steps})")
     for jit in jit_settings:
         plain = medians[(sb.VARIANTS[0].label, jit)]
         for variant in sb.VARIANTS[1:]:
