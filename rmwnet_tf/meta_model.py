@@ -471,10 +471,13 @@ def meta_gradient(model: MetaWeightModel, train, meta) -> list[tf.Tensor]:
     return tape.gradient(value, vnet_values)
 
 
-def default_jit_compile() -> bool:
-    """XLA by device type, as measured (BUILD_NOTES.md, scripts/benchmark_step.py).
+def default_jit_compile(uses_meta: bool) -> bool:
+    """XLA by device type and step kind, as measured (BUILD_NOTES.md, scripts/benchmark_step.py).
 
-    On CPU TensorFlow's own kernels beat XLA for these convolutional steps; on GPU XLA fuses the
-    many small element-wise ops of the meta step and is the usual win.
+    On this project's 2-core CPU, XLA made the plain CE step ~10% slower (TensorFlow's own
+    convolution kernels win) but the meta steps 9-16% faster (it fuses the many small ops of
+    the double backward and the lookahead). On GPU XLA is the usual win for both.
     """
-    return bool(tf.config.list_physical_devices("GPU"))
+    if tf.config.list_physical_devices("GPU"):
+        return True
+    return uses_meta

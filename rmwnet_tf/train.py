@@ -12,6 +12,7 @@ import os
 import pathlib
 import shutil
 import sys
+import tempfile
 import time
 
 import keras
@@ -52,12 +53,24 @@ def make_strategy(name: str) -> tf.distribute.Strategy:
     raise RunError(f"--strategy: unknown strategy {name!r}")
 
 
-def resolve_jit(setting: str, strategy: tf.distribute.Strategy) -> bool:
-    """XLA per device type; refused where TF cannot run it (several logical CPU replicas)."""
+def worker_role(strategy: tf.distribute.Strategy) -> tuple[bool, int]:
+    """(is_chief, task_id). Only the chief writes the run's files; the other workers of a
+    multi-worker run must still save (checkpoint saving is collective), into scratch folders."""
+    resolver = getattr(strategy, "cluster_resolver", None)
+    task_type = getattr(resolver, "task_type", None)
+    if not task_type:
+        return True, 0
+    task_id = int(resolver.task_id or 0)
+    has_chief = "chief" in resolver.cluster_spec().as_dict()
+    return task_type == "chief" or (task_type == "worker" and task_id == 0 and not has_chief), task_id
+
+
+def resolve_jit(setting: str, strategy: tf.distribute.Strategy, uses_meta: bool) -> bool:
+    """XLA per device type and step kind; refused where TF cannot run it (several CPU replicas)."""
     on_cpu = not tf.config.list_logical_devices("GPU")
     several = strategy.num_replicas_in_sync > 1
     if setting == "auto":
-        return default_jit_compile() and not (on_cpu and several)
+        return default_jit_compile(uses_meta) and not (on_cpu and several)
     if setting == "true" and on_cpu and several:
         raise RunError(
             "--jit_compile=true with a multi-replica strategy on CPU fails in TensorFlow "
@@ -301,18 +314,20 @@ def run(config: Config) -> dict:
     started = time.perf_counter()
     # ---- setup
     strategy = make_strategy(config.strategy)  # first: multi-worker needs it before other ops
-    model_dir = pathlib.Path(config.model_dir)
-    if config.overwrite and model_dir.exists():
+    is_chief, task_id = worker_role(strategy)
+    model_dir = pathlib.Path(config.model_dir)  # the run's folder, read by every worker
+    if config.overwrite and model_dir.exists() and is_chief:
         shutil.rmtree(model_dir)
     finished = check_model_dir(config, model_dir)
     if finished is not None:
         logging.info("%s already holds a finished run of %d epochs; nothing to do (raise --epochs "
                      "to train on, or --overwrite to start again).", model_dir, finished["epochs_completed"])
         return finished
-    model_dir.mkdir(parents=True, exist_ok=True)
-    _write_json(model_dir / "config.json", config.to_dict())
+    write_dir = model_dir if is_chief else pathlib.Path(tempfile.mkdtemp(prefix=f"rmwnet_worker{task_id}_"))
+    write_dir.mkdir(parents=True, exist_ok=True)
+    _write_json(write_dir / "config.json", config.to_dict())
     keras.utils.set_random_seed(config.seed)
-    jit = resolve_jit(config.jit_compile, strategy)
+    jit = resolve_jit(config.jit_compile, strategy, get_method(config.method).uses_meta)
     replicas = strategy.num_replicas_in_sync
     for name in ("batch_size", "meta_batch_size"):
         if getattr(config, name) % replicas:
@@ -328,23 +343,24 @@ def run(config: Config) -> dict:
         model = build_model(config, data, steps_per_epoch, jit)
         epoch_var = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
         checkpoint = checkpoint_for(model, epoch_var)
-    manager = tf.train.CheckpointManager(checkpoint, str(model_dir / "checkpoints"), max_to_keep=2)
+    manager = tf.train.CheckpointManager(checkpoint, str(write_dir / "checkpoints"), max_to_keep=2)
 
-    # ---- resume
-    if manager.latest_checkpoint:
-        checkpoint.restore(manager.latest_checkpoint).assert_existing_objects_matched()
-        logging.info("resumed from %s", manager.latest_checkpoint)
+    # ---- resume (every worker from the chief's checkpoints)
+    latest = tf.train.latest_checkpoint(str(model_dir / "checkpoints"))
+    if latest:
+        checkpoint.restore(latest).assert_existing_objects_matched()
+        logging.info("resumed from %s", latest)
     start_epoch = int(epoch_var.numpy())
     history = [row for row in (_read_json(model_dir / "history.json") or []) if row["epoch"] <= start_epoch]
 
     # ---- train
     recorder = callbacks_lib.SampleRecorder(len(data.source.x_train))
-    summaries = callbacks_lib.TensorBoardSummaries(str(model_dir / "tensorboard"), recorder, is_noisy=data.is_noisy)
+    summaries = callbacks_lib.TensorBoardSummaries(str(write_dir / "tensorboard"), recorder, is_noisy=data.is_noisy)
     timer = TrainTimer()
     fit_callbacks = [
         timer, recorder, summaries,
         callbacks_lib.EpochSummaryLine(config.epochs, batch_size=config.batch_size, print_fn=logging.info),
-        EpochCheckpoint(manager, epoch_var, model_dir / "history.json", history, timer),
+        EpochCheckpoint(manager, epoch_var, write_dir / "history.json", history, timer),
     ]
     if start_epoch < config.epochs:
         model.fit(
@@ -358,8 +374,11 @@ def run(config: Config) -> dict:
     # ---- outputs
     train_seconds = sum(row["train_seconds"] or 0.0 for row in history)
     images = steps_per_epoch * config.batch_size * len(history)
-    return write_outputs(
+    results = write_outputs(
         config, model, data, score_training_set(model, data, config.batch_size), history,
-        model_dir=model_dir, wall_seconds=time.perf_counter() - started,
+        model_dir=write_dir, wall_seconds=time.perf_counter() - started,
         images_per_second=images / train_seconds if train_seconds else None,
     )
+    if not is_chief:
+        shutil.rmtree(write_dir, ignore_errors=True)
+    return results

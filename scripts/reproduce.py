@@ -1,0 +1,108 @@
+"""Reduced-scale reproduction of the paper's Tables 1-3 on CIFAR-10, with a report.
+
+    python scripts/reproduce.py                    # every unfinished cell, then the report
+    python scripts/reproduce.py --max_cells=4      # at most 4 cells this sitting
+    python scripts/reproduce.py --report_only      # just rebuild results/REPRODUCTION.md
+
+Runs go to --runs_dir/<setting>/<method>/seed<k>/ and resume where they stopped; the report
+(results/reproduction.json, results/REPRODUCTION.md, results/plots/) covers the whole grid.
+Every protocol value can be overridden (e.g. for a smoke test), and the report says so.
+The logic lives in rmwnet_tf/reproduction.py.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import sys
+
+from absl import app, flags, logging
+
+from rmwnet_tf import reproduction
+from rmwnet_tf.config import Config
+
+_FIELD_HELP = {field.name: field.metadata.get("help", "") for field in dataclasses.fields(Config)}
+_FIELD_CHOICES = {field.name: field.metadata.get("choices") for field in dataclasses.fields(Config)}
+_DEFINE_BY_TYPE = {"int": flags.DEFINE_integer, "float": flags.DEFINE_float, "str": flags.DEFINE_string,
+                   "bool": flags.DEFINE_bool}
+
+
+def define_flags(flag_values: flags.FlagValues = flags.FLAGS) -> None:
+    """The job's own flags, plus one override flag per protocol field (unset: keep PROTOCOL's)."""
+    flags.DEFINE_string("settings", ",".join(s.name for s in reproduction.SETTINGS),
+                        "Comma-separated settings to run, in this order.", flag_values=flag_values)
+    flags.DEFINE_string("methods", ",".join(reproduction.METHOD_ORDER), "Comma-separated methods to run.",
+                        flag_values=flag_values)
+    flags.DEFINE_string("seeds", ",".join(map(str, reproduction.DEFAULT_SEEDS)), "Comma-separated seeds.",
+                        flag_values=flag_values)
+    flags.DEFINE_integer("max_cells", None, "Stop after this many newly run cells (default: all).",
+                         lower_bound=0, flag_values=flag_values)
+    flags.DEFINE_string("out_dir", reproduction.DEFAULT_OUT_DIR,
+                        "Where reproduction.json, REPRODUCTION.md and plots/ go.", flag_values=flag_values)
+    flags.DEFINE_string("runs_dir", reproduction.DEFAULT_RUNS_DIR,
+                        "Where the runs go: <runs_dir>/<setting>/<method>/seed<k>/.", flag_values=flag_values)
+    flags.DEFINE_bool("report_only", False, "Only rebuild the report from the runs on disk.",
+                      flag_values=flag_values)
+    for field in dataclasses.fields(reproduction.Protocol):
+        help_text = f"Protocol override (default {getattr(reproduction.PROTOCOL, field.name)!r}): " \
+                    f"{_FIELD_HELP.get(field.name, '')}"
+        choices = _FIELD_CHOICES.get(field.name)
+        if choices:
+            flags.DEFINE_enum(field.name, None, list(choices), help_text, flag_values=flag_values)
+        else:
+            _DEFINE_BY_TYPE[field.type](field.name, None, help_text, flag_values=flag_values)
+
+
+def protocol_from_flags(flag_values: flags.FlagValues) -> reproduction.Protocol:
+    return reproduction.protocol_with(
+        {field.name: flag_values[field.name].value for field in dataclasses.fields(reproduction.Protocol)})
+
+
+def run(flag_values: flags.FlagValues, argv: list[str], run_fn=None) -> int:
+    """Everything after flag parsing; returns the exit status (2: bad request, nothing done)."""
+    try:
+        settings = reproduction.parse_settings(flag_values.settings)
+        methods = reproduction.parse_methods(flag_values.methods)
+        seeds = reproduction.parse_seeds(flag_values.seeds)
+        protocol = protocol_from_flags(flag_values)
+        outcome = reproduction.reproduce(
+            settings=settings, methods=methods, seeds=seeds, protocol=protocol,
+            runs_dir=flag_values.runs_dir, out_dir=flag_values.out_dir, max_cells=flag_values.max_cells,
+            report_only=flag_values.report_only, command=reproduction.command_line(argv), run_fn=run_fn,
+        )
+    except reproduction.ProtocolError as error:
+        for problem in error.problems:
+            print(f"error: {problem}", file=sys.stderr)
+        if any(problem.startswith("--data_dir") for problem in error.problems):
+            print("hint: mkdir -p data/cifar10 && tar xzf ../shared/data/cifar10/cifar10-jpeg.tar.gz "
+                  "-C data/cifar10   (or --dataset=cifar10 with internet)", file=sys.stderr)
+        return 2
+    except (ValueError, reproduction.StaleRunError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    _print_summary(outcome)
+    return 0
+
+
+def _print_summary(outcome: reproduction.Outcome) -> None:
+    if outcome.tally is not None:
+        tally = outcome.tally
+        print(f"cells: {len(tally.newly_run)} run now, {len(tally.already_done)} already finished, "
+              f"{len(tally.left)} left for later")
+    done = sum(entry["status"] == "done" for entry in outcome.entries)
+    print(f"report: {outcome.report_path} ({done} of {len(outcome.entries)} cells finished)")
+    for result in outcome.claims:
+        print(f"  claim {result.claim.number}: {result.verdict} ({result.coverage})")
+
+
+def main(argv):
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])} (flags start with --)")
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    sys.exit(run(flags.FLAGS, sys.argv[1:]))
+
+
+if __name__ == "__main__":
+    define_flags()
+    logging.set_verbosity(logging.INFO)
+    app.run(main)

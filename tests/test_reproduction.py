@@ -1,0 +1,287 @@
+"""The reduced-scale reproduction: grid order, resume bookkeeping, claim rules, formatting, and
+one end-to-end smoke run of scripts/reproduce.py on synthetic data."""
+
+import dataclasses
+import importlib.util
+import json
+import pathlib
+
+import pytest
+from absl import flags
+
+from rmwnet_tf import reproduction as rep
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+
+
+# ------------------------------------------------------------------------------------ grid
+def test_grid_starts_with_uniform40_all_methods_seed0_then_seed1():
+    cells = rep.grid(rep.parse_settings(""), rep.parse_methods(""), rep.parse_seeds("0,1"))
+    assert len(cells) == 7 * 4 * 2
+    first = [(c.setting.name, c.method, c.seed) for c in cells[:8]]
+    assert first == [("uniform40", m, 0) for m in ("base", "mwnet", "mnwnet", "rmnwnet")] + \
+                    [("uniform40", m, 1) for m in ("base", "mwnet", "mnwnet", "rmnwnet")]
+    assert [s.name for s in rep.SETTINGS] == [
+        "uniform40", "uniform60", "flip2_20", "flip2_40", "flip15", "flip30", "none0"]
+    assert cells[8].setting.name == "uniform60"
+
+
+def test_grid_keeps_given_setting_order_and_canonical_method_order(tmp_path):
+    cells = rep.grid(rep.parse_settings("flip30,uniform40"), rep.parse_methods("rmnwnet,base"), [1])
+    assert [c.label for c in cells] == [
+        "flip30/base/seed1", "flip30/rmnwnet/seed1", "uniform40/base/seed1", "uniform40/rmnwnet/seed1"]
+    assert cells[0].model_dir(tmp_path) == tmp_path / "flip30" / "base" / "seed1"
+
+
+@pytest.mark.parametrize("parse, text", [
+    (rep.parse_settings, "uniform50"), (rep.parse_methods, "mwnet,coteaching"), (rep.parse_seeds, "0,x"),
+])
+def test_bad_grid_names_are_refused(parse, text):
+    with pytest.raises(ValueError, match="--"):
+        parse(text)
+
+
+def test_cell_config_is_protocol_plus_cell(tmp_path):
+    cell = rep.grid([rep.SETTINGS_BY_NAME["flip2_40"]], ["mwnet"], [1])[0]
+    config = rep.cell_config(cell, rep.PROTOCOL, tmp_path)
+    assert (config.noise_type, config.noise_rate, config.method, config.seed) == ("flip2", 0.4, "mwnet", 1)
+    assert (config.model, config.image_size, config.train_size, config.epochs) == ("small_cnn", 16, 6000, 24)
+    assert config.model_dir == str(tmp_path / "flip2_40" / "mwnet" / "seed1")
+
+
+def test_protocol_overrides_keep_unset_fields_and_drop_data_dir_off_image_folder():
+    protocol = rep.protocol_with({"model": "tiny", "epochs": None, "dataset": "cifar10"})
+    assert (protocol.model, protocol.epochs, protocol.dataset, protocol.data_dir) == ("tiny", 24, "cifar10", "")
+    with pytest.raises(ValueError, match="not protocol fields: colour"):
+        rep.protocol_with({"colour": "red"})
+
+
+def test_run_only_keys_match_train():
+    from rmwnet_tf import train
+
+    assert set(rep.RUN_ONLY_KEYS) | {"epochs"} == set(train.RESUMABLE_CHANGES)
+
+
+# ------------------------------------------------------------------------------------ resume bookkeeping
+def fake_run(calls):
+    """Stands in for train.run: records the call and leaves a finished run's files behind."""
+
+    def run(config):
+        calls.append(config.model_dir)
+        model_dir = pathlib.Path(config.model_dir)
+        model_dir.mkdir(parents=True, exist_ok=True)
+        (model_dir / "config.json").write_text(json.dumps(config.to_dict()))
+        (model_dir / "results.json").write_text(json.dumps({
+            "epochs_completed": config.epochs, "steps": 10, "test_accuracy_final": 0.5,
+            "history": [{"epoch": 1, "train_seconds": 2.0}],
+        }))
+        return {}
+
+    return run
+
+
+def test_max_cells_then_resume_runs_each_cell_once(tmp_path):
+    cells = rep.grid([rep.SETTINGS[0]], rep.METHOD_ORDER, [0])
+    calls = []
+    first = rep.run_cells(cells, rep.PROTOCOL, tmp_path, max_cells=3, run_fn=fake_run(calls))
+    assert len(first.newly_run) == 3 and first.left == ["uniform40/rmnwnet/seed0"]
+    second = rep.run_cells(cells, rep.PROTOCOL, tmp_path, run_fn=fake_run(calls))
+    assert second.newly_run == ["uniform40/rmnwnet/seed0"] and len(second.already_done) == 3
+    assert len(calls) == 4
+    entries = rep.collect_entries(cells, rep.PROTOCOL, tmp_path)
+    assert [e["status"] for e in entries] == ["done"] * 4
+    assert entries[0]["seconds_per_step"] == pytest.approx(0.2)
+
+
+def test_run_of_another_protocol_is_neither_reused_nor_overwritten(tmp_path):
+    cells = rep.grid([rep.SETTINGS[0]], ["base"], [0])
+    protocol = rep.protocol_with({"dataset": "synthetic"})  # needs no data on disk
+    rep.run_cells(cells, dataclasses.replace(protocol, lr=0.1), tmp_path, run_fn=fake_run([]))
+    assert rep.collect_entries(cells, protocol, tmp_path)[0]["status"] == "stale"
+    with pytest.raises(rep.StaleRunError, match="lr: 0.1 there, 0.05 now"):
+        rep.run_cells(cells, protocol, tmp_path, run_fn=fake_run([]))
+    calls, out_dir = [], tmp_path / "report"
+    with pytest.raises(rep.StaleRunError):
+        rep.reproduce(settings=[rep.SETTINGS[0]], methods=["base"], seeds=[0], protocol=protocol,
+                      runs_dir=tmp_path, out_dir=out_dir, run_fn=fake_run(calls))
+    assert calls == [] and not out_dir.exists()  # refused before training or rewriting the report
+
+
+def test_half_done_cell_is_partial_and_gets_rerun(tmp_path):
+    cells = rep.grid([rep.SETTINGS[0]], ["base"], [0])
+    config = rep.cell_config(cells[0], rep.PROTOCOL, tmp_path)
+    model_dir = pathlib.Path(config.model_dir)
+    model_dir.mkdir(parents=True)
+    (model_dir / "config.json").write_text(json.dumps(config.to_dict()))
+    (model_dir / "history.json").write_text(json.dumps([{"epoch": 1}, {"epoch": 2}]))
+    state = rep.inspect_cell(config)
+    assert (state.status, state.epochs_completed) == ("partial", 2)
+    calls = []
+    rep.run_cells(cells, rep.PROTOCOL, tmp_path, run_fn=fake_run(calls))
+    assert len(calls) == 1
+
+
+# ------------------------------------------------------------------------------------ formatting
+@pytest.mark.parametrize("values, kwargs, expected", [
+    ([], {}, "—"),
+    (None, {}, "—"),
+    ([0.8512], {"scale": 100.0}, "85.12"),
+    ([0.85, 0.87], {"scale": 100.0}, "86.00 ± 1.41"),
+    ([0.9714, 0.9702, 0.9726], {"digits": 4}, "0.9714 ± 0.0012"),
+])
+def test_format_mean_std(values, kwargs, expected):
+    assert rep.format_mean_std(values, **kwargs) == expected
+
+
+# ------------------------------------------------------------------------------------ claims
+def entry(setting, method, seed, accuracy=None, auc=None, status="done"):
+    return {"setting": setting, "method": method, "seed": seed, "status": status,
+            "test_accuracy_final": accuracy, "detection_auc_final_pass": auc, "seconds_per_step": None}
+
+
+def entries_for(setting, accuracies_by_method, key="accuracy"):
+    return [entry(setting, method, seed, **{key: value})
+            for method, values in accuracies_by_method.items() for seed, value in enumerate(values)]
+
+
+def claim(number, entries):
+    return rep.evaluate_claims(entries)[number - 1]
+
+
+def test_claims_without_results_are_not_yet_measured():
+    partial = [entry("uniform40", m, 0, accuracy=0.8, auc=0.9, status="partial") for m in rep.METHOD_ORDER]
+    assert [r.verdict for r in rep.evaluate_claims(partial)] == [rep.NOT_YET_MEASURED] * 4
+
+
+@pytest.mark.parametrize("rmnwnet, mwnet, verdict", [
+    ([0.850, 0.856], [0.855, 0.859], rep.HOLDS),  # 0.4 points apart
+    ([0.80], [0.85], rep.FAILS),  # 5 points, one seed
+    ([0.80, 0.84], [0.83, 0.85], rep.HOLDS),  # 2 points apart, pooled std 2.24
+    ([0.795, 0.805], [0.815, 0.825], rep.FAILS),  # 2 points apart, pooled std 0.71
+])
+def test_claim1_approx_rule(rmnwnet, mwnet, verdict):
+    result = claim(1, entries_for("uniform40", {"rmnwnet": rmnwnet, "mwnet": mwnet}))
+    assert result.verdict == verdict
+    assert result.coverage == "1 of 7 comparisons measured"
+
+
+def test_claim1_fails_when_any_setting_fails():
+    entries = entries_for("uniform40", {"rmnwnet": [0.85], "mwnet": [0.85]}) + \
+        entries_for("flip30", {"rmnwnet": [0.80], "mwnet": [0.90]})
+    result = claim(1, entries)
+    assert result.verdict == rep.FAILS
+    assert [c.holds for c in result.comparisons] == [True, False]
+    assert result.comparisons[1].describe(rep.ACCURACY, "approx") == (
+        "flip 30%: RMNW-Net 80.00 vs MW-Net\\* 90.00: Δ -10.00, needs |Δ| ≤ 1.00 (1+1 seeds) → fails")
+
+
+@pytest.mark.parametrize("rmnwnet, mnwnet, verdict", [
+    ([0.80, 0.81], [0.75, 0.76], rep.HOLDS),  # +5 points, pooled std 0.71
+    ([0.80, 0.81], [0.70, 0.88], rep.FAILS),  # +1.5 points, pooled std 9.0
+    ([0.75], [0.76], rep.FAILS),  # lower
+    ([0.76], [0.75], rep.HOLDS),  # one seed each: the means decide
+])
+def test_claim2_greater_rule_on_uniform_noise(rmnwnet, mnwnet, verdict):
+    assert claim(2, entries_for("uniform60", {"rmnwnet": rmnwnet, "mnwnet": mnwnet})).verdict == verdict
+
+
+def test_claim2_ignores_flip_noise():
+    entries = entries_for("flip30", {"rmnwnet": [0.70], "mnwnet": [0.90]})
+    assert claim(2, entries).verdict == rep.NOT_YET_MEASURED
+
+
+def test_claim3_needs_every_meta_method_above_base_under_heavy_noise():
+    good = entries_for("flip2_40", {"base": [0.60, 0.61], "mwnet": [0.70, 0.71], "mnwnet": [0.66, 0.67],
+                                    "rmnwnet": [0.69, 0.70]})
+    assert claim(3, good).verdict == rep.HOLDS
+    assert claim(3, good).coverage == "3 of 9 comparisons measured"
+    bad = good + entries_for("uniform60", {"base": [0.50], "mwnet": [0.60], "mnwnet": [0.49], "rmnwnet": [0.55]})
+    assert claim(3, bad).verdict == rep.FAILS
+    assert claim(3, entries_for("uniform40", {"base": [0.1], "mwnet": [0.9]})).verdict == rep.NOT_YET_MEASURED
+
+
+@pytest.mark.parametrize("rmnwnet, mwnet, verdict", [
+    ([0.97], [0.95], rep.HOLDS),
+    ([0.95], [0.97], rep.FAILS),
+    ([0.94, 0.96], [0.95, 0.97], rep.HOLDS),  # 0.01 lower, pooled std 0.014
+    ([0.90, 0.91], [0.95, 0.96], rep.FAILS),
+])
+def test_claim4_auc_not_lower_rule(rmnwnet, mwnet, verdict):
+    entries = entries_for("flip15", {"rmnwnet": rmnwnet, "mwnet": mwnet}, key="auc")
+    assert claim(4, entries).verdict == verdict
+
+
+def test_cost_is_seconds_per_step_relative_to_base():
+    entries = [dict(entry("uniform40", "base", 0), seconds_per_step=0.1),
+               dict(entry("flip30", "base", 0), seconds_per_step=0.3),
+               dict(entry("uniform40", "rmnwnet", 0), seconds_per_step=0.5)]
+    rows = {row["method"]: row for row in rep.cost_rows(entries)}
+    assert rows["base"]["seconds_per_step"] == pytest.approx(0.2) and rows["base"]["cells"] == 2
+    assert rows["rmnwnet"]["ratio_to_base"] == pytest.approx(2.5)
+    assert rows["mwnet"]["seconds_per_step"] is None and rows["mwnet"]["ratio_to_base"] is None
+
+
+# ------------------------------------------------------------------------------------ the script
+def load_script():
+    spec = importlib.util.spec_from_file_location("reproduce_script", REPO / "scripts" / "reproduce.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def parse(script, argv):
+    values = flags.FlagValues()
+    script.define_flags(values)
+    values(["reproduce.py", *argv])
+    return values
+
+
+def test_missing_cifar_copy_is_reported_before_any_work(tmp_path, capsys):
+    script = load_script()
+    argv = [f"--data_dir={tmp_path / 'nowhere'}", f"--runs_dir={tmp_path / 'runs'}", f"--out_dir={tmp_path / 'out'}"]
+    calls = []
+    assert script.run(parse(script, argv), argv, run_fn=fake_run(calls)) == 2
+    assert calls == [] and not (tmp_path / "out").exists()
+    assert "--data_dir:" in capsys.readouterr().err
+
+
+def test_smoke_run_writes_report_and_second_run_trains_nothing(tmp_path):
+    from rmwnet_tf import train
+
+    script = load_script()
+    out_dir = tmp_path / "results"
+    argv = ["--dataset=synthetic", "--synthetic_train_size=300", "--synthetic_test_size=100", "--train_size=0",
+            "--meta_size=50", "--batch_size=50", "--meta_batch_size=50", "--model=tiny", "--epochs=1",
+            "--lr_boundaries=", "--settings=uniform40", "--methods=base,rmnwnet", "--seeds=0",
+            f"--runs_dir={tmp_path / 'runs'}", f"--out_dir={out_dir}"]
+    calls = []
+
+    def counting_run(config):
+        calls.append(config.model_dir)
+        return train.run(config)
+
+    assert script.run(parse(script, argv), argv, run_fn=counting_run) == 0
+    assert len(calls) == 2
+    saved = json.loads((out_dir / "reproduction.json").read_text())
+    assert len(saved["entries"]) == 56
+    done = [e for e in saved["entries"] if e["status"] == "done"]
+    assert [(e["setting"], e["method"], e["seed"]) for e in done] == [("uniform40", "base", 0),
+                                                                       ("uniform40", "rmnwnet", 0)]
+    for e in done:
+        assert e["steps"] > 0 and e["seconds_per_step"] > 0 and e["test_accuracy_final"] is not None
+    assert done[1]["detection_auc_final_pass"] is not None
+    report = (out_dir / "REPRODUCTION.md").read_text()
+    assert "Cells finished: 2 of 56" in report
+    assert "n/a (not available offline)" in report
+    assert "NOT YET MEASURED" in report and "--methods=base,rmnwnet" in report
+    if importlib.util.find_spec("matplotlib") is not None:
+        assert (out_dir / "plots" / "uniform40_weights.png").stat().st_size > 0
+        assert "](plots/uniform40_accuracy.png)" in report
+
+    assert script.run(parse(script, argv), argv, run_fn=counting_run) == 0
+    assert len(calls) == 2  # nothing trained again
+    assert json.loads((out_dir / "reproduction.json").read_text()) == saved
+
+    report_only = [*argv, "--report_only"]
+    assert script.run(parse(script, report_only), report_only, run_fn=counting_run) == 0
+    assert len(calls) == 2
