@@ -26,9 +26,16 @@ def _main(argv):
         sys.exit(2)
     from rmwnet_tf import train  # heavy import only once the flags are known to be good
 
+    if os.environ.get("RMWNET_TRACEBACK"):
+        import keras
+
+        keras.config.disable_traceback_filtering()
+
     try:
         results = train.run(config)
     except (train.RunError, ValueError, FileNotFoundError) as error:
+        if os.environ.get("RMWNET_TRACEBACK"):  # for bug reports: the full stack
+            raise
         logging.error("%s", error)
         print(f"error: {error}", file=sys.stderr)
         sys.exit(2)

@@ -58,9 +58,20 @@ def _all_reduce_sum(values):
 
 
 def _all_gather(value):
-    if _num_replicas() == 1:
+    """Concatenate a per-replica [n] vector over replicas, in replica-id order.
+
+    Built from an all-reduce of zero-padded slots: `ReplicaContext.all_gather` fails under
+    MultiWorkerMirroredStrategy in TF 2.21 ("destinations can not be empty"), and these
+    vectors are tiny.
+    """
+    replicas = _num_replicas()
+    if replicas == 1:
         return value
-    return _replica_context().all_gather(value, axis=0)
+    ctx = _replica_context()
+    local_n = tf.shape(value)[0]
+    start = tf.cast(ctx.replica_id_in_sync_group, tf.int32) * local_n
+    slot = tf.pad(tf.cast(value, tf.float32), [[start, (replicas - 1) * local_n - start]])
+    return tf.cast(ctx.all_reduce(tf.distribute.ReduceOp.SUM, slot), value.dtype)
 
 
 def _local_slice(global_value, local_size):
@@ -70,6 +81,18 @@ def _local_slice(global_value, local_size):
     replica_id = _replica_context().replica_id_in_sync_group
     start = tf.cast(replica_id, tf.int32) * local_size
     return global_value[start : start + local_size]
+
+
+def _as_logs(results: dict) -> dict:
+    """Step outputs in the shape Keras can reduce across workers.
+
+    Keras (3.15) reduces per-replica logs of a multi-worker run with
+    `strategy.reduce("MEAN", v, axis=0)`, which rejects scalars; a [1] vector reduces to the
+    same scalar mean. Elsewhere the logs stay scalars.
+    """
+    if isinstance(tf.distribute.get_strategy(), tf.distribute.MultiWorkerMirroredStrategy):
+        return {name: tf.reshape(value, [1]) for name, value in results.items()}
+    return results
 
 
 def _add_coupled_decay(grads, variables, decay, scale=1.0):
@@ -174,6 +197,15 @@ class MetaWeightModel(keras.Model):
             self.test_accuracy_tracker,
         ]
 
+    def _maybe_symbolic_build(self, iterator=None, data_batch=None):
+        """Skip Keras' symbolic build under a strategy: everything is built in __init__/compile.
+
+        Keras would pull one batch off the iterator and all-reduce it; with our nested-dict
+        batches MultiWorkerMirroredStrategy cannot (TF 2.21: "Attempt to convert a value
+        ({'train': ...PerReplica...}) with an unsupported type (<class 'dict'>) to a Tensor").
+        """
+        return
+
     def call(self, images, training=False):
         return self.classifier(images, training=training)
 
@@ -217,7 +249,7 @@ class MetaWeightModel(keras.Model):
         loss = losses_lib.cross_entropy(data["label"], logits)
         self.test_loss_tracker.update_state(loss)
         self.test_accuracy_tracker.update_state(self._correct(data["label"], logits))
-        return {"loss": self.test_loss_tracker.result(), "accuracy": self.test_accuracy_tracker.result()}
+        return _as_logs({"loss": self.test_loss_tracker.result(), "accuracy": self.test_accuracy_tracker.result()})
 
     @staticmethod
     def _correct(labels, logits):
@@ -233,7 +265,7 @@ class MetaWeightModel(keras.Model):
         self.record_losses.assign(_all_gather(losses))
         self.record_weights.assign(_all_gather(raw_weights))
         self.record_indices.assign(_all_gather(tf.cast(train["index"], tf.int32)))
-        return {m.name: m.result() for m in self.metrics[:5]}
+        return _as_logs({m.name: m.result() for m in self.metrics[:5]})
 
     def _apply_classifier_step(self, grads):
         params = self.classifier.trainable_variables

@@ -324,6 +324,14 @@ def run(config: Config) -> dict:
                      "to train on, or --overwrite to start again).", model_dir, finished["epochs_completed"])
         return finished
     write_dir = model_dir if is_chief else pathlib.Path(tempfile.mkdtemp(prefix=f"rmwnet_worker{task_id}_"))
+    try:
+        return _train_and_write(config, strategy, model_dir, write_dir, started)
+    finally:
+        if not is_chief:  # a worker's scratch copy of the run; the chief holds the real one
+            shutil.rmtree(write_dir, ignore_errors=True)
+
+
+def _train_and_write(config, strategy, model_dir, write_dir, started) -> dict:
     write_dir.mkdir(parents=True, exist_ok=True)
     _write_json(write_dir / "config.json", config.to_dict())
     keras.utils.set_random_seed(config.seed)
@@ -379,6 +387,4 @@ def run(config: Config) -> dict:
         model_dir=write_dir, wall_seconds=time.perf_counter() - started,
         images_per_second=images / train_seconds if train_seconds else None,
     )
-    if not is_chief:
-        shutil.rmtree(write_dir, ignore_errors=True)
     return results
