@@ -267,7 +267,7 @@ def write_outputs(config, model, data, scores, history, *, model_dir, wall_secon
         predicted_labels=scores["predicted"], weights=scores["weights"], losses=scores["losses"],
         clean_labels=clean,
     )
-    is_noisy = None if clean is None else data.given_labels[indices] != clean
+    is_noisy = None if data.is_noisy is None else data.is_noisy[indices]
     final_auc = metrics_lib.detection_auc(scores["weights"], is_noisy) if model.vnet is not None and is_noisy is not None else None
     final_auc_loss = metrics_lib.detection_auc(-scores["losses"], is_noisy) if is_noisy is not None else None
 
