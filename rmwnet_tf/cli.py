@@ -8,11 +8,12 @@ from __future__ import annotations
 import os
 import sys
 
-from absl import app, logging
+from absl import app, flags, logging
 
 from rmwnet_tf import flags as flags_lib
 
 flags_lib.define_flags()
+FLAGS = flags.FLAGS
 
 
 def _main(argv):
@@ -47,4 +48,7 @@ def _main(argv):
 
 def main():
     logging.set_verbosity(logging.INFO)
+    # --helpshort lists the main module's key flags: make the run's flags those.
+    for name in flags_lib.flag_names():
+        FLAGS.register_key_flag_for_module(sys.argv[0], FLAGS[name])
     app.run(_main)

@@ -44,5 +44,9 @@ def first_problem(config: Config) -> str | None:
     return f"--{flag}: {message}{more}"
 
 
+def flag_names() -> list[str]:
+    return [field.name for field in dataclasses.fields(Config)]
+
+
 def config_from_flags(flag_values: flags.FlagValues = flags.FLAGS) -> Config:
     return Config(**{field.name: flag_values[field.name].value for field in dataclasses.fields(Config)})
