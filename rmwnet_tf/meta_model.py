@@ -310,11 +310,14 @@ class MetaWeightModel(keras.Model):
         with tf.GradientTape() as tape:
             normalised = self._normalise(self._raw_weights(global_losses))
             surrogate = -lr * tf.reduce_sum(tf.stop_gradient(global_s) * normalised)
-        grads = tape.gradient(surrogate, vnet_vars)
         # Every replica holds the full global vectors, so each computed the whole gradient.
+        self._apply_global_vnet_grads(tape.gradient(surrogate, vnet_vars))
+
+    def _apply_global_vnet_grads(self, grads):
+        """Apply a gradient every replica holds in full (the optimizer sums over replicas)."""
+        vnet_vars = self.vnet.trainable_variables
         replicas = _num_replicas()
-        grads = [g / replicas for g in grads]
-        grads = _add_coupled_decay(grads, vnet_vars, self.vnet_weight_decay, 1.0 / replicas)
+        grads = _add_coupled_decay([g / replicas for g in grads], vnet_vars, self.vnet_weight_decay, 1.0 / replicas)
         self.vnet_optimizer.apply(grads, vnet_vars)
 
     def _factored_meta_step(self, train, meta):
@@ -380,30 +383,10 @@ class MetaWeightModel(keras.Model):
         x, y = train["image"], train["label"]
         params = self.classifier.trainable_variables
         vnet_vars = self.vnet.trainable_variables
-        lr = self._current_lr()
         local_n = tf.shape(y)[0]
-        param_values = [tf.convert_to_tensor(p) for p in params]
-        non_trainable = [tf.convert_to_tensor(v) for v in self.classifier.non_trainable_variables]
-
         with tf.GradientTape() as vnet_tape:
-            with tf.GradientTape() as inner_tape:
-                inner_tape.watch(param_values)
-                logits, _ = self.classifier.stateless_call(
-                    param_values, non_trainable, x, training=True
-                )
-                losses = losses_lib.cross_entropy(y, logits)
-                global_losses = _all_gather(losses)
-                weights = _local_slice(self._normalise(self._raw_weights(global_losses)), local_n)
-                weighted = tf.reduce_sum(weights * losses)
-            grads = _all_reduce_sum(inner_tape.gradient(weighted, param_values))
-            w_hat = [p - lr * g for p, g in zip(param_values, grads)]
-            local_meta = self._meta_objective(meta, w_hat, non_trainable)
-        vnet_grads = _all_reduce_sum(vnet_tape.gradient(local_meta, vnet_vars))
-        vnet_grads = _add_coupled_decay(
-            [g / _num_replicas() for g in vnet_grads], vnet_vars, self.vnet_weight_decay,
-            1.0 / _num_replicas(),
-        )
-        self.vnet_optimizer.apply(vnet_grads, vnet_vars)
+            local_meta = lookahead_meta_loss(self, train, meta)
+        self._apply_global_vnet_grads(_all_reduce_sum(vnet_tape.gradient(local_meta, vnet_vars)))
 
         # Real step: a fresh forward, as the official code does.
         with tf.GradientTape() as tape:
@@ -470,11 +453,12 @@ class MetaWeightModel(keras.Model):
 def lookahead_meta_loss(
     model: MetaWeightModel, train, meta, vnet_values=None, sample_weights=None
 ) -> tf.Tensor:
-    """L_meta(w_hat(Theta)) on one device, at the classifier's current weights.
+    """This replica's share of L_meta(w_hat(Theta)) at the classifier's current weights.
 
     The meta objective as a plain function of the weighting net's parameters (or, with
-    `sample_weights`, of the normalised per-sample weights themselves), so that the tests can
-    differentiate it the textbook way and by finite differences.
+    `sample_weights`, of this replica's normalised per-sample weights), differentiated through
+    the virtual step by the nested-tape step and by the tests (also by finite differences).
+    BN moving statistics are left alone (stateless calls).
     """
     x, y = train["image"], train["label"]
     lr = model._current_lr()
@@ -485,11 +469,10 @@ def lookahead_meta_loss(
         logits, _ = model.classifier.stateless_call(params, fixed, x, training=True)
         losses = losses_lib.cross_entropy(y, logits)
         if sample_weights is None:
-            weights = model._normalise(model._raw_weights(losses, vnet_values))
-        else:
-            weights = sample_weights
-        weighted = tf.reduce_sum(weights * losses)
-    grads = inner.gradient(weighted, params)
+            raw = model._raw_weights(_all_gather(losses), vnet_values)
+            sample_weights = _local_slice(model._normalise(raw), tf.shape(losses)[0])
+        weighted = tf.reduce_sum(sample_weights * losses)
+    grads = _all_reduce_sum(inner.gradient(weighted, params))
     w_hat = [p - lr * g for p, g in zip(params, grads)]
     return model._meta_objective(meta, w_hat, fixed)
 
