@@ -256,14 +256,16 @@ class MetaWeightModel(keras.Model):
         predicted = tf.argmax(logits, axis=-1, output_type=tf.int32)
         return tf.cast(tf.equal(predicted, tf.cast(labels, tf.int32)), tf.float32)
 
-    def _update_train_metrics(self, train, *, logits, losses, raw_weights, meta_loss, weighted_loss):
-        self.loss_tracker.update_state(losses)
+    def _update_train_metrics(self, train, *, logits, global_losses, global_raw_weights, meta_loss,
+                              weighted_loss):
+        """Means and records over the global batch: the steps have gathered the vectors already."""
+        self.loss_tracker.update_state(global_losses)
         self.accuracy_tracker.update_state(self._correct(train["label"], logits))
         self.weighted_loss_tracker.update_state(weighted_loss)
         self.meta_loss_tracker.update_state(meta_loss)
-        self.weight_mean_tracker.update_state(raw_weights)
-        self.record_losses.assign(_all_gather(losses))
-        self.record_weights.assign(_all_gather(raw_weights))
+        self.weight_mean_tracker.update_state(global_raw_weights)
+        self.record_losses.assign(global_losses)
+        self.record_weights.assign(global_raw_weights)
         self.record_indices.assign(_all_gather(tf.cast(train["index"], tf.int32)))
         return _as_logs({m.name: m.result() for m in self.metrics[:5]})
 
@@ -280,12 +282,13 @@ class MetaWeightModel(keras.Model):
             losses = losses_lib.cross_entropy(y, logits)
             local_objective = tf.reduce_sum(losses) / global_n
         self._apply_classifier_step(tape.gradient(local_objective, self.classifier.trainable_variables))
+        global_losses = _all_gather(losses)
         return dict(
             logits=logits,
-            losses=losses,
-            raw_weights=tf.ones_like(losses),
+            global_losses=global_losses,
+            global_raw_weights=tf.ones_like(global_losses),
             meta_loss=tf.zeros([]),
-            weighted_loss=tf.reduce_mean(losses),
+            weighted_loss=tf.reduce_mean(global_losses),
         )
 
     def _meta_objective(self, meta, trainable_values, non_trainable_values):
@@ -372,8 +375,8 @@ class MetaWeightModel(keras.Model):
         self._apply_classifier_step(real_grads)
         return dict(
             logits=logits,
-            losses=losses,
-            raw_weights=_local_slice(new_raw, local_n),
+            global_losses=global_losses,
+            global_raw_weights=new_raw,
             meta_loss=meta_loss,
             weighted_loss=_all_reduce_sum(tf.reduce_sum(new_weights * losses)),
         )
@@ -392,14 +395,15 @@ class MetaWeightModel(keras.Model):
         with tf.GradientTape() as tape:
             logits = self.classifier(x, training=True)
             losses = losses_lib.cross_entropy(y, logits)
-            new_raw = self._raw_weights(_all_gather(losses))
+            global_losses = _all_gather(losses)
+            new_raw = self._raw_weights(global_losses)
             new_weights = tf.stop_gradient(_local_slice(self._normalise(new_raw), local_n))
             objective = tf.reduce_sum(new_weights * losses)
         self._apply_classifier_step(tape.gradient(objective, params))
         return dict(
             logits=logits,
-            losses=losses,
-            raw_weights=_local_slice(new_raw, local_n),
+            global_losses=global_losses,
+            global_raw_weights=new_raw,
             meta_loss=_all_reduce_sum(local_meta),
             weighted_loss=_all_reduce_sum(objective),
         )
