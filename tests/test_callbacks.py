@@ -266,7 +266,7 @@ def test_without_is_noisy_detection_is_skipped(tmp_path):
 
 
 def test_base_method_logs_only_the_small_loss_auc(tmp_path, caplog):
-    with caplog.at_level(logging.INFO):
+    with caplog.at_level(logging.INFO), caplog.at_level(logging.INFO, logger="absl"):
         run = _run(tmp_path, method="base")
     notes = [r for r in caplog.records if "detection/auc not logged" in r.getMessage()]
     assert len(notes) == 1 and "method base" in notes[0].getMessage()  # once, not every epoch
