@@ -7,7 +7,7 @@
 Runs go to --runs_dir/<setting>/<method>/seed<k>/ and resume where they stopped; the report
 (results/reproduction.json, results/REPRODUCTION.md, results/plots/) covers the whole grid.
 Every protocol value can be overridden (e.g. for a smoke test), and the report says so.
-The logic lives in rmwnet_tf/reproduction.py.
+The logic lives in the rmwnet_tf/reproduction/ package.
 """
 
 from __future__ import annotations

@@ -1,0 +1,66 @@
+"""A reduced-scale reproduction of Ghosh & Lan (WACV 2021), Tables 1-3, on CIFAR-10.
+
+Base, MW-Net*, MNW-Net and RMNW-Net are trained under the paper's noise settings with one
+shared, reduced budget (`PROTOCOL`); the runs' results are gathered into
+`reproduction.json`, the paper's claims are checked against them with stated rules, and
+`REPRODUCTION.md` (with plots) is written for people to read.
+
+`scripts/reproduce.py` is the command line; everything it does lives here so that tests can
+drive it. Reading results, judging claims and writing the report need no TensorFlow (only
+training does), so `--report_only` is quick.
+
+Modules, in the order data flows: `protocol` (budget, settings, grid), `cells` (run folders,
+training, one entry per cell), `claims` (verdicts and cost), `plots`, `report`
+(REPRODUCTION.md), `job` (the whole job). The names below are the surface that
+scripts/reproduce.py and the tests use.
+"""
+
+
+from rmwnet_tf.reproduction.cells import (
+    RESULT_KEYS,
+    RUN_ONLY_KEYS,
+    CellState,
+    RunTally,
+    StaleRunError,
+    collect_entries,
+    inspect_cell,
+    run_cells,
+)
+from rmwnet_tf.reproduction.claims import (
+    ACCURACY,
+    AUC,
+    FAILS,
+    HOLDS,
+    NOT_YET_MEASURED,
+    cost_rows,
+    evaluate_claims,
+    format_mean_std,
+)
+from rmwnet_tf.reproduction.job import Outcome, ProtocolError, command_line, reproduce, write_report
+from rmwnet_tf.reproduction.protocol import (
+    DEFAULT_OUT_DIR,
+    DEFAULT_RUNS_DIR,
+    DEFAULT_SEEDS,
+    METHOD_ORDER,
+    PROTOCOL,
+    SETTINGS,
+    SETTINGS_BY_NAME,
+    Cell,
+    Protocol,
+    Setting,
+    cell_config,
+    grid,
+    parse_methods,
+    parse_seeds,
+    parse_settings,
+    protocol_with,
+)
+
+__all__ = [
+    "ACCURACY", "AUC", "FAILS", "HOLDS", "NOT_YET_MEASURED", "RESULT_KEYS", "RUN_ONLY_KEYS",
+    "DEFAULT_OUT_DIR", "DEFAULT_RUNS_DIR", "DEFAULT_SEEDS", "METHOD_ORDER", "PROTOCOL", "SETTINGS",
+    "SETTINGS_BY_NAME", "Cell", "CellState", "Outcome", "Protocol", "ProtocolError", "RunTally",
+    "Setting", "StaleRunError", "cell_config", "collect_entries", "command_line", "cost_rows",
+    "evaluate_claims", "format_mean_std", "grid", "inspect_cell", "parse_methods", "parse_seeds",
+    "parse_settings", "protocol_with", "reproduce", "run_cells", "write_report",
+]

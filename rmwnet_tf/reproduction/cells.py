@@ -1,0 +1,179 @@
+"""The grid's run folders: what each holds, training the unfinished ones, one result entry per cell.
+
+Everything here reads JSON written by train.run, never TensorFlow objects, so inspecting
+and reporting stay quick; only training itself imports TensorFlow.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import pathlib
+from typing import Callable, Iterable, Sequence
+
+from absl import logging
+
+from rmwnet_tf.config import Config
+from rmwnet_tf.reproduction.protocol import Cell, Protocol, cell_config
+
+
+# ------------------------------------------------------------------------------------ cells on disk
+# Config fields that say how or where a run is executed, not what is trained: a finished run
+# still counts when only these differ. Kept equal to train.RESUMABLE_CHANGES minus "epochs"
+# (a test checks it); copied because importing train would pull in TensorFlow.
+RUN_ONLY_KEYS = ("model_dir", "overwrite", "jit_compile", "strategy", "export")
+
+
+@dataclasses.dataclass
+class CellState:
+    status: str  # "done" | "partial" | "not run" | "stale"
+    results: dict | None = None
+    epochs_completed: int = 0
+    differences: dict = dataclasses.field(default_factory=dict)
+
+
+class StaleRunError(RuntimeError):
+    """A cell's folder holds a run of another protocol; it is neither reused nor overwritten."""
+
+
+def inspect_cell(config: Config) -> CellState:
+    """What a cell's folder holds, read from its JSON files without TensorFlow.
+
+    "stale" means the folder was trained under other settings (e.g. before the protocol was
+    tuned): its numbers must not be reported as this protocol's, and train.run would refuse it.
+    """
+    model_dir = pathlib.Path(config.model_dir)
+    saved = read_json(model_dir / "config.json")
+    if saved is None:
+        return CellState("not run")
+    expected = config.to_dict()
+    differences = {
+        key: (saved.get(key), value)
+        for key, value in expected.items()
+        if key not in RUN_ONLY_KEYS + ("epochs",) and saved.get(key) != value
+    }
+    if differences:
+        return CellState("stale", differences=differences)
+    results = read_json(model_dir / "results.json")
+    if results is not None:
+        completed = int(results.get("epochs_completed", 0))
+        if completed == config.epochs:
+            return CellState("done", results=results, epochs_completed=completed)
+        if completed > config.epochs:
+            return CellState("stale", epochs_completed=completed,
+                             differences={"epochs": (completed, config.epochs)})
+    history = read_json(model_dir / "history.json") or []
+    return CellState("partial", epochs_completed=len(history))
+
+
+def read_json(path: pathlib.Path):
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        return None
+
+
+def _describe_differences(differences: dict) -> str:
+    return ", ".join(f"{key}: {old!r} there, {new!r} now" for key, (old, new) in differences.items())
+
+
+# ------------------------------------------------------------------------------------ running
+@dataclasses.dataclass
+class RunTally:
+    newly_run: list[str] = dataclasses.field(default_factory=list)
+    already_done: list[str] = dataclasses.field(default_factory=list)
+    left: list[str] = dataclasses.field(default_factory=list)
+
+
+def check_cells(cells: Sequence[Cell], protocol: Protocol, runs_dir) -> list[str]:
+    """Every config problem of the cells about to run, as `--flag: message` lines, before any work."""
+    problems = {}
+    for cell in cells:
+        for flag, message in cell_config(cell, protocol, runs_dir).problems():
+            problems.setdefault(f"--{flag}: {message}", None)
+    return list(problems)
+
+
+def stale_message(config: Config, state: CellState) -> str:
+    return (f"{config.model_dir} holds a run of another protocol ({_describe_differences(state.differences)}); "
+            "move it away or pass --runs_dir=<a new folder>")
+
+
+def refuse_stale_cells(cells: Sequence[Cell], protocol: Protocol, runs_dir) -> None:
+    """Stop before any training (and before the report is rewritten) if a cell holds another protocol's run."""
+    for cell in cells:
+        config = cell_config(cell, protocol, runs_dir)
+        state = inspect_cell(config)
+        if state.status == "stale":
+            raise StaleRunError(stale_message(config, state))
+
+
+def run_cells(cells: Sequence[Cell], protocol: Protocol, runs_dir, *, max_cells: int | None = None,
+              run_fn: Callable[[Config], dict] | None = None, log=logging.info) -> RunTally:
+    """Train every cell that is not finished, in grid order, at most `max_cells` of them.
+
+    Finished cells are skipped without calling `run_fn`; a half-done one is handed to it and
+    resumes from its last checkpoint (train.run's own behaviour). A cell holding another
+    protocol's run stops everything: mixing protocols in one table would mislead.
+    """
+    if run_fn is None:
+        from rmwnet_tf import train  # heavy import, only when something will train
+
+        run_fn = train.run
+    tally = RunTally()
+    for position, cell in enumerate(cells, start=1):
+        config = cell_config(cell, protocol, runs_dir)
+        state = inspect_cell(config)
+        if state.status == "done":
+            tally.already_done.append(cell.label)
+            continue
+        if state.status == "stale":
+            raise StaleRunError(stale_message(config, state))
+        if max_cells is not None and len(tally.newly_run) >= max_cells:
+            tally.left.append(cell.label)
+            continue
+        resume = f", resuming after epoch {state.epochs_completed}" if state.epochs_completed else ""
+        log(f"cell {position}/{len(cells)}: {cell.label}{resume}")
+        run_fn(config)
+        tally.newly_run.append(cell.label)
+    return tally
+
+
+# ------------------------------------------------------------------------------------ entries
+RESULT_KEYS = ("test_accuracy_final", "test_accuracy_best", "detection_auc_final", "detection_auc_best",
+               "detection_auc_final_pass", "detection_auc_loss_final_pass", "steps", "wall_seconds")
+
+
+def entry_for(cell: Cell, config: Config, state: CellState) -> dict:
+    """One line of reproduction.json: a cell's identity, status and (when done) its numbers."""
+    entry = {
+        "setting": cell.setting.name, "noise_type": cell.setting.noise_type,
+        "noise_rate": cell.setting.noise_rate, "method": cell.method, "seed": cell.seed,
+        "model_dir": config.model_dir, "status": state.status,
+        "epochs_completed": state.epochs_completed, "epochs": config.epochs,
+    }
+    results = state.results if state.status == "done" else None
+    for key in RESULT_KEYS:
+        entry[key] = None if results is None else results.get(key)
+    entry["train_seconds"] = None if results is None else train_seconds(results.get("history") or [])
+    entry["seconds_per_step"] = (
+        entry["train_seconds"] / entry["steps"] if entry["train_seconds"] and entry["steps"] else None
+    )
+    realised = None if results is None else results.get("noise_realised")
+    entry["noise_rate_realised"] = realised.get("rate") if realised else None
+    return entry
+
+
+def train_seconds(history: Iterable[dict]) -> float:
+    """Seconds spent in training steps, summed over epochs (evaluation excluded)."""
+    return float(sum(row.get("train_seconds") or 0.0 for row in history))
+
+
+def collect_entries(cells: Sequence[Cell], protocol: Protocol, runs_dir) -> list[dict]:
+    entries = []
+    for cell in cells:
+        config = cell_config(cell, protocol, runs_dir)
+        entries.append(entry_for(cell, config, inspect_cell(config)))
+    return entries
+
+

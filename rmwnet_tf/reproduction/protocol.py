@@ -1,0 +1,188 @@
+"""What every cell of the reproduction trains: the reduced protocol, the noise settings, the grid.
+
+One place fixes the budget so that no method gets more compute than another, and so that a
+run folder can later be checked against it (a run of another protocol is never reported).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import pathlib
+from typing import Sequence
+
+from rmwnet_tf.config import Config
+
+
+# ------------------------------------------------------------------------------------ protocol
+@dataclasses.dataclass(frozen=True)
+class Protocol:
+    """The reduced budget every method gets: a small fraction of the paper's compute.
+
+    How it was scaled from the paper (CIFAR-10: 50,000 training images of 32x32, of which
+    1,000 form the meta set; WRN-28-10 for uniform and flip noise, ResNet-32 for flip2; SGD
+    with momentum 0.9, weight decay 5e-4, batch 100; a weighting net W(loss) with 100 hidden
+    units trained with lr 1e-3, weight decay 5e-4; tens of thousands of steps on a GPU):
+
+    - data: a seeded, class-balanced subset of 6,000 training images, of which 1,000 are the
+      meta set as in the paper, leaving 5,000 to train on (10x fewer); Base has no meta set
+      and trains on all 6,000. The test set is CIFAR-10's full 10,000 images.
+    - images: the offline CIFAR-10 JPEG copy (quality 75) resized to 16x16 (4x fewer pixels).
+    - model: `small_cnn` (141k parameters) instead of WRN-28-10 (36.5M) or ResNet-32 (464k),
+      the same network for every noise type, so that a run takes minutes on 2 CPU cores.
+    - schedule: 24 epochs of 50 steps (1,200 steps); lr 0.05 divided by 10 after epochs 19
+      and 22, i.e. at about 0.8 and 0.9 of training, keeping the paper's late drops.
+    - weighting net: Adam instead of SGD at the same lr 1e-3, as configs/quickstart.flags
+      does, so that W learns within about a thousand steps.
+    - kept as in the paper: batch 100, meta batch 100, classifier SGD (Nesterov) lr 0.05,
+      momentum 0.9, weight decay 5e-4 for both nets, crop+flip augmentation, noise models.
+    """
+
+    dataset: str = "image_folder"
+    data_dir: str = "data/cifar10"
+    image_size: int = 16
+    model: str = "small_cnn"
+    train_size: int = 6000
+    meta_size: int = 1000
+    batch_size: int = 100
+    meta_batch_size: int = 100
+    epochs: int = 24
+    lr: float = 0.05
+    lr_boundaries: str = "19,22"
+    lr_decay: float = 0.1
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    vnet_optimizer: str = "adam"
+    vnet_lr: float = 1e-3
+    vnet_weight_decay: float = 5e-4
+    augment: bool = True
+    export: bool = False
+    # Only read with dataset=synthetic (smoke tests); kept at Config's defaults otherwise.
+    synthetic_train_size: int = 4000
+    synthetic_test_size: int = 1000
+
+    def config_fields(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+PROTOCOL = Protocol()
+
+
+def protocol_with(overrides: dict) -> Protocol:
+    """PROTOCOL with the given fields replaced; a None value keeps the protocol's value.
+
+    Leaving image_folder without naming a data_dir drops the folder, which Config refuses for
+    any other dataset (e.g. `--dataset=cifar10` on a machine with internet).
+    """
+    changes = {key: value for key, value in overrides.items() if value is not None}
+    unknown = sorted(set(changes) - {field.name for field in dataclasses.fields(Protocol)})
+    if unknown:
+        raise ValueError(f"not protocol fields: {', '.join(unknown)}")
+    if changes.get("dataset") == "cifar100":
+        raise ValueError("--dataset: this reproduces the paper's CIFAR-10 tables; cifar100 is not one of them")
+    if changes.get("dataset", PROTOCOL.dataset) != "image_folder" and "data_dir" not in changes:
+        changes["data_dir"] = ""
+    return dataclasses.replace(PROTOCOL, **changes)
+
+
+# ------------------------------------------------------------------------------------ grid
+@dataclasses.dataclass(frozen=True)
+class Setting:
+    name: str  # folder and flag name
+    noise_type: str
+    noise_rate: float
+    label: str  # as the report shows it
+
+
+SETTINGS = (
+    Setting("uniform40", "uniform", 0.4, "uniform 40%"),
+    Setting("uniform60", "uniform", 0.6, "uniform 60%"),
+    Setting("flip2_20", "flip2", 0.2, "flip2 20%"),
+    Setting("flip2_40", "flip2", 0.4, "flip2 40%"),
+    Setting("flip15", "flip", 0.15, "flip 15%"),
+    Setting("flip30", "flip", 0.3, "flip 30%"),
+    Setting("none0", "none", 0.0, "no noise (0%)"),
+)
+SETTINGS_BY_NAME = {setting.name: setting for setting in SETTINGS}
+UNIFORM_SETTINGS = ("uniform40", "uniform60")
+HEAVY_NOISE_SETTINGS = ("uniform60", "flip30", "flip2_40")
+NOISY_SETTINGS = tuple(s.name for s in SETTINGS if s.noise_type != "none")
+
+METHOD_ORDER = ("base", "mwnet", "mnwnet", "rmnwnet")
+META_METHODS = ("mwnet", "mnwnet", "rmnwnet")
+METHOD_LABELS = {"base": "Base", "mwnet": "MW-Net*", "mnwnet": "MNW-Net", "rmnwnet": "RMNW-Net"}
+
+
+def markdown(text: str) -> str:
+    """Escape the asterisk of "MW-Net*", which Markdown would otherwise read as emphasis."""
+    return text.replace("*", "\\*")
+
+DEFAULT_SEEDS = (0, 1)
+DEFAULT_RUNS_DIR = "runs/reproduction"
+DEFAULT_OUT_DIR = "results"
+
+
+@dataclasses.dataclass(frozen=True)
+class Cell:
+    setting: Setting
+    method: str
+    seed: int
+
+    @property
+    def label(self) -> str:
+        return f"{self.setting.name}/{self.method}/seed{self.seed}"
+
+    def model_dir(self, runs_dir) -> pathlib.Path:
+        return pathlib.Path(runs_dir) / self.setting.name / self.method / f"seed{self.seed}"
+
+
+def grid(settings: Sequence[Setting], methods: Sequence[str], seeds: Sequence[int]) -> list[Cell]:
+    """Setting by setting, then seed, then method.
+
+    So a complete one-seed comparison of the four methods exists before a setting's next seed
+    starts, and the first setting (uniform 40%) is complete before any other begins.
+    """
+    ordered_methods = [m for m in METHOD_ORDER if m in methods]
+    return [Cell(s, m, seed) for s in settings for seed in seeds for m in ordered_methods]
+
+
+def parse_settings(text: str) -> list[Setting]:
+    names = _split(text) or [s.name for s in SETTINGS]
+    unknown = [name for name in names if name not in SETTINGS_BY_NAME]
+    if unknown:
+        raise ValueError(f"--settings: unknown {', '.join(unknown)}; known: {', '.join(SETTINGS_BY_NAME)}")
+    return [SETTINGS_BY_NAME[name] for name in dict.fromkeys(names)]
+
+
+def parse_methods(text: str) -> list[str]:
+    names = _split(text) or list(METHOD_ORDER)
+    unknown = [name for name in names if name not in METHOD_ORDER]
+    if unknown:
+        raise ValueError(f"--methods: unknown {', '.join(unknown)}; known: {', '.join(METHOD_ORDER)}")
+    return [m for m in METHOD_ORDER if m in names]
+
+
+def parse_seeds(text: str) -> list[int]:
+    try:
+        seeds = [int(part) for part in _split(text)]
+    except ValueError:
+        raise ValueError(f"--seeds: expects comma-separated integers like '0,1', got {text!r}") from None
+    if not seeds or any(seed < 0 for seed in seeds):
+        raise ValueError(f"--seeds: expects non-negative integers, got {text!r}")
+    return list(dict.fromkeys(seeds))
+
+
+def _split(text: str) -> list[str]:
+    return [part.strip() for part in (text or "").split(",") if part.strip()]
+
+
+def cell_config(cell: Cell, protocol: Protocol, runs_dir) -> Config:
+    return Config(
+        **protocol.config_fields(),
+        noise_type=cell.setting.noise_type,
+        noise_rate=cell.setting.noise_rate,
+        method=cell.method,
+        seed=cell.seed,
+        model_dir=str(cell.model_dir(runs_dir)),
+    )
+
+
