@@ -221,6 +221,53 @@ def test_cost_is_seconds_per_step_relative_to_base():
     assert rows["mwnet"]["seconds_per_step"] is None and rows["mwnet"]["ratio_to_base"] is None
 
 
+# ------------------------------------------------------------------------------------ memorisation
+def write_scores(path, rows, columns="index,given_label,predicted_label,weight,loss,clean_label,is_noisy"):
+    path.write_text(columns + "\n" + "\n".join(",".join(map(str, row)) for row in rows) + "\n")
+    return path
+
+
+def test_fit_rates_count_clean_fitted_noisy_memorised_and_noisy_corrected(tmp_path):
+    # (index, given, predicted, weight, loss, clean, is_noisy)
+    rows = [(0, 1, 1, 1, 0.1, 1, 0), (1, 2, 3, 1, 2.0, 2, 0), (2, 4, 4, 1, 0.2, 4, 0), (3, 0, 0, 1, 0.3, 0, 0),
+            (4, 5, 5, 1, 0.1, 6, 1), (5, 7, 8, 1, 3.0, 8, 1), (6, 9, 2, 1, 4.0, 3, 1)]
+    scores = rep.read_sample_scores(write_scores(tmp_path / "s.csv", rows))
+    assert rep.fit_rates(scores) == {"clean_fitted_final": 0.75, "noisy_fitted_final": 1 / 3,
+                                     "noisy_corrected_final": 1 / 3}
+
+
+def test_fit_rates_without_noise_or_without_true_labels(tmp_path):
+    clean_only = rep.read_sample_scores(write_scores(tmp_path / "a.csv", [(0, 1, 1, 1, 0.1, 1, 0),
+                                                                          (1, 2, 0, 1, 2.0, 2, 0)]))
+    assert rep.fit_rates(clean_only) == {"clean_fitted_final": 0.5, "noisy_fitted_final": None,
+                                         "noisy_corrected_final": None}
+    unknown = rep.read_sample_scores(write_scores(tmp_path / "b.csv", [(0, 1, 1, 1, 0.1)],
+                                                  columns="index,given_label,predicted_label,weight,loss"))
+    assert rep.fit_rates(unknown) == {}
+
+
+# ------------------------------------------------------------------------------------ variants
+def test_variant_reports_in_sub_folders_are_summarised_in_the_main_report(tmp_path, caplog):
+    settings, seeds = [rep.SETTINGS_BY_NAME["uniform60"]], [0]
+    out_dir = tmp_path / "results"
+    variant = rep.protocol_with({"augment": False, "dataset": "synthetic"})
+    rep.reproduce(settings=settings, methods=["base"], seeds=seeds, protocol=variant,
+                  runs_dir=tmp_path / "runs_variant", out_dir=out_dir / "no_augment", run_fn=fake_run([]),
+                  command="python scripts/reproduce.py --augment=false")
+    (out_dir / "broken").mkdir(parents=True)
+    (out_dir / "broken" / "reproduction.json").write_text("{not json")
+    main = rep.protocol_with({"dataset": "synthetic"})
+    rep.reproduce(settings=settings, methods=["base"], seeds=seeds, protocol=main, runs_dir=tmp_path / "runs",
+                  out_dir=out_dir, run_fn=fake_run([]))
+    report = (out_dir / "REPRODUCTION.md").read_text()
+    section = report[report.index("## Variants tried"):report.index("## Cost")]
+    assert "### `no_augment`: `augment` = `False`" in section
+    assert "[Its report](no_augment/REPRODUCTION.md), built by `python scripts/reproduce.py --augment=false`" in section
+    assert "| uniform 60% | Base | 1 | 50.00 | 50.00 | — | — |" in section
+    assert "broken" not in section
+    assert any("skipping variant report" in record.getMessage() for record in caplog.records)
+
+
 # ------------------------------------------------------------------------------------ the script
 def load_script():
     spec = importlib.util.spec_from_file_location("reproduce_script", REPO / "scripts" / "reproduce.py")
@@ -270,6 +317,7 @@ def test_smoke_run_writes_report_and_second_run_trains_nothing(tmp_path):
     for e in done:
         assert e["steps"] > 0 and e["seconds_per_step"] > 0 and e["test_accuracy_final"] is not None
     assert done[1]["detection_auc_final_pass"] is not None
+    assert all(0.0 <= e[key] <= 1.0 for e in done for key in rep.FIT_KEYS)
     report = (out_dir / "REPRODUCTION.md").read_text()
     assert "Cells finished: 2 of 56" in report
     assert "n/a (not available offline)" in report

@@ -17,13 +17,16 @@ scripts/reproduce.py and the tests use.
 
 
 from rmwnet_tf.reproduction.cells import (
+    FIT_KEYS,
     RESULT_KEYS,
     RUN_ONLY_KEYS,
     CellState,
     RunTally,
     StaleRunError,
     collect_entries,
+    fit_rates,
     inspect_cell,
+    read_sample_scores,
     run_cells,
 )
 from rmwnet_tf.reproduction.claims import (
@@ -57,7 +60,7 @@ from rmwnet_tf.reproduction.protocol import (
 )
 
 __all__ = [
-    "ACCURACY", "AUC", "FAILS", "HOLDS", "NOT_YET_MEASURED", "RESULT_KEYS", "RUN_ONLY_KEYS",
+    "ACCURACY", "AUC", "FIT_KEYS", "fit_rates", "read_sample_scores", "FAILS", "HOLDS", "NOT_YET_MEASURED", "RESULT_KEYS", "RUN_ONLY_KEYS",
     "DEFAULT_OUT_DIR", "DEFAULT_RUNS_DIR", "DEFAULT_SEEDS", "METHOD_ORDER", "PROTOCOL", "SETTINGS",
     "SETTINGS_BY_NAME", "Cell", "CellState", "Outcome", "Protocol", "ProtocolError", "RunTally",
     "Setting", "StaleRunError", "cell_config", "collect_entries", "command_line", "cost_rows",

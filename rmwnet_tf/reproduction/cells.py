@@ -11,6 +11,7 @@ import json
 import pathlib
 from typing import Callable, Iterable, Sequence
 
+import numpy as np
 from absl import logging
 
 from rmwnet_tf.config import Config
@@ -161,7 +162,52 @@ def entry_for(cell: Cell, config: Config, state: CellState) -> dict:
     )
     realised = None if results is None else results.get("noise_realised")
     entry["noise_rate_realised"] = realised.get("rate") if realised else None
+    scores_path = pathlib.Path(config.model_dir) / "sample_scores.csv"
+    fits = fit_rates(read_sample_scores(scores_path)) if results is not None and scores_path.exists() else {}
+    for key in FIT_KEYS:
+        entry[key] = fits.get(key)
     return entry
+
+
+# What the final network predicts on its own training samples (un-augmented final pass).
+# "noisy_fitted" is memorisation: the share of wrongly labelled samples predicted as their wrong
+# label. Meta-weighting can only help Base when Base memorises, so the report shows it next to
+# the accuracies.
+FIT_KEYS = ("clean_fitted_final", "noisy_fitted_final", "noisy_corrected_final")
+
+
+def read_sample_scores(path) -> dict[str, np.ndarray]:
+    """sample_scores.csv as arrays; the label columns are None when the file lacks them."""
+    table = np.genfromtxt(path, delimiter=",", names=True, ndmin=1)
+    names = table.dtype.names
+
+    def column(name, dtype):
+        return np.asarray(table[name], dtype=dtype) if name in names else None
+
+    return {
+        "weight": column("weight", np.float64), "loss": column("loss", np.float64),
+        "is_noisy": column("is_noisy", bool), "given_label": column("given_label", np.int64),
+        "predicted_label": column("predicted_label", np.int64), "clean_label": column("clean_label", np.int64),
+    }
+
+
+def fit_rates(scores: dict) -> dict:
+    """Shares of clean samples fitted, noisy samples memorised and noisy samples corrected.
+
+    Empty when the true labels are unknown; a share is None when its group is empty (no noise).
+    """
+    if any(scores.get(key) is None for key in ("is_noisy", "given_label", "predicted_label", "clean_label")):
+        return {}
+    noisy, predicted = scores["is_noisy"], scores["predicted_label"]
+
+    def share(mask, target):
+        return float(np.mean(predicted[mask] == target[mask])) if mask.any() else None
+
+    return {
+        "clean_fitted_final": share(~noisy, scores["given_label"]),
+        "noisy_fitted_final": share(noisy, scores["given_label"]),
+        "noisy_corrected_final": share(noisy, scores["clean_label"]),
+    }
 
 
 def train_seconds(history: Iterable[dict]) -> float:

@@ -85,8 +85,28 @@ def write_report(protocol: Protocol, runs_dir, out_dir, *, seeds: Sequence[int],
     _write_text(report_path, render_report(
         entries, claims, cost, protocol, command=command, plots=plots, plots_note=plots_note,
         settings=SETTINGS, seeds=list(dict.fromkeys([*DEFAULT_SEEDS, *seeds])),
+        variants=find_variants(out_dir),
     ))
     return Outcome(None, json_path, report_path, entries, claims)
+
+
+def find_variants(out_dir) -> list[dict]:
+    """The reports of other protocols kept in sub-folders of `out_dir`, by folder name.
+
+    A sub-folder counts when its reproduction.json names a protocol other than this one's
+    folder; unreadable files are skipped with a warning rather than failing the report.
+    """
+    variants = []
+    for path in sorted(pathlib.Path(out_dir).glob("*/reproduction.json")):
+        try:
+            saved = json.loads(path.read_text())
+            variant = {"name": path.parent.name, "protocol": saved["protocol"], "command": saved["command"],
+                       "entries": saved["entries"], "claims": saved["claims"]}
+        except (OSError, ValueError, KeyError) as error:
+            logging.warning("skipping variant report %s: %s", path, error)
+            continue
+        variants.append(variant)
+    return variants
 
 
 def _write_text(path: pathlib.Path, text: str) -> None:

@@ -7,7 +7,7 @@ from typing import Sequence
 
 import numpy as np
 
-from rmwnet_tf.reproduction.cells import read_json
+from rmwnet_tf.reproduction.cells import read_json, read_sample_scores
 from rmwnet_tf.reproduction.protocol import META_METHODS, METHOD_LABELS, METHOD_ORDER, SETTINGS, Setting
 
 # ------------------------------------------------------------------------------------ plots
@@ -51,16 +51,6 @@ def _first_seed_runs(done: Sequence[dict], methods: Sequence[str]) -> list[dict]
         if candidates:
             runs.append(candidates[0])
     return runs
-
-
-def read_sample_scores(path) -> dict[str, np.ndarray]:
-    table = np.genfromtxt(path, delimiter=",", names=True, ndmin=1)
-    names = table.dtype.names
-    return {
-        "weight": np.asarray(table["weight"], dtype=np.float64),
-        "loss": np.asarray(table["loss"], dtype=np.float64),
-        "is_noisy": np.asarray(table["is_noisy"], dtype=bool) if "is_noisy" in names else None,
-    }
 
 
 def _draw_weights(plt, setting: Setting, done: Sequence[dict]):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import inspect
 from typing import Sequence
 
+from rmwnet_tf.reproduction.cells import FIT_KEYS
 from rmwnet_tf.reproduction.claims import (
     ACCURACY,
     AUC,
@@ -73,13 +74,17 @@ def dataset_description(protocol: Protocol) -> str:
 
 def render_report(entries: Sequence[dict], claims: Sequence[ClaimResult], cost: Sequence[dict],
                   protocol: Protocol, *, command: str, plots: dict[str, list[str]],
-                  plots_note: str | None, settings: Sequence[Setting], seeds: Sequence[int]) -> str:
+                  plots_note: str | None, settings: Sequence[Setting], seeds: Sequence[int],
+                  variants: Sequence[dict] = ()) -> str:
+    """The report's Markdown; `variants` are other protocols' reproduction.json contents (plus "name")."""
     sections = [
         _report_header(entries, protocol, settings, seeds),
         _report_protocol(protocol, command),
         _report_accuracy(entries, settings),
         _report_auc(entries, settings),
+        _report_fit(entries, settings),
         _report_claims(claims),
+        _report_variants(variants, entries, protocol),
         _report_cost(cost),
         _report_plots(plots, plots_note),
         _report_progress(entries, settings),
@@ -203,6 +208,76 @@ def _report_auc(entries, settings) -> str:
         "|---|---|---|---|---|---|---|",
         *rows,
     ])
+
+
+def _report_fit(entries, settings) -> str:
+    rows = []
+    for setting in settings:
+        for method in METHOD_ORDER:
+            keys = ("clean_fitted_final",) if setting.noise_type == "none" else FIT_KEYS
+            cells = [format_mean_std(summarize(entries, setting.name, method, key), scale=100.0, digits=1)
+                     for key in keys]
+            cells += ["n/a"] * (len(FIT_KEYS) - len(cells))
+            rows.append(f"| {setting.label} | {markdown(METHOD_LABELS[method])} | {' | '.join(cells)} |")
+    return "\n".join([
+        "## What the final network fits on its training samples (%)",
+        "",
+        "The final network's predictions on its own training samples (un-augmented, from "
+        "`sample_scores.csv`): “clean fitted”: correctly labelled samples predicted as their label; "
+        "“noisy memorised”: wrongly labelled samples predicted as their *wrong* label; “noisy "
+        "corrected”: wrongly labelled samples predicted as their true label. Sample weighting "
+        "protects a model from memorising noisy labels; where Base memorises little, there is little "
+        "for it to win.",
+        "",
+        "| noise | method | clean fitted | noisy memorised | noisy corrected |",
+        "|---|---|---|---|---|",
+        *rows,
+    ])
+
+
+def _report_variants(variants: Sequence[dict], entries: Sequence[dict], protocol: Protocol) -> str:
+    """Other protocols run into sub-folders of the report folder (e.g. to probe a failing claim)."""
+    lines = [
+        "## Variants tried",
+        "",
+        "Runs of the same grid under another protocol (its differences from this report's are in "
+        "each heading), each with its own report in a sub-folder "
+        "(written by `scripts/reproduce.py --out_dir=<this folder>/<name> --runs_dir=<its runs>` "
+        "plus the changed flags). Finished cells only; the numbers of this report's table are "
+        "repeated beside them where the same cell exists here.",
+    ]
+    if not variants:
+        return "\n".join(lines + ["", "None yet."])
+    for variant in variants:
+        mine = protocol.config_fields()
+        changed = {key: value for key, value in variant["protocol"].items() if key in mine and mine[key] != value}
+        done = [e for e in variant["entries"] if e["status"] == "done"]
+        lines += ["", f"### `{variant['name']}`: "
+                      + (", ".join(f"`{k}` = {_code(v)}" for k, v in changed.items()) or "same protocol"),
+                  "", f"[Its report]({variant['name']}/REPRODUCTION.md), built by `{variant['command']}`."]
+        if not done:
+            lines += ["", "No finished cell yet."]
+            continue
+        lines += ["", "| noise | method | seeds | final test accuracy | here | noisy memorised | here |",
+                  "|---|---|---|---|---|---|---|"]
+        for setting in SETTINGS:
+            for method in METHOD_ORDER:
+                accuracy = summarize(done, setting.name, method, "test_accuracy_final")
+                if accuracy is None:
+                    continue
+                here = summarize(entries, setting.name, method, "test_accuracy_final")
+                memorised = summarize(done, setting.name, method, "noisy_fitted_final")
+                memorised_here = summarize(entries, setting.name, method, "noisy_fitted_final")
+                lines.append(
+                    f"| {setting.label} | {markdown(METHOD_LABELS[method])} | {accuracy.n} | "
+                    f"{format_mean_std(accuracy, scale=100.0)} | {format_mean_std(here, scale=100.0)} | "
+                    f"{format_mean_std(memorised, scale=100.0, digits=1)} | "
+                    f"{format_mean_std(memorised_here, scale=100.0, digits=1)} |")
+        verdicts = [f"claim {c['number']} {c['verdict']} ({c['coverage']})" for c in variant["claims"]
+                    if c["comparisons"]]
+        if verdicts:
+            lines += ["", "Its claims, on its finished cells: " + "; ".join(verdicts) + "."]
+    return "\n".join(lines)
 
 
 def _report_claims(claims: Sequence[ClaimResult]) -> str:
