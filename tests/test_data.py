@@ -178,17 +178,17 @@ def test_image_folder_cache_hits_and_misses(folder, tmp_path, monkeypatch):
     cache = tmp_path / "cache"
     fresh = data.load_image_folder(root, cache_dir=cache)
     assert len(list(cache.glob("image_folder-*.npz"))) == 1
-    real_decode = data.decode_images
+    real_decode = data.sources.decode_images
 
     def must_not_decode(*args):
         raise AssertionError("should have come from the cache")
 
-    monkeypatch.setattr(data, "decode_images", must_not_decode)
+    monkeypatch.setattr(data.sources, "decode_images", must_not_decode)
     cached = data.load_image_folder(root, cache_dir=cache)
     for name in ("x_train", "y_train", "x_test", "y_test"):
         np.testing.assert_array_equal(getattr(cached, name), getattr(fresh, name))
     save(root / "train/cat/c.png", np.zeros((32, 32, 3), np.uint8))  # a new file: cache miss
-    monkeypatch.setattr(data, "decode_images", real_decode)
+    monkeypatch.setattr(data.sources, "decode_images", real_decode)
     assert len(data.load_image_folder(root, cache_dir=cache).y_train) == 7
     assert len(list(cache.glob("image_folder-*.npz"))) == 2
 

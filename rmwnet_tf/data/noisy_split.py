@@ -1,0 +1,292 @@
+"""The noisy split: the labels training sees, the optional subset, the meta split and the
+normalisation statistics, all decided once, in numpy, before any pipeline is built.
+
+Sources only deliver pixels and the labels that came with them, and pipelines only look
+indices up, so every decision about which sample carries which label and which samples form
+the meta set lives here, in one inspectable ``NoisyData``. Reproducibility: everything random
+is a pure function of the seed; ``prepare`` uses numpy ``SeedSequence`` streams.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import pathlib
+
+import numpy as np
+import tensorflow as tf
+
+from rmwnet_tf import noise as noise_lib
+from rmwnet_tf.data.sources import ImageSource
+
+META_LABEL_KINDS = ("clean", "noisy", "none")
+
+# numpy streams of ``prepare`` (the noise module uses spawn keys 0 and 1, the synthetic
+# source 102).
+_SUBSET_STREAM, _META_STREAM = 100, 101
+
+
+@dataclasses.dataclass(eq=False)
+class NoisyData:
+    """Everything the pipelines need: pixels, the label table training sees, the split."""
+
+    source: ImageSource
+    given_labels: np.ndarray  # int32 [N], one per source training sample
+    clean_labels: np.ndarray | None  # int32 [N]; None when unknown
+    train_indices: np.ndarray  # int64 [N_train], into source.x_train
+    meta_indices: np.ndarray  # int64 [M], into source.x_train
+    meta_labels: np.ndarray  # int32 [M]
+    mean: np.ndarray  # float32 [3], of training images scaled to [0, 1]
+    std: np.ndarray  # float32 [3]
+    noise_matrix: np.ndarray | None  # nominal [K,K] used for injection
+    _tensors: dict = dataclasses.field(default_factory=dict, init=False, repr=False)
+
+    @property
+    def num_classes(self) -> int:
+        return self.source.num_classes
+
+    @property
+    def is_noisy(self) -> np.ndarray | None:
+        if self.clean_labels is None:
+            return None
+        return self.given_labels != self.clean_labels
+
+    def describe(self) -> dict:
+        """Sizes and realised noise, for logs and run summaries."""
+        info = {
+            "num_train": int(len(self.train_indices)),
+            "num_meta": int(len(self.meta_indices)),
+            "num_test": int(len(self.source.y_test)),
+            "num_classes": self.num_classes,
+        }
+        if self.clean_labels is not None:
+            info["train_noise_rate"] = noise_lib.realised_rate(
+                self.clean_labels[self.train_indices], self.given_labels[self.train_indices]
+            )
+            if len(self.meta_indices):
+                info["meta_noise_rate"] = noise_lib.realised_rate(
+                    self.clean_labels[self.meta_indices], self.meta_labels
+                )
+        return info
+
+    def _tensor(self, name: str, build):
+        """One device copy per array, shared by all pipelines built from this object."""
+        if name not in self._tensors:
+            self._tensors[name] = tf.constant(build())
+        return self._tensors[name]
+
+
+def prepare(
+    source: ImageSource,
+    *,
+    noise_type: str,
+    noise_rate: float,
+    seed: int,
+    meta_size: int,
+    meta_label_kind: str,
+    noisy_labels_path=None,
+    source_labels_are_clean: bool = True,
+    train_size: int | None = None,
+) -> NoisyData:
+    """Build the label table, the (optional) subset and the meta split.
+
+    The meta set is class balanced by the clean labels when known, else by the given
+    labels; ``meta_size % K`` leftover samples go to seeded-random classes, one each.
+    ``meta_label_kind="none"`` means no meta set (the base method), whatever meta_size says.
+    """
+    num_classes, num_samples = source.num_classes, len(source.y_train)
+    # -- validate everything before any work --
+    noise_lib.validate_noise(noise_type, noise_rate, num_classes)
+    if meta_label_kind not in META_LABEL_KINDS:
+        raise ValueError(f"meta_label_kind={meta_label_kind!r}; expected one of {META_LABEL_KINDS}")
+    if noisy_labels_path is not None and noise_type != "none":
+        raise ValueError(
+            f"noisy_labels_path={str(noisy_labels_path)!r} replaces synthetic noise, so "
+            f"noise_type must be 'none' (got noise_type={noise_type!r})"
+        )
+    meta_size = 0 if meta_label_kind == "none" else int(meta_size)
+    if meta_size < 0:
+        raise ValueError(f"meta_size must be >= 0, got {meta_size}")
+    if meta_label_kind != "none" and meta_size == 0:
+        raise ValueError(f"meta_label_kind={meta_label_kind!r} needs meta_size > 0")
+    if meta_label_kind == "clean" and not source_labels_are_clean:
+        raise ValueError(
+            "meta_label_kind='clean' needs clean labels, but source_labels_are_clean=False"
+        )
+    if meta_size >= num_samples:
+        raise ValueError(
+            f"meta_size={meta_size} leaves no training samples out of {num_samples}"
+        )
+    if train_size is not None and not meta_size < train_size <= num_samples:
+        raise ValueError(
+            f"train_size={train_size} must exceed meta_size={meta_size} and be at most the "
+            f"{num_samples} source training samples"
+        )
+
+    # -- the label table: given labels for every source training sample, computed once --
+    source_labels = np.asarray(source.y_train, np.int64)
+    clean = source_labels if source_labels_are_clean else None
+    if noisy_labels_path is not None:
+        given = load_label_file(noisy_labels_path, num_samples, num_classes)
+        matrix = None
+    else:
+        given = noise_lib.corrupt_labels(source_labels, noise_type, noise_rate, num_classes, seed)
+        matrix = None if noise_type == "none" else noise_lib.transition_matrix(
+            noise_type, noise_rate, num_classes, seed
+        )
+
+    # -- subset, then the meta split out of it --
+    pool = np.arange(num_samples, dtype=np.int64)
+    if train_size is not None:
+        pool = _stratified_subset(source_labels, train_size, _numpy_rng(seed, _SUBSET_STREAM))
+    balance_by = clean if clean is not None else given
+    meta_rng = _numpy_rng(seed, _META_STREAM)
+    meta = _balanced_meta(pool, balance_by[pool], meta_size, num_classes, meta_rng)
+    train = np.setdiff1d(pool, meta).astype(np.int64)
+
+    if meta_label_kind == "clean":
+        meta_labels = clean[meta]
+    elif meta_label_kind == "noisy" and noisy_labels_path is None:
+        redrawn = noise_lib.corrupt_labels(
+            source_labels, noise_type, noise_rate, num_classes, seed, draw=1
+        )
+        meta_labels = redrawn[meta]
+    else:
+        meta_labels = given[meta]
+
+    mean, std = channel_stats(source.x_train, train)
+    return NoisyData(
+        source=source,
+        given_labels=given.astype(np.int32),
+        clean_labels=None if clean is None else clean.astype(np.int32),
+        train_indices=train,
+        meta_indices=meta,
+        meta_labels=np.asarray(meta_labels, np.int32),
+        mean=mean,
+        std=std,
+        noise_matrix=matrix,
+    )
+
+
+def _numpy_rng(seed: int, stream: int) -> np.random.Generator:
+    return np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(stream,)))
+
+
+def _stratified_subset(labels: np.ndarray, size: int, rng) -> np.ndarray:
+    """Per-class counts proportional to the source (largest remainder), members random."""
+    classes, counts = np.unique(labels, return_counts=True)
+    exact = counts * size / counts.sum()
+    take = np.floor(exact).astype(np.int64)
+    leftover = size - take.sum()
+    take[np.argsort(-(exact - take), kind="stable")[:leftover]] += 1
+    chosen = [
+        rng.choice(np.flatnonzero(labels == c), n, replace=False) for c, n in zip(classes, take)
+    ]
+    return np.sort(np.concatenate(chosen)).astype(np.int64)
+
+
+def _balanced_meta(pool, pool_labels, meta_size: int, num_classes: int, rng) -> np.ndarray:
+    if meta_size == 0:
+        return np.zeros(0, np.int64)
+    per_class = np.full(num_classes, meta_size // num_classes)
+    per_class[rng.permutation(num_classes)[: meta_size % num_classes]] += 1
+    chosen = []
+    for c in range(num_classes):
+        members = pool[pool_labels == c]
+        if len(members) < per_class[c]:
+            raise ValueError(
+                f"class {c} has {len(members)} samples, fewer than the {per_class[c]} the "
+                f"balanced meta set of meta_size={meta_size} needs"
+            )
+        chosen.append(rng.choice(members, per_class[c], replace=False))
+    return np.sort(np.concatenate(chosen)).astype(np.int64)
+
+
+def load_label_file(path, num_samples: int, num_classes: int) -> np.ndarray:
+    """Read external labels: .npy int array, or .csv with one label per line or a 'label'
+    column under a header. They must follow the source's training-sample order."""
+    path = pathlib.Path(path).expanduser()
+    if not path.is_file():
+        raise FileNotFoundError(f"noisy labels file {str(path)!r} does not exist")
+    suffix = path.suffix.lower()
+    if suffix == ".npy":
+        labels = np.load(path, allow_pickle=False)
+    elif suffix == ".csv":
+        labels = _read_label_csv(path)
+    else:
+        raise ValueError(f"noisy labels file {str(path)!r} must be .npy or .csv")
+    labels = np.asarray(labels)
+    if labels.ndim != 1:
+        raise ValueError(f"noisy labels in {str(path)!r} must be 1-D, got shape {labels.shape}")
+    if labels.size and not np.issubdtype(labels.dtype, np.integer):
+        if not np.issubdtype(labels.dtype, np.floating) or np.any(labels != np.round(labels)):
+            raise ValueError(
+                f"noisy labels in {str(path)!r} must be integers (dtype {labels.dtype})"
+            )
+    if len(labels) != num_samples:
+        raise ValueError(
+            f"noisy labels file {str(path)!r} has {len(labels)} labels but the source has "
+            f"{num_samples} training samples"
+        )
+    labels = labels.astype(np.int64)
+    bad = np.flatnonzero((labels < 0) | (labels >= num_classes))
+    if bad.size:
+        raise ValueError(
+            f"noisy labels file {str(path)!r} has labels outside [0, {num_classes}), "
+            f"e.g. {labels[bad[0]]} at row {bad[0]}"
+        )
+    return labels
+
+
+def _read_label_csv(path: pathlib.Path) -> np.ndarray:
+    with open(path, newline="") as handle:
+        rows = [row for row in csv.reader(handle) if row and any(cell.strip() for cell in row)]
+    if not rows:
+        return np.zeros(0, np.int64)
+    header = [cell.strip().lower() for cell in rows[0]]
+    column = 0
+    if not _is_number(header[0]):
+        if "label" not in header:
+            raise ValueError(
+                f"noisy labels file {str(path)!r} has a header without a 'label' column"
+            )
+        column, rows = header.index("label"), rows[1:]
+    try:
+        return np.array([float(row[column]) for row in rows])
+    except (ValueError, IndexError) as error:
+        raise ValueError(f"noisy labels file {str(path)!r}: unreadable row ({error})") from None
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+        return True
+    except ValueError:
+        return False
+
+
+def official_to_folder_order(values, official_labels) -> np.ndarray:
+    """Reorder per-image values given in the official CIFAR order into image-folder order.
+
+    The offline copy names the k-th official image of class c ``train/<c>/k.jpg``, so the
+    folder order (class, then k) is a stable sort of the official labels.
+    """
+    order = np.argsort(np.asarray(official_labels), kind="stable")
+    return np.asarray(values)[order]
+
+
+def channel_stats(images: np.ndarray, indices, chunk: int = 4096):
+    """Per-channel mean/std of images scaled to [0, 1], accumulated in float64 chunks."""
+    indices = np.asarray(indices)
+    if indices.size == 0:
+        raise ValueError("no training images to compute normalisation statistics from")
+    total = np.zeros(3)
+    total_sq = np.zeros(3)
+    for start in range(0, len(indices), chunk):
+        part = images[indices[start : start + chunk]].reshape(-1, 3).astype(np.float64) / 255.0
+        total += part.sum(0)
+        total_sq += np.square(part).sum(0)
+    count = len(indices) * images.shape[1] * images.shape[2]
+    mean = total / count
+    std = np.sqrt(np.maximum(total_sq / count - np.square(mean), 0.0))
+    return mean.astype(np.float32), np.maximum(std, 1e-3).astype(np.float32)

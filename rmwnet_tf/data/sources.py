@@ -1,0 +1,405 @@
+"""Image sources: CIFAR through tensorflow_datasets, a folder of image files, or generated data.
+
+Every source is reduced to one ``ImageSource`` (uint8 RGB arrays of a single size and the
+labels that came with them), so label noise, the meta split and the pipelines work the same
+whatever the pixels came from. Decoding a folder of images is slow, so its decoded arrays are
+cached on disk, named by everything they depend on.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import pathlib
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import tensorflow as tf
+
+SOURCES = ("cifar10", "cifar100", "image_folder", "synthetic")
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp")
+CACHE_ENV_VAR = "RMWNET_CACHE_DIR"
+DEFAULT_CACHE_DIR = "~/.cache/rmwnet_tf"
+
+# numpy stream of the synthetic source (the noisy split uses spawn keys 100 and 101, the
+# noise module 0 and 1).
+_SYNTH_STREAM = 102
+
+
+@dataclasses.dataclass(eq=False)
+class ImageSource:
+    """Pixels and the labels that came with them (uint8 [N,S,S,3], int64 [N])."""
+
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_test: np.ndarray
+    y_test: np.ndarray
+    class_names: list
+
+    def __post_init__(self):
+        """Catch hand-built sources that would fail far away, inside a tf.data graph."""
+        for split, images, labels in (("train", self.x_train, self.y_train),
+                                      ("test", self.x_test, self.y_test)):
+            if images.dtype != np.uint8 or images.ndim != 4 or images.shape[-1] != 3:
+                raise ValueError(
+                    f"x_{split} must be uint8 [N,H,W,3], got {images.dtype} {images.shape}"
+                )
+            if labels.shape != (len(images),):
+                raise ValueError(
+                    f"y_{split} {labels.shape} does not match x_{split} {images.shape}"
+                )
+            if labels.size and (labels.min() < 0 or labels.max() >= len(self.class_names)):
+                raise ValueError(f"y_{split} has labels outside [0, {len(self.class_names)})")
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+
+def load_source(
+    name: str,
+    *,
+    data_dir=None,
+    tfds_data_dir=None,
+    image_size: int = 32,
+    class_names=None,
+    synthetic_train_size: int = 4000,
+    synthetic_test_size: int = 1000,
+    synthetic_num_classes: int = 10,
+    seed: int = 0,
+    cache_dir="auto",
+) -> ImageSource:
+    """Load a source as 3-channel uint8 images of ``image_size`` x ``image_size``.
+
+    ``cache_dir`` only matters for ``image_folder``: "auto" caches decoded arrays under
+    ``$RMWNET_CACHE_DIR`` or ``~/.cache/rmwnet_tf``; None disables the cache.
+    """
+    if name in ("cifar10", "cifar100"):
+        return _load_tfds(name, tfds_data_dir, image_size)
+    if name == "image_folder":
+        if data_dir is None:
+            raise ValueError(
+                "dataset 'image_folder' needs --data_dir=<folder with train/ and test/>"
+            )
+        return load_image_folder(
+            data_dir, image_size=image_size, class_names=class_names, cache_dir=cache_dir
+        )
+    if name == "synthetic":
+        return make_synthetic(
+            synthetic_train_size,
+            synthetic_test_size,
+            num_classes=synthetic_num_classes,
+            image_size=image_size,
+            seed=seed,
+        )
+    raise ValueError(f"unknown dataset {name!r}; expected one of {SOURCES}")
+
+
+def _load_tfds(name: str, tfds_data_dir, image_size: int) -> ImageSource:
+    import tensorflow_datasets as tfds  # slow import; only this source needs it
+
+    try:
+        (train, test), info = tfds.load(
+            name,
+            split=["train", "test"],
+            data_dir=tfds_data_dir,
+            batch_size=-1,
+            as_supervised=True,
+            with_info=True,
+        )
+    except Exception as error:  # tfds raises many types when it cannot download
+        raise RuntimeError(
+            f"could not load {name!r} with tensorflow_datasets (data_dir={tfds_data_dir!r}): "
+            f"{type(error).__name__}: {error}. If this machine has no internet, prepare the "
+            "dataset elsewhere and pass --tfds_data_dir, or use the offline image-folder "
+            "source: --dataset=image_folder --data_dir=<folder with train/ and test/> "
+            "(see README, 'Offline CIFAR-10')."
+        ) from error
+    (x_train, y_train), (x_test, y_test) = tfds.as_numpy(train), tfds.as_numpy(test)
+    return ImageSource(
+        x_train=_to_rgb_size(x_train, image_size),
+        y_train=np.asarray(y_train, np.int64),
+        x_test=_to_rgb_size(x_test, image_size),
+        y_test=np.asarray(y_test, np.int64),
+        class_names=list(info.features["label"].names),
+    )
+
+
+def _to_rgb_size(images: np.ndarray, size: int, chunk: int = 2048) -> np.ndarray:
+    """Bring a uniform uint8 stack [N,H,W,C] to [N,size,size,3]."""
+    images = np.asarray(images)
+    if images.ndim == 3:
+        images = images[..., None]
+    if images.shape[-1] == 1:
+        images = np.repeat(images, 3, axis=-1)
+    images = images[..., :3]
+    if images.shape[1:3] == (size, size):
+        return np.ascontiguousarray(images, np.uint8)
+    parts = [
+        _resize_uint8(images[i : i + chunk], size).numpy() for i in range(0, len(images), chunk)
+    ]
+    return np.concatenate(parts) if parts else np.zeros((0, size, size, 3), np.uint8)
+
+
+def _resize_uint8(images, size: int):
+    """Antialiased bilinear resize, rounded back to uint8; returns a tensor."""
+    resized = tf.image.resize(images, [size, size], antialias=True)
+    return tf.cast(tf.clip_by_value(tf.round(resized), 0, 255), tf.uint8)
+
+
+# -- image folder -------------------------------------------------------------------------
+
+
+def load_image_folder(data_dir, *, image_size: int = 32, class_names=None, cache_dir="auto"):
+    """Load ``<data_dir>/train/<class>/*`` and ``<data_dir>/test/<class>/*``.
+
+    Class index = position in ``class_names`` if given, else in the sorted folder names of
+    train/. Sample order = class order, then file name (plain string sort), so per-sample
+    side data (e.g. external noisy labels) must follow that order; zero-padded file names
+    keep it equal to numeric order. Files with other extensions and hidden files are ignored.
+    """
+    root = pathlib.Path(data_dir).expanduser()
+    if not root.is_dir():
+        raise FileNotFoundError(f"image folder {str(root)!r} does not exist")
+    for split in ("train", "test"):
+        if not (root / split).is_dir():
+            raise FileNotFoundError(
+                f"image folder {str(root)!r} has no {split}/ subfolder "
+                "(expected <data_dir>/train/<class>/*.jpg and <data_dir>/test/<class>/*.jpg)"
+            )
+    names = _class_names(root / "train", class_names)
+    train_files, train_labels = _list_split(root / "train", names, require_every_class=True)
+    test_files, test_labels = _list_split(root / "test", names, require_every_class=False)
+
+    cache_path = _cache_path(cache_dir, root, image_size, names, train_files + test_files)
+    if cache_path is not None and cache_path.is_file():
+        with np.load(cache_path, allow_pickle=False) as cached:
+            return ImageSource(
+                cached["x_train"], cached["y_train"], cached["x_test"], cached["y_test"], names
+            )
+    source = ImageSource(
+        x_train=decode_images(train_files, image_size),
+        y_train=np.asarray(train_labels, np.int64),
+        x_test=decode_images(test_files, image_size),
+        y_test=np.asarray(test_labels, np.int64),
+        class_names=names,
+    )
+    if cache_path is not None:
+        _write_cache(cache_path, source)
+    return source
+
+
+def _class_names(train_dir: pathlib.Path, explicit) -> list:
+    found = _subfolders(train_dir)
+    if not found:
+        raise ValueError(f"{str(train_dir)!r} has no class folders")
+    if explicit is None:
+        return found
+    explicit = [str(c) for c in explicit]
+    if len(set(explicit)) != len(explicit):
+        raise ValueError(f"class_names has duplicates: {explicit}")
+    unlisted = sorted(set(found) - set(explicit))
+    if unlisted:
+        raise ValueError(f"class folders {unlisted} in {str(train_dir)!r} are not in class_names")
+    return explicit
+
+
+def _subfolders(folder: pathlib.Path) -> list:
+    return sorted(p.name for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
+
+
+def _list_split(split_dir: pathlib.Path, names: list, *, require_every_class: bool):
+    folders = _subfolders(split_dir)
+    unknown = sorted(set(folders) - set(names))
+    if unknown:
+        raise ValueError(
+            f"class folders {unknown} in {str(split_dir)!r} are not training classes {names}"
+        )
+    files, labels = [], []
+    for index, name in enumerate(names):
+        folder = split_dir / name
+        if not folder.is_dir():
+            if require_every_class:
+                raise FileNotFoundError(f"class {name!r} has no folder {str(folder)!r}")
+            continue
+        images = sorted(
+            entry.path
+            for entry in os.scandir(folder)
+            if entry.is_file()
+            and not entry.name.startswith(".")
+            and entry.name.lower().endswith(IMAGE_EXTENSIONS)
+        )
+        if not images:
+            raise ValueError(
+                f"class folder {str(folder)!r} contains no images ({'/'.join(IMAGE_EXTENSIONS)})"
+            )
+        files += images
+        labels += [index] * len(images)
+    if not files:
+        raise ValueError(f"{str(split_dir)!r} contains no images")
+    return files, labels
+
+
+def decode_images(paths, image_size: int) -> np.ndarray:
+    """Decode image files to uint8 [N,S,S,3], resizing those of another size.
+
+    Fast path: TF decoders in a parallel tf.data map over batches (JPEG with the accurate
+    DCT, so pixels equal PIL's). Any file TF rejects sends the whole call through PIL,
+    which either copes or names the offending file.
+    """
+    if not paths:
+        return np.zeros((0, image_size, image_size, 3), np.uint8)
+    try:
+        return _decode_with_tf(paths, image_size)
+    except tf.errors.OpError:
+        return _decode_with_pil(paths, image_size)
+
+
+def _decode_one(path, size: int):
+    raw = tf.io.read_file(path)
+    image = tf.cond(
+        tf.io.is_jpeg(raw),
+        lambda: tf.io.decode_jpeg(raw, channels=3, dct_method="INTEGER_ACCURATE"),
+        lambda: tf.io.decode_image(raw, channels=3, expand_animations=False),
+    )
+    shape = tf.shape(image)
+    same_size = tf.logical_and(tf.equal(shape[0], size), tf.equal(shape[1], size))
+    image = tf.cond(same_size, lambda: image, lambda: _resize_uint8(image, size))
+    return tf.ensure_shape(image, [size, size, 3])
+
+
+def _decode_with_tf(paths, size: int, batch: int = 256) -> np.ndarray:
+    spec = tf.TensorSpec([size, size, 3], tf.uint8)
+
+    def decode_chunk(chunk):
+        return tf.map_fn(lambda path: _decode_one(path, size), chunk, fn_output_signature=spec)
+
+    decoded = (
+        tf.data.Dataset.from_tensor_slices(list(paths))
+        .batch(batch)
+        .map(decode_chunk, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    )
+    return np.concatenate([images.numpy() for images in decoded])
+
+
+def _decode_with_pil(paths, size: int) -> np.ndarray:
+    from PIL import Image
+
+    def decode(path):
+        try:
+            with Image.open(path) as image:
+                pixels = np.asarray(image.convert("RGB"))
+        except Exception as error:
+            raise ValueError(f"cannot decode image file {path!r}: {error}") from error
+        if pixels.shape[:2] != (size, size):
+            pixels = _resize_uint8(tf.constant(pixels), size).numpy()
+        return pixels
+
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        return np.stack(list(pool.map(decode, paths)))
+
+
+def _cache_path(cache_dir, root, image_size, names, files):
+    """The cache file is named by everything the decoded arrays depend on, so a changed,
+    added or removed file (size or mtime) simply misses the cache."""
+    if cache_dir is None or cache_dir is False:
+        return None
+    if cache_dir == "auto":
+        cache_dir = os.environ.get(CACHE_ENV_VAR, DEFAULT_CACHE_DIR)
+    digest = hashlib.sha256()
+    digest.update(json.dumps(["v1", str(root.resolve()), image_size, names]).encode())
+    for path in files:
+        stat = os.stat(path)
+        digest.update(f"{path}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
+    return pathlib.Path(cache_dir).expanduser() / f"image_folder-{digest.hexdigest()[:24]}.npz"
+
+
+def _write_cache(path: pathlib.Path, source: ImageSource) -> None:
+    """Write atomically (rename) so a crash or a concurrent run never sees half a file."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        partial = path.with_suffix(f".{os.getpid()}.tmp.npz")
+        np.savez(
+            partial,
+            x_train=source.x_train,
+            y_train=source.y_train,
+            x_test=source.x_test,
+            y_test=source.y_test,
+        )
+        os.replace(partial, path)
+    except OSError:
+        pass  # a cache that cannot be written only costs time
+
+
+# -- synthetic ----------------------------------------------------------------------------
+
+
+def make_synthetic(
+    train_size: int = 4000,
+    test_size: int = 1000,
+    *,
+    num_classes: int = 10,
+    image_size: int = 32,
+    seed: int = 0,
+) -> ImageSource:
+    """A learnable stand-in for CIFAR that needs no files.
+
+    Each class is a smooth periodic colour pattern (a base colour plus a few plane waves).
+    Every image is its class pattern circularly shifted, with random contrast and
+    brightness, blended with another class's pattern and covered in pixel noise: a small
+    CNN learns it within a minute or two, but not in one step.
+    """
+    if num_classes < 2 or train_size < 1 or test_size < 1:
+        raise ValueError("synthetic data needs num_classes >= 2 and positive sizes")
+    proto_rng, train_rng, test_rng = (
+        np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(_SYNTH_STREAM, i)))
+        for i in range(3)
+    )
+    patterns = _class_patterns(proto_rng, num_classes, image_size)
+    x_train, y_train = _draw_synthetic(train_rng, patterns, train_size)
+    x_test, y_test = _draw_synthetic(test_rng, patterns, test_size)
+    names = [f"class_{c}" for c in range(num_classes)]
+    return ImageSource(x_train, y_train, x_test, y_test, names)
+
+
+def _class_patterns(rng, num_classes: int, size: int) -> np.ndarray:
+    grid = np.arange(size, dtype=np.float32) / size
+    rows, cols = np.meshgrid(grid, grid, indexing="ij")
+    patterns = np.empty((num_classes, size, size, 3), np.float32)
+    for c in range(num_classes):
+        pattern = np.broadcast_to(rng.uniform(0.3, 0.7, 3), (size, size, 3)).copy()
+        for _ in range(3):
+            freq_r, freq_c = rng.integers(-3, 4, size=2)  # integer: periodic, survives shifts
+            wave = np.cos(2 * np.pi * (freq_r * rows + freq_c * cols) + rng.uniform(0, 2 * np.pi))
+            pattern += wave[..., None] * rng.uniform(-0.2, 0.2, 3)
+        patterns[c] = pattern
+    return patterns
+
+
+def _draw_synthetic(rng, patterns: np.ndarray, count: int):
+    num_classes, size = patterns.shape[0], patterns.shape[1]
+    labels = rng.permutation(np.arange(count) % num_classes).astype(np.int64)
+    distractors = (labels + rng.integers(1, num_classes, count)) % num_classes
+    images = np.empty((count, size, size, 3), np.uint8)
+    for start in range(0, count, 512):
+        part = slice(start, min(start + 512, count))
+        n = part.stop - part.start
+        base = _random_circular_shift(rng, patterns[labels[part]])
+        other = _random_circular_shift(rng, patterns[distractors[part]])
+        blend = rng.uniform(0.0, 0.45, (n, 1, 1, 1)).astype(np.float32)
+        contrast = rng.uniform(0.6, 1.4, (n, 1, 1, 1)).astype(np.float32)
+        brightness = rng.normal(0.0, 0.08, (n, 1, 1, 1)).astype(np.float32)
+        mixed = (1 - blend) * base + blend * other
+        mixed = (mixed - 0.5) * contrast + 0.5 + brightness
+        mixed += rng.normal(0.0, 0.12, mixed.shape).astype(np.float32)
+        images[part] = np.clip(np.round(mixed * 255), 0, 255).astype(np.uint8)
+    return images, labels
+
+
+def _random_circular_shift(rng, images: np.ndarray) -> np.ndarray:
+    count, size = images.shape[0], images.shape[1]
+    shift = rng.integers(0, size, (2, count, 1))
+    rows, cols = (np.arange(size) + shift[0]) % size, (np.arange(size) + shift[1]) % size
+    return images[np.arange(count)[:, None, None], rows[:, :, None], cols[:, None, :]]
