@@ -69,8 +69,9 @@ class NoisyData:
                 )
         return info
 
-    def _tensor(self, name: str, build):
-        """One device copy per array, shared by all pipelines built from this object."""
+    def cached_tensor(self, name: str, build):
+        """One device copy per array, shared by all pipelines built from this object (the pipelines
+        module asks for them by name)."""
         if name not in self._tensors:
             self._tensors[name] = tf.constant(build())
         return self._tensors[name]

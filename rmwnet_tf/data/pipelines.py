@@ -97,12 +97,12 @@ def _finish(dataset: tf.data.Dataset, make_batch) -> tf.data.Dataset:
 
 def _tables(data: NoisyData):
     """(images, given labels, clean labels or -1) as tensors shared by all pipelines."""
-    images = data._tensor("x_train", lambda: data.source.x_train)
-    given = data._tensor("given", lambda: data.given_labels.astype(np.int32))
+    images = data.cached_tensor("x_train", lambda: data.source.x_train)
+    given = data.cached_tensor("given", lambda: data.given_labels.astype(np.int32))
     if data.clean_labels is None:
-        clean = data._tensor("clean", lambda: np.full(len(data.given_labels), -1, np.int32))
+        clean = data.cached_tensor("clean", lambda: np.full(len(data.given_labels), -1, np.int32))
     else:
-        clean = data._tensor("clean", lambda: data.clean_labels.astype(np.int32))
+        clean = data.cached_tensor("clean", lambda: data.clean_labels.astype(np.int32))
     return images, given, clean
 
 
@@ -128,7 +128,7 @@ def train_dataset(
     applied here, by looking each index up in the label table."""
     steps = steps_per_epoch(data, batch_size)
     num_train = len(data.train_indices)
-    train_indices = data._tensor("train_indices", lambda: data.train_indices.astype(np.int32))
+    train_indices = data.cached_tensor("train_indices", lambda: data.train_indices.astype(np.int32))
     images, given, clean = _tables(data)
 
     def epoch_batches(epoch):
@@ -166,9 +166,9 @@ def meta_dataset(
     if size == 0:
         raise ValueError("this NoisyData has no meta set (meta_label_kind='none')")
     first = start_step * batch_size
-    meta_indices = data._tensor("meta_indices", lambda: data.meta_indices.astype(np.int32))
-    meta_labels = data._tensor("meta_labels", lambda: data.meta_labels.astype(np.int32))
-    images = data._tensor("x_train", lambda: data.source.x_train)
+    meta_indices = data.cached_tensor("meta_indices", lambda: data.meta_indices.astype(np.int32))
+    meta_labels = data.cached_tensor("meta_labels", lambda: data.meta_labels.astype(np.int32))
+    images = data.cached_tensor("x_train", lambda: data.source.x_train)
 
     def epoch_positions(epoch):
         order = epoch_order(size, stream_key(seed, _META_ORDER, epoch))
@@ -194,8 +194,8 @@ def meta_dataset(
 
 def test_dataset(data: NoisyData, *, batch_size: int) -> tf.data.Dataset:
     """All test images once, in order, not augmented (the last batch may be short)."""
-    images = data._tensor("x_test", lambda: data.source.x_test)
-    labels = data._tensor("y_test", lambda: data.source.y_test.astype(np.int32))
+    images = data.cached_tensor("x_test", lambda: data.source.x_test)
+    labels = data.cached_tensor("y_test", lambda: data.source.y_test.astype(np.int32))
 
     def make_batch(index):
         pixels = tf.gather(images, index)
