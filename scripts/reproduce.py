@@ -3,6 +3,8 @@
     python scripts/reproduce.py                    # every unfinished cell, then the report
     python scripts/reproduce.py --max_cells=4      # at most 4 cells this sitting
     python scripts/reproduce.py --report_only      # just rebuild results/REPRODUCTION.md
+    python scripts/reproduce.py --augment=false --runs_dir=runs/reproduction_no_augment \
+        --out_dir=results/no_augment               # a variant protocol, summarised in the main report
 
 Runs go to --runs_dir/<setting>/<method>/seed<k>/ and resume where they stopped; the report
 (results/reproduction.json, results/REPRODUCTION.md, results/plots/) covers the whole grid.
