@@ -91,10 +91,9 @@ def write_report(protocol: Protocol, runs_dir, out_dir, *, seeds: Sequence[int],
 
 
 def find_variants(out_dir) -> list[dict]:
-    """The reports of other protocols kept in sub-folders of `out_dir`, by folder name.
+    """Every sub-folder of `out_dir` holding a reproduction.json (a variant's report), by name.
 
-    A sub-folder counts when its reproduction.json names a protocol other than this one's
-    folder; unreadable files are skipped with a warning rather than failing the report.
+    Unreadable files are skipped with a warning rather than failing the main report.
     """
     variants = []
     for path in sorted(pathlib.Path(out_dir).glob("*/reproduction.json")):

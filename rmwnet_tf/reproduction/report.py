@@ -248,8 +248,8 @@ def _report_variants(variants: Sequence[dict], entries: Sequence[dict], protocol
     ]
     if not variants:
         return "\n".join(lines + ["", "None yet."])
+    mine = protocol.config_fields()
     for variant in variants:
-        mine = protocol.config_fields()
         changed = {key: value for key, value in variant["protocol"].items() if key in mine and mine[key] != value}
         done = [e for e in variant["entries"] if e["status"] == "done"]
         lines += ["", f"### `{variant['name']}`: "
