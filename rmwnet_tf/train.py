@@ -216,7 +216,8 @@ class EpochCheckpoint(keras.callbacks.Callback):
         self.history_path, self.history, self.train_timer = history_path, history, train_timer
 
     def on_epoch_end(self, epoch, logs=None):
-        row = {"epoch": epoch + 1, "train_seconds": self.train_timer.epoch_seconds}
+        row = {"epoch": epoch + 1, "train_seconds": self.train_timer.epoch_seconds,
+               "wall_seconds": time.perf_counter() - self.train_timer.epoch_started}
         row.update({k: float(v) for k, v in (logs or {}).items() if np.ndim(v) == 0})
         self.history.append(row)
         _write_json(self.history_path, self.history)
@@ -228,15 +229,15 @@ class TrainTimer(keras.callbacks.Callback):
     """Seconds spent on training batches in each epoch (validation excluded)."""
 
     def on_epoch_begin(self, epoch, logs=None):
-        self._start, self.epoch_seconds = time.perf_counter(), None
+        self.epoch_started, self.epoch_seconds = time.perf_counter(), None
 
     def on_test_begin(self, logs=None):
         if self.epoch_seconds is None:
-            self.epoch_seconds = time.perf_counter() - self._start
+            self.epoch_seconds = time.perf_counter() - self.epoch_started
 
     def on_epoch_end(self, epoch, logs=None):
         if self.epoch_seconds is None:
-            self.epoch_seconds = time.perf_counter() - self._start
+            self.epoch_seconds = time.perf_counter() - self.epoch_started
 
 
 # ------------------------------------------------------------------------------------ outputs
@@ -360,6 +361,9 @@ def _train_and_write(config, strategy, model_dir, write_dir, started) -> dict:
         logging.info("resumed from %s", latest)
     start_epoch = int(epoch_var.numpy())
     history = [row for row in (_read_json(model_dir / "history.json") or []) if row["epoch"] <= start_epoch]
+    # A resumed run's wall time counts the kept epochs of earlier sittings too (not their setup,
+    # nor an epoch lost to the interruption), so a cell's cost does not depend on when it stopped.
+    earlier_sittings_seconds = sum(row.get("wall_seconds") or 0.0 for row in history)
 
     # ---- train
     recorder = callbacks_lib.SampleRecorder(len(data.source.x_train))
@@ -384,7 +388,7 @@ def _train_and_write(config, strategy, model_dir, write_dir, started) -> dict:
     images = steps_per_epoch * config.batch_size * len(history)
     results = write_outputs(
         config, model, data, score_training_set(model, data, config.batch_size), history,
-        model_dir=write_dir, wall_seconds=time.perf_counter() - started,
+        model_dir=write_dir, wall_seconds=earlier_sittings_seconds + time.perf_counter() - started,
         images_per_second=images / train_seconds if train_seconds else None,
     )
     return results

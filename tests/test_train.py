@@ -3,6 +3,7 @@
 import csv
 import json
 import pathlib
+import time
 
 import numpy as np
 import pytest
@@ -112,8 +113,15 @@ def test_resumed_run_equals_uninterrupted_run(tmp_path):
     tf.config.experimental.enable_op_determinism()
     straight = train.run(config(tmp_path, "straight", epochs=2, export=False))
     train.run(config(tmp_path, "resumed", epochs=1, export=False))  # "interrupted" after epoch 1
+    history_path = tmp_path / "resumed" / "history.json"
+    history = json.loads(history_path.read_text())
+    history[0]["wall_seconds"] = 1000.0  # as if the first sitting's epoch had taken that long
+    history_path.write_text(json.dumps(history))
+    started = time.perf_counter()
     resumed = train.run(config(tmp_path, "resumed", epochs=2, export=False))
+    second_sitting = time.perf_counter() - started
     assert resumed["steps"] == straight["steps"]
+    assert 1000.0 < resumed["wall_seconds"] <= 1000.0 + second_sitting  # both sittings counted
     for key in ("test/accuracy", "train/loss", "meta/loss", "detection/auc"):
         assert [r[key] for r in resumed["history"]] == pytest.approx(
             [r[key] for r in straight["history"]], rel=1e-5), key
