@@ -41,7 +41,7 @@ def _main(argv):
         print(f"error: {error}", file=sys.stderr)
         sys.exit(2)
     accuracy = results.get("test_accuracy_final")
-    auc = results.get("detection_auc_final_pass")
+    auc = results.get("detection_auc_final")
     print(f"done: {config.model_dir}  test/accuracy {accuracy if accuracy is None else f'{accuracy:.4f}'}"
           f"  detection/auc {auc if auc is None else f'{auc:.4f}'}")
 

@@ -46,6 +46,8 @@ class Config:
     method: str = _field("rmnwnet", "base | mwnet (clean meta, CE) | mnwnet (noisy meta, CE) | rmnwnet "
                          "(noisy meta, MAE).", choices=tuple(METHODS))
     meta_size: int = _field(1000, "Meta samples taken (class-balanced) out of the training set.")
+    hold_out_meta: bool = _field(False, "method=base: leave out of training the meta_size samples a meta "
+                                 "method would take, so every method trains on the same images.")
     weight_norm: str = _field("sum", "Normalise sample weights by their batch sum (official code) or by n.",
                               choices=("sum", "mean"))
     meta_grad: str = _field("double_backward", "How the exact meta-gradient is computed (all exact but "
@@ -76,6 +78,9 @@ class Config:
     strategy: str = _field("default", "default (one device), mirrored (all local GPUs), multi_worker "
                            "(TF_CONFIG).", choices=STRATEGIES)
     export: bool = _field(True, "Write a SavedModel of the classifier to model_dir/export at the end.")
+    steps_per_execution: int = _field(1, "Train steps per compiled call (fewer Python round trips).")
+    eval_every: int = _field(1, "Evaluate (test set, un-augmented training set, meta set) every this many "
+                             "epochs, and always after the last one.")
 
     # ------------------------------------------------------------------ derived
     @property
@@ -98,7 +103,8 @@ class Config:
             value = getattr(self, field.name)
             if choices and value not in choices:
                 bad(field.name, f"{value!r} is not one of {', '.join(choices)}")
-        for name in ("epochs", "batch_size", "meta_batch_size", "image_size"):
+        for name in ("epochs", "batch_size", "meta_batch_size", "image_size", "eval_every",
+                     "steps_per_execution"):
             if getattr(self, name) < 1:
                 bad(name, f"must be a positive integer, got {getattr(self, name)}")
         for name in ("train_size", "meta_size", "synthetic_train_size", "synthetic_test_size"):

@@ -152,23 +152,8 @@ class MetaWeightModel(keras.Model):
         self.accuracy_tracker = keras.metrics.Mean(name="train/accuracy")
         self.weighted_loss_tracker = keras.metrics.Mean(name="train/weighted_loss")
         self.meta_loss_tracker = keras.metrics.Mean(name="meta/loss")
-        self.weight_mean_tracker = keras.metrics.Mean(name="weights/mean")
-        self.test_loss_tracker = keras.metrics.Mean(name="loss")
-        self.test_accuracy_tracker = keras.metrics.Mean(name="accuracy")
+        self.weight_mean_tracker = keras.metrics.Mean(name="train/weight_mean")
 
-        # Per-sample records of the last train batch, for callbacks: summaries cannot be
-        # written from inside a compiled step. Every replica writes the same gathered vector.
-        def record(name, dtype):
-            return keras.Variable(
-                np.zeros([self.global_batch_size], dtype),
-                trainable=False,
-                name=name,
-                aggregation="only_first_replica",
-            )
-
-        self.record_weights = record("record_weights", "float32")
-        self.record_losses = record("record_losses", "float32")
-        self.record_indices = record("record_indices", "int32")
         self.built = True
 
     # ---------------------------------------------------------------- compile
@@ -187,15 +172,14 @@ class MetaWeightModel(keras.Model):
 
     @property
     def metrics(self):
-        return [
-            self.loss_tracker,
-            self.accuracy_tracker,
-            self.weighted_loss_tracker,
-            self.meta_loss_tracker,
-            self.weight_mean_tracker,
-            self.test_loss_tracker,
-            self.test_accuracy_tracker,
-        ]
+        """The step's running means over the epoch's (augmented) training batches.
+
+        Base reports only its loss and accuracy: its weights are all one and it has no meta loss.
+        """
+        trackers = [self.loss_tracker, self.accuracy_tracker]
+        if self.spec.uses_meta:
+            trackers += [self.weighted_loss_tracker, self.meta_loss_tracker, self.weight_mean_tracker]
+        return trackers
 
     def _maybe_symbolic_build(self, iterator=None, data_batch=None):
         """Skip Keras' symbolic build under a strategy: everything is built in __init__/compile.
@@ -244,13 +228,6 @@ class MetaWeightModel(keras.Model):
             stats = self._base_train_step(train)
         return self._update_train_metrics(train, **stats)
 
-    def test_step(self, data):
-        logits = self.classifier(data["image"], training=False)
-        loss = losses_lib.cross_entropy(data["label"], logits)
-        self.test_loss_tracker.update_state(loss)
-        self.test_accuracy_tracker.update_state(self._correct(data["label"], logits))
-        return _as_logs({"loss": self.test_loss_tracker.result(), "accuracy": self.test_accuracy_tracker.result()})
-
     @staticmethod
     def _correct(labels, logits):
         predicted = tf.argmax(logits, axis=-1, output_type=tf.int32)
@@ -258,16 +235,16 @@ class MetaWeightModel(keras.Model):
 
     def _update_train_metrics(self, train, *, logits, global_losses, global_raw_weights, meta_loss,
                               weighted_loss):
-        """Means and records over the global batch: the steps have gathered the vectors already."""
+        """Running means over the global batch (the steps have gathered the vectors already).
+
+        The step reports only these means; per-sample numbers come from `evaluate.evaluate`."""
         self.loss_tracker.update_state(global_losses)
         self.accuracy_tracker.update_state(self._correct(train["label"], logits))
-        self.weighted_loss_tracker.update_state(weighted_loss)
-        self.meta_loss_tracker.update_state(meta_loss)
-        self.weight_mean_tracker.update_state(global_raw_weights)
-        self.record_losses.assign(global_losses)
-        self.record_weights.assign(global_raw_weights)
-        self.record_indices.assign(_all_gather(tf.cast(train["index"], tf.int32)))
-        return _as_logs({m.name: m.result() for m in self.metrics[:5]})
+        if self.spec.uses_meta:
+            self.weighted_loss_tracker.update_state(weighted_loss)
+            self.meta_loss_tracker.update_state(meta_loss)
+            self.weight_mean_tracker.update_state(global_raw_weights)
+        return _as_logs({m.name: m.result() for m in self.metrics})
 
     def _apply_classifier_step(self, grads):
         params = self.classifier.trainable_variables

@@ -47,8 +47,6 @@ def synthetic_batch(batch_size, input_shape, num_classes, seed):
         "train": {
             "image": images(),
             "label": labels(),
-            "clean_label": labels(),
-            "index": tf.range(batch_size, dtype=tf.int32),
         },
         "meta": {"image": images(), "label": labels()},
     }

@@ -1,14 +1,15 @@
 """`run(config)`: one training run from data to files on disk, resumable.
 
-Sections: setup, data, model, resume, train, outputs. Everything a run leaves behind lives
-under `config.model_dir`: config.json, checkpoints/, tensorboard/, history.json,
-results.json, sample_scores.csv, export/.
+Sections: setup, data, model, resume, loop (train one epoch -> evaluate -> write -> checkpoint),
+final outputs. Every number a run reports is produced once, by `evaluate.evaluate` (or, for the
+train-step means, by the step itself), and written once, by `outputs.RunWriter`. Everything a
+run leaves behind lives under `config.model_dir`: config.json, checkpoints/, tensorboard/,
+history.json, results.json, sample_scores.csv, pred_probs.npy, given_labels.npy,
+sample_index.npy, export/.
 """
 
 from __future__ import annotations
 
-import json
-import os
 import pathlib
 import shutil
 import sys
@@ -20,19 +21,19 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 
-from rmwnet_tf import callbacks as callbacks_lib
 from rmwnet_tf import data as data_lib
+from rmwnet_tf import evaluate as evaluate_lib
 from rmwnet_tf import export as export_lib
-from rmwnet_tf import losses as losses_lib
-from rmwnet_tf import metrics as metrics_lib
 from rmwnet_tf import models
+from rmwnet_tf import outputs
 from rmwnet_tf import noise as noise_lib
 from rmwnet_tf.config import Config
 from rmwnet_tf.meta_model import MetaWeightModel, default_jit_compile
 from rmwnet_tf.methods import get_method
 
 # Settings that may change between a run and its resumption without changing what is trained.
-RESUMABLE_CHANGES = ("epochs", "model_dir", "overwrite", "jit_compile", "strategy", "export")
+RESUMABLE_CHANGES = ("epochs", "model_dir", "overwrite", "jit_compile", "strategy", "export", "eval_every",
+                     "steps_per_execution")
 
 
 class RunError(ValueError):
@@ -79,28 +80,9 @@ def resolve_jit(setting: str, strategy: tf.distribute.Strategy, uses_meta: bool)
     return setting == "true"
 
 
-def _read_json(path: pathlib.Path):
-    return json.loads(path.read_text()) if path.exists() else None
-
-
-def _write_json(path: pathlib.Path, value) -> None:
-    """Write-then-rename, so an interrupted run never leaves half a file behind."""
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(value, indent=2, default=_json_default))
-    os.replace(tmp, path)
-
-
-def _json_default(value):
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    raise TypeError(f"not JSON serialisable: {type(value)}")
-
-
 def check_model_dir(config: Config, model_dir: pathlib.Path) -> dict | None:
     """Refuse to mix two different runs in one folder; return a finished run's results."""
-    saved = _read_json(model_dir / "config.json")
+    saved = outputs.read_json(model_dir / "config.json")
     if saved is None:
         return None
     changed = {
@@ -114,7 +96,7 @@ def check_model_dir(config: Config, model_dir: pathlib.Path) -> dict | None:
             f"--model_dir={model_dir} holds a different run ({details}); use another "
             "--model_dir, or --overwrite to replace it"
         )
-    results = _read_json(model_dir / "results.json")
+    results = outputs.read_json(model_dir / "results.json")
     if results and results.get("epochs_completed", 0) >= config.epochs:
         return results
     return None
@@ -142,19 +124,21 @@ def load_data(config: Config) -> data_lib.NoisyData:
         noisy_labels_path=config.noisy_labels or None,
         source_labels_are_clean=config.source_labels_are_clean,
         train_size=config.train_size or None,
+        hold_out_meta=config.hold_out_meta,
     )
 
 
-def fit_dataset(config: Config, data: data_lib.NoisyData, start_epoch: int, steps_per_epoch: int):
+def epoch_dataset(config: Config, data: data_lib.NoisyData, epoch: int, steps_per_epoch: int):
+    """The batches of one epoch; a pure function of (seed, epoch), so resuming replays them."""
     train = data_lib.train_dataset(
-        data, batch_size=config.batch_size, seed=config.seed, start_epoch=start_epoch,
+        data, batch_size=config.batch_size, seed=config.seed, start_epoch=epoch,
         augment=config.augment,
-    )
+    ).take(steps_per_epoch)
     if not get_method(config.method).uses_meta:
         return train.map(lambda batch: {"train": batch})
     meta = data_lib.meta_dataset(
         data, batch_size=config.meta_batch_size, seed=config.seed,
-        start_step=start_epoch * steps_per_epoch,
+        start_step=epoch * steps_per_epoch, augment=config.augment,
     )
     return tf.data.Dataset.zip({"train": train, "meta": meta})
 
@@ -191,7 +175,7 @@ def build_model(config: Config, data: data_lib.NoisyData, steps_per_epoch: int, 
                              nesterov=config.momentum > 0),
         vnet_optimizer(config) if method.uses_meta else None,
         jit_compile=jit,
-        steps_per_execution=1,  # the sample recorder reads every batch
+        steps_per_execution=config.steps_per_execution,
     )
     return model
 
@@ -203,79 +187,13 @@ def checkpoint_for(model: MetaWeightModel, epoch: tf.Variable) -> tf.train.Check
     return tf.train.Checkpoint(**parts)
 
 
-class EpochCheckpoint(keras.callbacks.Callback):
-    """After every epoch: append its logs to history.json, then save a checkpoint.
-
-    Runs last, so the logs already hold test/* and detection/*. Only whole epochs are saved:
-    the data order is a function of the epoch, so a resumed run replays the interrupted epoch.
-    """
-
-    def __init__(self, manager, epoch_var, history_path, history, train_timer):
-        super().__init__()
-        self.manager, self.epoch_var = manager, epoch_var
-        self.history_path, self.history, self.train_timer = history_path, history, train_timer
-
-    def on_epoch_end(self, epoch, logs=None):
-        row = {"epoch": epoch + 1, "train_seconds": self.train_timer.epoch_seconds,
-               "wall_seconds": time.perf_counter() - self.train_timer.epoch_started}
-        row.update({k: float(v) for k, v in (logs or {}).items() if np.ndim(v) == 0})
-        self.history.append(row)
-        _write_json(self.history_path, self.history)
-        self.epoch_var.assign(epoch + 1)
-        self.manager.save(checkpoint_number=epoch + 1)
-
-
-class TrainTimer(keras.callbacks.Callback):
-    """Seconds spent on training batches in each epoch (validation excluded)."""
-
-    def on_epoch_begin(self, epoch, logs=None):
-        self.epoch_started, self.epoch_seconds = time.perf_counter(), None
-
-    def on_test_begin(self, logs=None):
-        if self.epoch_seconds is None:
-            self.epoch_seconds = time.perf_counter() - self.epoch_started
-
-    def on_epoch_end(self, epoch, logs=None):
-        if self.epoch_seconds is None:
-            self.epoch_seconds = time.perf_counter() - self.epoch_started
-
-
-# ------------------------------------------------------------------------------------ outputs
-def score_training_set(model: MetaWeightModel, data: data_lib.NoisyData, batch_size: int) -> dict:
-    """Prediction, loss on the given label and weight W(loss) for every training sample."""
-
-    @tf.function
-    def predict(batch):
-        logits = model.classifier(batch["image"], training=False)
-        return tf.argmax(logits, -1, output_type=tf.int32), losses_lib.cross_entropy(batch["label"], logits)
-
-    parts = {"indices": [], "predicted": [], "losses": []}
-    for batch in data_lib.train_eval_dataset(data, batch_size=batch_size):
-        predicted, losses = predict(batch)
-        parts["indices"].append(batch["index"].numpy())
-        parts["predicted"].append(predicted.numpy())
-        parts["losses"].append(losses.numpy())
-    scores = {key: np.concatenate(value) for key, value in parts.items()}
-    scores["weights"] = model.weight_function(scores["losses"])
-    return scores
-
-
-def write_outputs(config, model, data, scores, history, *, model_dir, wall_seconds, images_per_second):
-    indices = scores["indices"]
-    clean = None if data.clean_labels is None else data.clean_labels[indices]
-    callbacks_lib.write_sample_scores(
-        model_dir / "sample_scores.csv", indices=indices, given_labels=data.given_labels[indices],
-        predicted_labels=scores["predicted"], weights=scores["weights"], losses=scores["losses"],
-        clean_labels=clean,
-    )
-    is_noisy = None if data.is_noisy is None else data.is_noisy[indices]
-    final_auc = metrics_lib.detection_auc(scores["weights"], is_noisy) if model.vnet is not None and is_noisy is not None else None
-    final_auc_loss = metrics_lib.detection_auc(-scores["losses"], is_noisy) if is_noisy is not None else None
-
-    def column(key):
-        return [row[key] for row in history if row.get(key) is not None]
-
-    accuracies, aucs = column("test/accuracy"), column("detection/auc")
+def final_results(config, data, history, *, steps, wall_seconds, images_per_second) -> dict:
+    """results.json: the final evaluation, the best epoch by test accuracy (which needs clean
+    test labels: the paper's and the official code's "best"), and the run's cost."""
+    evaluated = [row for row in history if row.get("test/accuracy") is not None]
+    final = evaluated[-1] if evaluated else {}
+    best = max(evaluated, key=lambda row: row["test/accuracy"]) if evaluated else {}
+    aucs = [row["detection/auc"] for row in evaluated if row.get("detection/auc") is not None]
     realised = None
     if data.clean_labels is not None:
         train_clean, train_given = data.clean_labels[data.train_indices], data.given_labels[data.train_indices]
@@ -283,15 +201,16 @@ def write_outputs(config, model, data, scores, history, *, model_dir, wall_secon
             "matrix": noise_lib.realised_matrix(train_clean, train_given, data.num_classes),
             "rate": noise_lib.realised_rate(train_clean, train_given),
         }
-    results = {
+    return {
         "epochs_completed": len(history),
-        "steps": int(model.optimizer.iterations.numpy()),
-        "test_accuracy_final": accuracies[-1] if accuracies else None,
-        "test_accuracy_best": max(accuracies) if accuracies else None,
-        "detection_auc_final": aucs[-1] if aucs else None,
+        "steps": steps,
+        "test_accuracy_final": final.get("test/accuracy"),
+        "test_accuracy_best": best.get("test/accuracy"),
+        "best_epoch": best.get("epoch"),
+        "detection_auc_final": final.get("detection/auc"),
         "detection_auc_best": max(aucs) if aucs else None,
-        "detection_auc_final_pass": final_auc,
-        "detection_auc_loss_final_pass": final_auc_loss,
+        "detection_auc_loss_final": final.get("detection/auc_loss"),
+        "final": {k: v for k, v in final.items() if "/" in k},
         "noise_matrix_nominal": data.noise_matrix,
         "noise_realised": realised,
         "data": data.describe(),
@@ -300,13 +219,6 @@ def write_outputs(config, model, data, scores, history, *, model_dir, wall_secon
         "config": config.to_dict(),
         "history": history,
     }
-    _write_json(model_dir / "results.json", results)
-    if config.export:
-        export_lib.export_classifier(
-            model.classifier, str(model_dir / "export"), mean=data.mean, std=data.std,
-            image_shape=data.source.x_train.shape[1:],
-        )
-    return results
 
 
 # ------------------------------------------------------------------------------------ run
@@ -334,7 +246,7 @@ def run(config: Config) -> dict:
 
 def _train_and_write(config, strategy, model_dir, write_dir, started) -> dict:
     write_dir.mkdir(parents=True, exist_ok=True)
-    _write_json(write_dir / "config.json", config.to_dict())
+    outputs.write_json(write_dir / "config.json", config.to_dict())
     keras.utils.set_random_seed(config.seed)
     jit = resolve_jit(config.jit_compile, strategy, get_method(config.method).uses_meta)
     replicas = strategy.num_replicas_in_sync
@@ -360,35 +272,49 @@ def _train_and_write(config, strategy, model_dir, write_dir, started) -> dict:
         checkpoint.restore(latest).assert_existing_objects_matched()
         logging.info("resumed from %s", latest)
     start_epoch = int(epoch_var.numpy())
-    history = [row for row in (_read_json(model_dir / "history.json") or []) if row["epoch"] <= start_epoch]
+    history = [row for row in (outputs.read_json(model_dir / "history.json") or []) if row["epoch"] <= start_epoch]
     # A resumed run's wall time counts the kept epochs of earlier sittings too (not their setup,
     # nor an epoch lost to the interruption), so a cell's cost does not depend on when it stopped.
     earlier_sittings_seconds = sum(row.get("wall_seconds") or 0.0 for row in history)
 
-    # ---- train
-    recorder = callbacks_lib.SampleRecorder(len(data.source.x_train))
-    summaries = callbacks_lib.TensorBoardSummaries(str(write_dir / "tensorboard"), recorder, is_noisy=data.is_noisy)
-    timer = TrainTimer()
-    fit_callbacks = [
-        timer, recorder, summaries,
-        callbacks_lib.EpochSummaryLine(config.epochs, batch_size=config.batch_size, print_fn=logging.info),
-        EpochCheckpoint(manager, epoch_var, write_dir / "history.json", history, timer),
-    ]
-    if start_epoch < config.epochs:
-        model.fit(
-            fit_dataset(config, data, start_epoch, steps_per_epoch),
-            epochs=config.epochs, initial_epoch=start_epoch, steps_per_epoch=steps_per_epoch,
-            validation_data=data_lib.test_dataset(data, batch_size=config.batch_size),
-            callbacks=fit_callbacks, verbose=1 if sys.stdout.isatty() else 0,
-        )
-    summaries.close()
+    # ---- loop: train one epoch -> evaluate -> write -> checkpoint
+    writer = outputs.RunWriter(write_dir, total_epochs=config.epochs, history=history, print_fn=logging.info,
+                               weight_function=model.weight_function if model.vnet is not None else None)
+    predict = evaluate_lib._predict_fn(model)
+    evaluation = None
+    for epoch in range(start_epoch, config.epochs):
+        epoch_started = time.perf_counter()
+        lr = float(keras.ops.convert_to_numpy(model.optimizer.learning_rate))  # what this epoch uses
+        fitted = model.fit(epoch_dataset(config, data, epoch, steps_per_epoch), epochs=1,
+                           steps_per_epoch=steps_per_epoch, shuffle=False, verbose=1 if sys.stdout.isatty() else 0)
+        train_seconds = time.perf_counter() - epoch_started
+        row = {"epoch": epoch + 1, "lr": lr, **{k: float(v[-1]) for k, v in fitted.history.items()}}
+        last = epoch + 1 == config.epochs
+        evaluation = None
+        if last or (epoch + 1) % config.eval_every == 0:
+            evaluation = evaluate_lib.evaluate(model, data, batch_size=config.batch_size, predict=predict)
+            row.update(evaluation.metrics)
+        row.update(train_seconds=train_seconds, wall_seconds=time.perf_counter() - epoch_started,
+                   images_per_second=steps_per_epoch * config.batch_size / train_seconds)
+        writer.epoch(row, evaluation)
+        epoch_var.assign(epoch + 1)
+        manager.save(checkpoint_number=epoch + 1)
+    writer.close()
 
-    # ---- outputs
+    # ---- final outputs (a resumed, already trained run is evaluated once more)
+    if evaluation is None:
+        evaluation = evaluate_lib.evaluate(model, data, batch_size=config.batch_size, predict=predict)
+    outputs.write_sample_outputs(write_dir, evaluation.samples)
     train_seconds = sum(row["train_seconds"] or 0.0 for row in history)
-    images = steps_per_epoch * config.batch_size * len(history)
-    results = write_outputs(
-        config, model, data, score_training_set(model, data, config.batch_size), history,
-        model_dir=write_dir, wall_seconds=earlier_sittings_seconds + time.perf_counter() - started,
-        images_per_second=images / train_seconds if train_seconds else None,
+    results = final_results(
+        config, data, history, steps=int(model.optimizer.iterations.numpy()),
+        wall_seconds=earlier_sittings_seconds + time.perf_counter() - started,
+        images_per_second=steps_per_epoch * config.batch_size * len(history) / train_seconds if train_seconds else None,
     )
+    outputs.write_json(write_dir / "results.json", results)
+    if config.export:
+        export_lib.export_classifier(
+            model.classifier, str(write_dir / "export"), mean=data.mean, std=data.std,
+            image_shape=data.source.x_train.shape[1:],
+        )
     return results

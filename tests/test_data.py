@@ -25,6 +25,14 @@ def take(dataset, count):
     return [{k: v.numpy() for k, v in batch.items()} for batch in dataset.take(count)]
 
 
+def source_index(images, nd):
+    """Which source training image each un-augmented, normalised batch image is (random pixels
+    make every image unique), now that batches carry no sample index."""
+    pixels = np.round((np.asarray(images) * nd.std + nd.mean) * 255).astype(np.uint8)
+    lookup = {image.tobytes(): i for i, image in enumerate(nd.source.x_train)}
+    return np.array([lookup[image.tobytes()] for image in pixels])
+
+
 def indexed_source(num_train=400, num_test=50, num_classes=K, size=32, seed=0):
     """Random pixels (so crops are distinguishable) and balanced labels."""
     rng = np.random.default_rng(seed)
@@ -402,11 +410,10 @@ def test_external_labels_with_unknown_clean_labels(source, external):
     assert "train_noise_rate" not in nd.describe()
     # balanced by the given labels when the clean ones are unknown
     np.testing.assert_array_equal(np.bincount(labels[nd.meta_indices], minlength=K), np.full(K, 10))
-    batch = first(data.train_dataset(nd, batch_size=32, seed=0))
-    np.testing.assert_array_equal(batch["clean_label"], np.full(32, -1))
-    np.testing.assert_array_equal(batch["label"], labels[batch["index"]])
+    batch = first(data.train_dataset(nd, batch_size=32, seed=0, augment=False))
+    np.testing.assert_array_equal(batch["label"], labels[source_index(batch["image"], nd)])
     evaluation = first(data.train_eval_dataset(nd, batch_size=32))
-    np.testing.assert_array_equal(evaluation["clean_label"], np.full(32, -1))
+    np.testing.assert_array_equal(evaluation["label"], labels[nd.train_indices[:32]])
 
 
 def test_external_label_errors_name_the_file(source, external, tmp_path):
@@ -522,15 +529,15 @@ def test_normalize_eager_and_in_pipeline():
 
 
 def test_train_batches_have_contract_shapes_and_lookups(source, noisy):
-    dataset = data.train_dataset(noisy, batch_size=32, seed=0)
+    dataset = data.train_dataset(noisy, batch_size=32, seed=0, augment=False)
     spec = dataset.element_spec
+    assert set(spec) == {"image", "label"}  # clean labels never ride in a training batch
     assert spec["image"].shape.as_list() == [32, 32, 32, 3] and spec["image"].dtype == tf.float32
-    for name in ("label", "clean_label", "index"):
-        assert spec[name].shape.as_list() == [32] and spec[name].dtype == tf.int32
+    assert spec["label"].shape.as_list() == [32] and spec["label"].dtype == tf.int32
     batch = first(dataset)
-    np.testing.assert_array_equal(batch["label"], noisy.given_labels[batch["index"]])
-    np.testing.assert_array_equal(batch["clean_label"], source.y_train[batch["index"]])
-    assert np.isin(batch["index"], noisy.train_indices).all()
+    index = source_index(batch["image"], noisy)
+    np.testing.assert_array_equal(batch["label"], noisy.given_labels[index])
+    assert np.isin(index, noisy.train_indices).all()
 
 
 def test_each_epoch_is_a_fresh_permutation_of_training_indices(noisy):
@@ -538,7 +545,8 @@ def test_each_epoch_is_a_fresh_permutation_of_training_indices(noisy):
     assert steps == 300 // 32
     batches = take(data.train_dataset(noisy, batch_size=32, seed=0, augment=False), 2 * steps)
     epochs = [
-        np.concatenate([b["index"] for b in batches[e * steps : (e + 1) * steps]]) for e in range(2)
+        source_index(np.concatenate([b["image"] for b in batches[e * steps : (e + 1) * steps]]), noisy)
+        for e in range(2)
     ]
     for indices in epochs:
         assert len(np.unique(indices)) == steps * 32 and np.isin(indices, noisy.train_indices).all()
@@ -556,7 +564,7 @@ def test_same_seed_and_epoch_replays_the_same_batches(noisy):
             np.testing.assert_array_equal(a[name], b[name])
             np.testing.assert_array_equal(a[name], c[name])
     other = first(data.train_dataset(noisy, batch_size=32, seed=5, start_epoch=1))
-    assert not np.array_equal(other["index"], resumed[0]["index"])
+    assert not np.array_equal(other["image"], resumed[0]["image"])
 
 
 def test_train_augmentation_differs_within_a_batch():
@@ -567,8 +575,8 @@ def test_train_augmentation_differs_within_a_batch():
     images = first(data.train_dataset(nd, batch_size=64, seed=0))["image"]
     assert len({image.tobytes() for image in images}) > 20
     plain = first(data.train_dataset(nd, batch_size=64, seed=0, augment=False))
-    expected = data.normalize(same.x_train[plain["index"]], nd.mean, nd.std).numpy()
-    np.testing.assert_array_equal(plain["image"], expected)
+    expected = data.normalize(same.x_train[:64], nd.mean, nd.std).numpy()
+    np.testing.assert_array_equal(plain["image"], expected)  # all 64 are the same image
 
 
 def test_meta_stream_is_infinite_balanced_and_resumable(noisy):
@@ -583,6 +591,16 @@ def test_meta_stream_is_infinite_balanced_and_resumable(noisy):
         np.testing.assert_array_equal(a["label"], b["label"])
     other = first(data.meta_dataset(noisy, batch_size=30, seed=3))
     assert not np.array_equal(other["image"], batches[0]["image"])
+
+
+def test_meta_stream_follows_the_augment_setting(noisy, source):
+    batch = first(data.meta_dataset(noisy, batch_size=8, seed=0, augment=False))
+    index = source_index(batch["image"], noisy)
+    assert np.isin(index, noisy.meta_indices).all()
+
+
+def test_pad_scales_with_the_image_side():
+    assert [data.augment_pad(size) for size in (32, 16, 24, 64, 8, 4)] == [4, 2, 3, 8, 1, 1]
 
 
 def test_meta_images_are_augmented_meta_samples(noisy, source):
@@ -603,12 +621,16 @@ def test_test_and_train_eval_streams_are_finite_and_unaugmented(source, noisy):
     np.testing.assert_array_equal(images, expected)
     np.testing.assert_array_equal(np.concatenate([b["label"] for b in tests]), source.y_test)
     evaluation = take(data.train_eval_dataset(noisy, batch_size=64), 100)
-    indices = np.concatenate([b["index"] for b in evaluation])
-    np.testing.assert_array_equal(indices, noisy.train_indices)
-    np.testing.assert_array_equal(np.concatenate([b["clean_label"] for b in evaluation]),
-                                  source.y_train[noisy.train_indices])
+    images = np.concatenate([b["image"] for b in evaluation])
+    np.testing.assert_array_equal(images, data.normalize(source.x_train[noisy.train_indices], noisy.mean,
+                                                         noisy.std).numpy())
     np.testing.assert_array_equal(np.concatenate([b["label"] for b in evaluation]),
                                   noisy.given_labels[noisy.train_indices])
+    metas = take(data.meta_eval_dataset(noisy, batch_size=64), 100)
+    np.testing.assert_array_equal(np.concatenate([b["image"] for b in metas]),
+                                  data.normalize(source.x_train[noisy.meta_indices], noisy.mean,
+                                                 noisy.std).numpy())
+    np.testing.assert_array_equal(np.concatenate([b["label"] for b in metas]), noisy.meta_labels)
 
 
 def test_batch_larger_than_training_set_is_refused(noisy):

@@ -33,7 +33,5 @@ def test_mirrored_matches_single_device(method, variant):
     for name in ("classifier", "vnet"):
         for a, b in zip(single[name], mirrored[name]):
             np.testing.assert_allclose(np.array(b), np.array(a), rtol=2e-4, atol=2e-6)
-    np.testing.assert_allclose(mirrored["record_weights"], single["record_weights"], rtol=1e-4)
-    assert mirrored["record_indices"] == single["record_indices"]
     for key in single["logs"]:
         assert mirrored["logs"][key] == pytest.approx(single["logs"][key], rel=1e-4), key

@@ -19,8 +19,9 @@ def make_batch(seed=0, n=BATCH):
     rng = np.random.default_rng(seed)
     images = lambda: tf.constant(rng.normal(size=(n, *SHAPE)), tf.float32)  # noqa: E731
     labels = lambda: tf.constant(rng.integers(0, NUM_CLASSES, n), tf.int32)  # noqa: E731
-    train = {"image": images(), "label": labels(), "clean_label": labels(),
-             "index": tf.range(n, dtype=tf.int32)}
+    train = {"image": images(), "label": labels()}
+    labels()  # a draw that once made clean labels: kept so the seeded batches stay the ones
+    #           the finite-difference tolerance was set on (float32 differences of ~1e-7)
     return {"train": train, "meta": {"image": images(), "label": labels()}}
 
 
@@ -97,7 +98,7 @@ def test_real_step_uses_updated_vnet_and_updates_bn_once(meta_grad):
     twin = models.build("tiny", num_classes=NUM_CLASSES, input_shape=SHAPE, seed=0)
     twin.set_weights(model.classifier.get_weights())
 
-    tf.function(model.train_step)(batch)
+    logs = tf.function(model.train_step)(batch)
 
     x, y = batch["train"]["image"], batch["train"]["label"]
     with tf.GradientTape() as tape:
@@ -113,9 +114,8 @@ def test_real_step_uses_updated_vnet_and_updates_bn_once(meta_grad):
         np.testing.assert_allclose(np.array(got), np.array(want), rtol=1e-5, atol=1e-6)
     for got, want in zip(model.classifier.non_trainable_variables, twin.non_trainable_variables):
         np.testing.assert_allclose(np.array(got), np.array(want), rtol=1e-6, atol=1e-7)
-    np.testing.assert_allclose(np.array(model.record_weights), np.array(raw), rtol=1e-6)
-    np.testing.assert_allclose(np.array(model.record_losses), np.array(per_sample), rtol=1e-6)
-    np.testing.assert_array_equal(np.array(model.record_indices), np.arange(BATCH))
+    assert float(logs["train/weight_mean"]) == pytest.approx(float(tf.reduce_mean(raw)), rel=1e-6)
+    assert float(logs["train/loss"]) == pytest.approx(float(tf.reduce_mean(per_sample)), rel=1e-6)
 
 
 @pytest.mark.parametrize("method", ["mwnet", "mnwnet", "rmnwnet"])
@@ -133,8 +133,7 @@ def test_base_never_builds_the_weighting_path():
     assert model.vnet is None and model.meta_loss_fn is None and model.vnet_optimizer is None
     batch = make_batch(4)
     logs = tf.function(model.train_step)({"train": batch["train"]})  # no meta batch needed
-    assert float(logs["meta/loss"]) == 0.0
-    np.testing.assert_array_equal(np.array(model.record_weights), np.ones(BATCH, np.float32))
+    assert set(logs) == {"train/loss", "train/accuracy"}  # no weights, no meta loss to report
     np.testing.assert_array_equal(model.weight_function(np.array([0.1, 5.0])), [1.0, 1.0])
 
 
@@ -146,19 +145,6 @@ def test_base_never_builds_the_weighting_path():
 def test_methods_are_wired_as_specified(method, meta_labels, meta_loss):
     assert METHODS[method].meta_labels == meta_labels
     assert make_model(method).meta_loss_fn is meta_loss
-
-
-def test_clean_labels_never_reach_a_loss():
-    batch = make_batch(5)
-    scrambled = {"train": dict(batch["train"], clean_label=tf.zeros(BATCH, tf.int32) + 3),
-                 "meta": batch["meta"]}
-    results = []
-    for data in (batch, scrambled):
-        model = make_model(vnet_lr=1e-2)
-        tf.function(model.train_step)(data)
-        results.append(values(model.classifier.trainable_variables) + values(model.vnet.trainable_variables))
-    for a, b in zip(*results):
-        np.testing.assert_array_equal(a, b)
 
 
 def test_unknown_options_are_rejected():

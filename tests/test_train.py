@@ -45,10 +45,15 @@ def test_run_writes_results_json(finished_run):
     assert saved["epochs_completed"] == 2
     assert saved["steps"] == 2 * (250 // 50)  # 300 train - 50 meta = 250 samples, batch 50
     assert saved["config"] == cfg.to_dict()
-    for key in ("test_accuracy_final", "test_accuracy_best", "detection_auc_final", "detection_auc_best",
-                "detection_auc_final_pass", "wall_seconds", "train_images_per_second"):
+    for key in ("test_accuracy_final", "test_accuracy_best", "best_epoch", "detection_auc_final",
+                "detection_auc_best", "detection_auc_loss_final", "wall_seconds", "train_images_per_second"):
         assert saved[key] is not None, key
     assert saved["test_accuracy_best"] >= saved["test_accuracy_final"]
+    # One producer: the summary fields are the last history row's evaluated numbers.
+    last = saved["history"][-1]
+    assert saved["test_accuracy_final"] == last["test/accuracy"]
+    assert saved["detection_auc_final"] == last["detection/auc"]
+    assert saved["final"]["fit/noisy_memorised"] == last["fit/noisy_memorised"]
     matrix = np.array(saved["noise_realised"]["matrix"])
     np.testing.assert_allclose(matrix.sum(axis=1), 1.0)
     assert 0.2 < saved["noise_realised"]["rate"] < 0.5  # eta=0.4 uniform over 10 classes: 0.36
@@ -66,12 +71,31 @@ def test_run_writes_sample_scores(finished_run):
     assert len({int(r["index"]) for r in rows}) == 250
 
 
+def test_run_writes_arrays_cleanlab_reads(finished_run):
+    cfg, results = finished_run
+    folder = pathlib.Path(cfg.model_dir)
+    probs, given = np.load(folder / "pred_probs.npy"), np.load(folder / "given_labels.npy")
+    index = np.load(folder / "sample_index.npy")
+    assert probs.shape == (250, 10) and given.shape == (250,) and index.shape == (250,)
+    np.testing.assert_allclose(probs.sum(axis=1), 1.0, rtol=1e-5)
+    assert np.all(np.diff(index) > 0)  # the source's sample order
+    with open(folder / "sample_scores.csv") as f:
+        rows = {int(r["index"]): r for r in csv.DictReader(f)}
+    assert [int(rows[i]["given_label"]) for i in index] == given.tolist()
+    assert [int(rows[i]["predicted_label"]) for i in index] == probs.argmax(axis=1).tolist()
+
+
 def test_run_writes_tensorboard_summaries(finished_run):
     cfg, _ = finished_run
     tags = event_tags(pathlib.Path(cfg.model_dir) / "tensorboard")
     expected = {"train/loss", "train/weighted_loss", "meta/loss", "test/accuracy", "test/loss", "lr",
-                "weights/mean", "detection/auc", "weights/clean", "weights/noisy", "weights/curve"}
+                "train/weight_mean", "weights/mean", "detection/auc", "detection/auc_loss", "fit/noisy_memorised",
+                "fit/clean_fitted", "fit/noisy_corrected", "meta/mae", "weights/clean", "weights/noisy",
+                "weights/all", "weights/curve"}
     assert expected <= tags
+    # Every scalar of a history row reaches TensorBoard under the same name.
+    row = json.loads((pathlib.Path(cfg.model_dir) / "history.json").read_text())[-1]
+    assert {k for k in row if "/" in k or k == "lr"} <= tags
 
 
 def test_export_round_trip(finished_run):
@@ -130,10 +154,26 @@ def test_resumed_run_equals_uninterrupted_run(tmp_path):
     np.testing.assert_allclose(scores[0][:, 3:5], scores[1][:, 3:5], rtol=1e-4, atol=1e-6)
 
 
+def test_evaluation_every_n_epochs_and_at_the_end(tmp_path):
+    results = train.run(config(tmp_path, epochs=3, eval_every=2, export=False))
+    evaluated = [row["epoch"] for row in results["history"] if "test/accuracy" in row]
+    assert evaluated == [2, 3]
+    assert all("train/loss" in row for row in results["history"])
+
+
+def test_base_holding_out_meta_trains_on_the_meta_methods_images(tmp_path):
+    meta = train.load_data(config(tmp_path, "meta"))
+    base = train.load_data(config(tmp_path, "base", method="base", hold_out_meta=True))
+    np.testing.assert_array_equal(base.train_indices, meta.train_indices)
+    assert len(train.load_data(config(tmp_path, "all", method="base")).train_indices) == 300
+
+
 def test_base_run_has_no_weights_but_scores_samples(tmp_path):
     results = train.run(config(tmp_path, method="base", epochs=1, export=False))
-    assert results["detection_auc_final"] is None and results["detection_auc_final_pass"] is None
-    assert results["detection_auc_loss_final_pass"] is not None
+    assert results["detection_auc_final"] is None
+    assert results["detection_auc_loss_final"] is not None
+    assert "weights/mean" not in results["final"]
+    assert "meta/loss" not in results["history"][-1]
 
 
 def test_unknown_clean_labels_skip_detection(tmp_path):
@@ -161,5 +201,5 @@ def test_rmnwnet_beats_base_under_40_percent_uniform_noise(tmp_path):
             vnet_optimizer="adam", model_dir=str(tmp_path / method), export=False, seed=0))
         accuracy[method] = results["test_accuracy_final"]
         if method == "rmnwnet":
-            assert results["detection_auc_final_pass"] > 0.6
+            assert results["detection_auc_final"] > 0.6
     assert accuracy["rmnwnet"] > accuracy["base"] + 0.02, accuracy

@@ -36,9 +36,11 @@ from rmwnet_tf.data.noisy_split import (
 )
 from rmwnet_tf.data.pipelines import (
     AUGMENT_PAD,
+    augment_pad,
     epoch_order,
     gather_crop_flip,
     meta_dataset,
+    meta_eval_dataset,
     normalize,
     random_crop_flip,
     steps_per_epoch,
@@ -68,6 +70,7 @@ __all__ = [
     "channel_stats",
     # pipelines
     "AUGMENT_PAD",
+    "augment_pad",
     "stream_key",
     "epoch_order",
     "random_crop_flip",
@@ -76,6 +79,7 @@ __all__ = [
     "steps_per_epoch",
     "train_dataset",
     "meta_dataset",
+    "meta_eval_dataset",
     "test_dataset",
     "train_eval_dataset",
 ]

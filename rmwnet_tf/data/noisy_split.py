@@ -88,12 +88,16 @@ def prepare(
     noisy_labels_path=None,
     source_labels_are_clean: bool = True,
     train_size: int | None = None,
+    hold_out_meta: bool = False,
 ) -> NoisyData:
     """Build the label table, the (optional) subset and the meta split.
 
     The meta set is class balanced by the clean labels when known, else by the given
     labels; ``meta_size % K`` leftover samples go to seeded-random classes, one each.
-    ``meta_label_kind="none"`` means no meta set (the base method), whatever meta_size says.
+    ``meta_label_kind="none"`` means no meta set (the base method), whatever meta_size says,
+    unless ``hold_out_meta``: then the meta split is made as for the meta methods (same
+    samples, labels as given) and left out of training, so that a Base run trains on exactly
+    the images a meta method trains on (comparisons need the same training set).
     """
     num_classes, num_samples = source.num_classes, len(source.y_train)
     # -- validate everything before any work --
@@ -105,10 +109,10 @@ def prepare(
             f"noisy_labels_path={str(noisy_labels_path)!r} replaces synthetic noise, so "
             f"noise_type must be 'none' (got noise_type={noise_type!r})"
         )
-    meta_size = 0 if meta_label_kind == "none" else int(meta_size)
+    meta_size = 0 if meta_label_kind == "none" and not hold_out_meta else int(meta_size)
     if meta_size < 0:
         raise ValueError(f"meta_size must be >= 0, got {meta_size}")
-    if meta_label_kind != "none" and meta_size == 0:
+    if (meta_label_kind != "none" or hold_out_meta) and meta_size == 0:
         raise ValueError(f"meta_label_kind={meta_label_kind!r} needs meta_size > 0")
     if meta_label_kind == "clean" and not source_labels_are_clean:
         raise ValueError(

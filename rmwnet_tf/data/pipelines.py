@@ -13,7 +13,17 @@ import tensorflow as tf
 
 from rmwnet_tf.data.noisy_split import NoisyData
 
-AUGMENT_PAD = 4
+AUGMENT_PAD = 4  # pixels of reflect-padding at the paper's 32x32 (12.5% of the side)
+
+
+def augment_pad(image_size: int) -> int:
+    """The paper's 4-pixel pad at 32x32, scaled with the image side (2 px at 16x16).
+
+    A fixed 4 px would shift a 16x16 image by up to 25% of its side, twice the paper's
+    12.5%: a stronger augmentation that by itself keeps a network from fitting (and
+    memorising) its training labels, so a reduced-size run would test a different regime.
+    """
+    return max(1, round(AUGMENT_PAD * int(image_size) / 32))
 
 # TF stateless streams of the pipelines.
 _TRAIN_ORDER, _TRAIN_AUGMENT, _META_ORDER, _META_AUGMENT = 1, 2, 3, 4
@@ -95,17 +105,6 @@ def _finish(dataset: tf.data.Dataset, make_batch) -> tf.data.Dataset:
     return dataset.with_options(options).prefetch(tf.data.AUTOTUNE)
 
 
-def _tables(data: NoisyData):
-    """(images, given labels, clean labels or -1) as tensors shared by all pipelines."""
-    images = data.cached_tensor("x_train", lambda: data.source.x_train)
-    given = data.cached_tensor("given", lambda: data.given_labels.astype(np.int32))
-    if data.clean_labels is None:
-        clean = data.cached_tensor("clean", lambda: np.full(len(data.given_labels), -1, np.int32))
-    else:
-        clean = data.cached_tensor("clean", lambda: data.clean_labels.astype(np.int32))
-    return images, given, clean
-
-
 # ----------------------------------------------------------------------------------------
 # Pipelines
 # ----------------------------------------------------------------------------------------
@@ -129,7 +128,9 @@ def train_dataset(
     steps = steps_per_epoch(data, batch_size)
     num_train = len(data.train_indices)
     train_indices = data.cached_tensor("train_indices", lambda: data.train_indices.astype(np.int32))
-    images, given, clean = _tables(data)
+    images = data.cached_tensor("x_train", lambda: data.source.x_train)
+    given = data.cached_tensor("given", lambda: data.given_labels.astype(np.int32))
+    pad = augment_pad(data.source.x_train.shape[1])
 
     def epoch_batches(epoch):
         order = epoch_order(num_train, stream_key(seed, _TRAIN_ORDER, epoch))
@@ -140,23 +141,22 @@ def train_dataset(
     def make_batch(epoch, step, index):
         if augment:
             key = stream_key(seed, _TRAIN_AUGMENT, epoch, step)
-            pixels = gather_crop_flip(images, index, key)
+            pixels = gather_crop_flip(images, index, key, pad)
         else:
             pixels = tf.gather(images, index)
-        return {
-            "image": normalize(pixels, data.mean, data.std),
-            "label": tf.gather(given, index),
-            "clean_label": tf.gather(clean, index),
-            "index": index,
-        }
+        return {"image": normalize(pixels, data.mean, data.std), "label": tf.gather(given, index)}
 
     return _finish(tf.data.Dataset.counter(start_epoch).flat_map(epoch_batches), make_batch)
 
 
 def meta_dataset(
-    data: NoisyData, *, batch_size: int, seed: int, start_step: int = 0
+    data: NoisyData, *, batch_size: int, seed: int, start_step: int = 0, augment: bool = True
 ) -> tf.data.Dataset:
-    """Infinite augmented meta batches with their own order and augmentation streams.
+    """Infinite meta batches with their own order and augmentation streams.
+
+    Augmented like the training stream (the same ``augment`` setting, as the official code's
+    ``--no-augment`` turns off both): the meta loss then scores the classifier on inputs
+    drawn like the ones it trains on.
 
     Batch t holds positions [tB, (t+1)B) of an endless chain of per-epoch permutations of
     the meta set, so it depends only on (seed, t): a run resumed at ``start_step`` sees
@@ -169,6 +169,7 @@ def meta_dataset(
     meta_indices = data.cached_tensor("meta_indices", lambda: data.meta_indices.astype(np.int32))
     meta_labels = data.cached_tensor("meta_labels", lambda: data.meta_labels.astype(np.int32))
     images = data.cached_tensor("x_train", lambda: data.source.x_train)
+    pad = augment_pad(data.source.x_train.shape[1])
 
     def epoch_positions(epoch):
         order = epoch_order(size, stream_key(seed, _META_ORDER, epoch))
@@ -183,7 +184,10 @@ def meta_dataset(
 
     def make_batch(step, position):
         index = tf.gather(meta_indices, position)
-        pixels = gather_crop_flip(images, index, stream_key(seed, _META_AUGMENT, step))
+        if augment:
+            pixels = gather_crop_flip(images, index, stream_key(seed, _META_AUGMENT, step), pad)
+        else:
+            pixels = tf.gather(images, index)
         return {
             "image": normalize(pixels, data.mean, data.std),
             "label": tf.gather(meta_labels, position),
@@ -205,16 +209,20 @@ def test_dataset(data: NoisyData, *, batch_size: int) -> tf.data.Dataset:
 
 
 def train_eval_dataset(data: NoisyData, *, batch_size: int) -> tf.data.Dataset:
-    """Every training sample once, in index order, not augmented: for per-sample scores."""
-    images, given, clean = _tables(data)
+    """Every training sample once, in ``data.train_indices`` order, not augmented."""
+    return _eval_dataset(data, data.train_indices, data.given_labels[data.train_indices], batch_size)
 
-    def make_batch(index):
-        return {
-            "image": normalize(tf.gather(images, index), data.mean, data.std),
-            "label": tf.gather(given, index),
-            "clean_label": tf.gather(clean, index),
-            "index": index,
-        }
 
-    indices = tf.data.Dataset.from_tensor_slices(data.train_indices.astype(np.int32))
-    return _finish(indices.batch(batch_size), make_batch)
+def meta_eval_dataset(data: NoisyData, *, batch_size: int) -> tf.data.Dataset:
+    """Every meta sample once with its meta label, in ``data.meta_indices`` order, not augmented."""
+    return _eval_dataset(data, data.meta_indices, data.meta_labels, batch_size)
+
+
+def _eval_dataset(data: NoisyData, indices, labels, batch_size: int) -> tf.data.Dataset:
+    images = data.cached_tensor("x_train", lambda: data.source.x_train)
+
+    def make_batch(index, label):
+        return {"image": normalize(tf.gather(images, index), data.mean, data.std), "label": label}
+
+    pairs = (np.asarray(indices, np.int32), np.asarray(labels, np.int32))
+    return _finish(tf.data.Dataset.from_tensor_slices(pairs).batch(batch_size), make_batch)

@@ -36,8 +36,7 @@ def batch_free_classifier():
 
 rng = np.random.default_rng(0)
 n = BATCH * STEPS
-train = {"image": rng.normal(size=(n, *SHAPE)).astype("float32"), "label": rng.integers(0, K, n).astype("int32"),
-         "clean_label": rng.integers(0, K, n).astype("int32"), "index": np.arange(n, dtype="int32")}
+train = {"image": rng.normal(size=(n, *SHAPE)).astype("float32"), "label": rng.integers(0, K, n).astype("int32")}
 meta = {"image": rng.normal(size=(n, *SHAPE)).astype("float32"), "label": rng.integers(0, K, n).astype("int32")}
 dataset = tf.data.Dataset.from_tensor_slices({"train": train, "meta": meta}).batch(BATCH)
 if method == "base":
@@ -58,8 +57,6 @@ out = {
     "replicas": strategy.num_replicas_in_sync,
     "classifier": [np.asarray(v).tolist() for v in model.classifier.trainable_variables],
     "vnet": [np.asarray(v).tolist() for v in (vnet.trainable_variables if vnet else [])],
-    "record_weights": np.asarray(model.record_weights).tolist(),
-    "record_indices": np.asarray(model.record_indices).tolist(),
     "logs": {k: float(v[-1]) for k, v in history.history.items()},
 }
 print("RESULT " + json.dumps(out))

@@ -1,0 +1,61 @@
+"""The writer: sample_scores.csv and the console line, exactly."""
+
+import csv
+
+import numpy as np
+import pytest
+
+from rmwnet_tf.outputs import console_line, write_sample_scores
+
+
+def _sample_columns():
+    return dict(
+        indices=np.array([10, 11, 12, 13, 14]),
+        given_labels=np.array([1, 2, 0, 3, 1]),
+        predicted_labels=np.array([1, 0, 0, 2, 1]),
+        weights=np.array([0.5, 0.2, 0.5, 0.2, 0.912345678]),
+        losses=np.array([1.0, 0.3, 2.0, 0.3, 0.123456789]),
+    )
+
+
+def test_sample_scores_csv_with_clean_labels(tmp_path):
+    path = tmp_path / "out" / "sample_scores.csv"
+    write_sample_scores(path, clean_labels=np.array([1, 0, 0, 2, 1]), **_sample_columns())
+    with open(path) as f:
+        rows = list(csv.reader(f))
+    assert rows[0] == ["index", "given_label", "predicted_label", "weight", "loss", "suspicion_rank",
+                       "clean_label", "is_noisy"]
+    body = rows[1:]
+    assert len(body) == 5
+    assert [int(r[5]) for r in body] == [1, 2, 3, 4, 5]
+    assert [r[0] for r in body] == ["11", "13", "12", "10", "14"]
+    assert body[0] == ["11", "2", "0", "0.2", "0.3", "1", "0", "1"]
+    assert body[-1] == ["14", "1", "1", "0.912346", "0.123457", "5", "1", "0"]
+
+
+def test_sample_scores_csv_without_clean_labels(tmp_path):
+    path = tmp_path / "sample_scores.csv"
+    write_sample_scores(path, **_sample_columns())
+    with open(path) as f:
+        rows = list(csv.reader(f))
+    assert rows[0] == ["index", "given_label", "predicted_label", "weight", "loss", "suspicion_rank"]
+    assert len(rows) == 6 and all(len(r) == 6 for r in rows)
+    assert sorted(int(r[5]) for r in rows[1:]) == [1, 2, 3, 4, 5]
+
+
+def test_sample_scores_rejects_ragged_columns(tmp_path):
+    columns = _sample_columns()
+    columns["losses"] = columns["losses"][:4]
+    with pytest.raises(ValueError):
+        write_sample_scores(tmp_path / "x.csv", **columns)
+
+
+def test_console_line_names_metrics_as_everywhere_else():
+    row = {"epoch": 3, "train/loss": 1.23456, "test/accuracy": 0.5, "detection/auc": 0.91234,
+           "lr": 0.005, "train_seconds": 2.04, "images_per_second": 980.4, "fit/clean_fitted": 0.9}
+    assert console_line(row, 10) == (
+        "epoch 3/10  train/loss 1.235  test/accuracy 0.5  detection/auc 0.9123  lr 0.005  2.0 s  (980 img/s)")
+
+
+def test_console_line_skips_what_was_not_evaluated():
+    assert console_line({"epoch": 1, "train/loss": 2.0, "lr": 0.1}, 2) == "epoch 1/2  train/loss 2  lr 0.1"
