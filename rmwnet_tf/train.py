@@ -187,6 +187,19 @@ def checkpoint_for(model: MetaWeightModel, epoch: tf.Variable) -> tf.train.Check
     return tf.train.Checkpoint(**parts)
 
 
+def select_epoch(history) -> int | None:
+    """The epoch whose model has the lowest MAE on the (noisy) meta set: a checkpoint choice that
+    needs no clean labels.
+
+    Under uniform noise of rate eta, the expected MAE on noisy labels is an affine function of
+    the MAE on clean labels with a positive slope (1 - eta K/(K-1), the symmetry argument of the
+    paper's Theorem 1), so both rank models alike; under flip noise the two can disagree.
+    Ties go to the earlier epoch. None when no evaluation had a meta set.
+    """
+    scored = [(row["meta/mae"], row["epoch"]) for row in history if row.get("meta/mae") is not None]
+    return min(scored)[1] if scored else None
+
+
 def final_results(config, data, history, *, steps, wall_seconds, images_per_second) -> dict:
     """results.json: the final evaluation, the best epoch by test accuracy (which needs clean
     test labels: the paper's and the official code's "best"), and the run's cost."""
@@ -194,6 +207,8 @@ def final_results(config, data, history, *, steps, wall_seconds, images_per_seco
     final = evaluated[-1] if evaluated else {}
     best = max(evaluated, key=lambda row: row["test/accuracy"]) if evaluated else {}
     aucs = [row["detection/auc"] for row in evaluated if row.get("detection/auc") is not None]
+    selected_epoch = select_epoch(history)
+    selected = next((row for row in history if row["epoch"] == selected_epoch), {})
     realised = None
     if data.clean_labels is not None:
         train_clean, train_given = data.clean_labels[data.train_indices], data.given_labels[data.train_indices]
@@ -207,6 +222,8 @@ def final_results(config, data, history, *, steps, wall_seconds, images_per_seco
         "test_accuracy_final": final.get("test/accuracy"),
         "test_accuracy_best": best.get("test/accuracy"),
         "best_epoch": best.get("epoch"),
+        "selected_epoch": selected_epoch,  # by the meta set's MAE: no clean labels needed
+        "test_accuracy_selected": selected.get("test/accuracy"),
         "detection_auc_final": final.get("detection/auc"),
         "detection_auc_best": max(aucs) if aucs else None,
         "detection_auc_loss_final": final.get("detection/auc_loss"),
@@ -281,6 +298,7 @@ def _train_and_write(config, strategy, model_dir, write_dir, started) -> dict:
     writer = outputs.RunWriter(write_dir, total_epochs=config.epochs, history=history, print_fn=logging.info,
                                weight_function=model.weight_function if model.vnet is not None else None)
     predict = evaluate_lib._predict_fn(model)
+    selected = tf.train.Checkpoint(classifier=model.classifier)  # the gold-free pick, see select_epoch
     evaluation = None
     for epoch in range(start_epoch, config.epochs):
         epoch_started = time.perf_counter()
@@ -296,6 +314,8 @@ def _train_and_write(config, strategy, model_dir, write_dir, started) -> dict:
             row.update(evaluation.metrics)
         row.update(train_seconds=train_seconds, wall_seconds=time.perf_counter() - epoch_started,
                    images_per_second=steps_per_epoch * config.batch_size / train_seconds)
+        if evaluation is not None and select_epoch(history + [row]) == epoch + 1:
+            selected.write(str(write_dir / "selected" / "classifier"))
         writer.epoch(row, evaluation)
         epoch_var.assign(epoch + 1)
         manager.save(checkpoint_number=epoch + 1)
@@ -317,4 +337,10 @@ def _train_and_write(config, strategy, model_dir, write_dir, started) -> dict:
             model.classifier, str(write_dir / "export"), mean=data.mean, std=data.std,
             image_shape=data.source.x_train.shape[1:],
         )
+        if results["selected_epoch"] is not None:
+            selected.read(str(write_dir / "selected" / "classifier")).assert_existing_objects_matched()
+            export_lib.export_classifier(
+                model.classifier, str(write_dir / "export_selected"), mean=data.mean, std=data.std,
+                image_shape=data.source.x_train.shape[1:],
+            )
     return results

@@ -154,6 +154,21 @@ def test_resumed_run_equals_uninterrupted_run(tmp_path):
     np.testing.assert_allclose(scores[0][:, 3:5], scores[1][:, 3:5], rtol=1e-4, atol=1e-6)
 
 
+def test_gold_free_selection_picks_the_lowest_meta_mae(finished_run):
+    cfg, results = finished_run
+    maes = {row["epoch"]: row["meta/mae"] for row in results["history"]}
+    assert results["selected_epoch"] == min(maes, key=maes.get)
+    picked = next(r for r in results["history"] if r["epoch"] == results["selected_epoch"])
+    assert results["test_accuracy_selected"] == picked["test/accuracy"]
+    assert (pathlib.Path(cfg.model_dir) / "export_selected" / "saved_model.pb").exists()
+
+
+def test_select_epoch_ties_and_missing_meta():
+    assert train.select_epoch([{"epoch": 1, "meta/mae": 0.5}, {"epoch": 2}, {"epoch": 3, "meta/mae": 0.5},
+                               {"epoch": 4, "meta/mae": 0.7}]) == 1
+    assert train.select_epoch([{"epoch": 1, "test/accuracy": 0.3}]) is None
+
+
 def test_evaluation_every_n_epochs_and_at_the_end(tmp_path):
     results = train.run(config(tmp_path, epochs=3, eval_every=2, export=False))
     evaluated = [row["epoch"] for row in results["history"] if "test/accuracy" in row]
