@@ -7,7 +7,14 @@ the default meta step against the plain step, each with XLA as `default_jit_comp
 for this device type and step kind.
 """
 
-from absl import app, flags
+import pathlib
+import sys
+
+# benchmarks/ sits beside rmwnet_tf/ in the repository and is not installed with the wheel;
+# `python scripts/benchmark_step.py` puts only scripts/ on sys.path, so add the repository root.
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
+
+from absl import app, flags  # noqa: E402
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("model", "resnet32", "Classifier to time (see rmwnet_tf.models.CLASSIFIERS).")
@@ -21,7 +28,7 @@ flags.DEFINE_enum("xla", "both", ["both", "on", "off"], "Which XLA settings to t
 
 def main(argv):
     del argv
-    from rmwnet_tf import step_benchmark as sb
+    from benchmarks import step_benchmark as sb
     from rmwnet_tf.meta_model import default_jit_compile
 
     jit_settings = {"both": (False, True), "on": (True,), "off": (False,)}[FLAGS.xla]

@@ -42,7 +42,7 @@ def test_every_flagfile_parses(path):
 
 @pytest.mark.parametrize("setting", ["uniform40", "uniform60", "flip2_20", "flip2_40", "flip15", "flip30", "none0"])
 def test_cpu_flagfiles_equal_the_reproduction_protocol(setting):
-    from rmwnet_tf import reproduction
+    from experiments import reproduction
 
     config = parse([f"--flagfile={ROOT / 'configs' / f'cpu_cifar10_{setting}.flags'}"])
     cell = reproduction.Cell(reproduction.SETTINGS_BY_NAME[setting], "rmnwnet", 0)

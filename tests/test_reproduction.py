@@ -9,7 +9,7 @@ import pathlib
 import pytest
 from absl import flags
 
-from rmwnet_tf import reproduction as rep
+from experiments import reproduction as rep
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 

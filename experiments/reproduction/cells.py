@@ -15,7 +15,7 @@ import numpy as np
 from absl import logging
 
 from rmwnet_tf.config import Config
-from rmwnet_tf.reproduction.protocol import Cell, Protocol, cell_config
+from experiments.reproduction.protocol import Cell, Protocol, cell_config
 
 
 # ------------------------------------------------------------------------------------ cells on disk

@@ -16,10 +16,10 @@ from typing import Callable, Sequence
 from absl import logging
 
 from rmwnet_tf.config import Config
-from rmwnet_tf.reproduction.cells import RunTally, check_cells, collect_entries, refuse_stale_cells, run_cells
-from rmwnet_tf.reproduction.claims import RELATION_RULES, ClaimResult, Summary, cost_rows, evaluate_claims
-from rmwnet_tf.reproduction.plots import make_plots
-from rmwnet_tf.reproduction.protocol import (
+from experiments.reproduction.cells import RunTally, check_cells, collect_entries, refuse_stale_cells, run_cells
+from experiments.reproduction.claims import RELATION_RULES, ClaimResult, Summary, cost_rows, evaluate_claims
+from experiments.reproduction.plots import make_plots
+from experiments.reproduction.protocol import (
     DEFAULT_OUT_DIR,
     DEFAULT_RUNS_DIR,
     DEFAULT_SEEDS,
@@ -30,7 +30,7 @@ from rmwnet_tf.reproduction.protocol import (
     Setting,
     grid,
 )
-from rmwnet_tf.reproduction.report import PAPER_TABLES, render_report
+from experiments.reproduction.report import PAPER_TABLES, render_report
 
 
 class ProtocolError(ValueError):

@@ -7,8 +7,8 @@ from typing import Sequence
 
 import numpy as np
 
-from rmwnet_tf.reproduction.cells import read_json, read_sample_scores
-from rmwnet_tf.reproduction.protocol import META_METHODS, METHOD_LABELS, METHOD_ORDER, SETTINGS, Setting
+from experiments.reproduction.cells import read_json, read_sample_scores
+from experiments.reproduction.protocol import META_METHODS, METHOD_LABELS, METHOD_ORDER, SETTINGS, Setting
 
 # ------------------------------------------------------------------------------------ plots
 def make_plots(entries: Sequence[dict], plots_dir) -> tuple[dict[str, list[str]], str | None]:
