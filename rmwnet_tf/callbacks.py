@@ -20,8 +20,8 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 
+from rmwnet_tf import figures
 from rmwnet_tf.metrics import detection_auc, suspicion_ranks
-from rmwnet_tf.plotting import render_curve
 
 # fit log key -> TensorBoard tag. Validation data is the test set here, hence val_* -> test/*.
 SCALAR_TAGS = {
@@ -226,7 +226,7 @@ class TensorBoardSummaries(keras.callbacks.Callback):
         return (epoch + 1) % self.curve_every == 0 or epoch + 1 == last_epoch
 
     def weight_curve_image(self, step: int) -> np.ndarray:
-        """W(loss) on [0, max loss seen] as uint8 [200, 300, 3]; grey bars show the losses seen."""
+        """W(loss) on [0, max loss seen] as uint8 [height, width, 3] (figures.CURVE_SIZE); bars: losses seen."""
         seen_losses = self.recorder.losses[self.recorder.seen]
         seen_losses = seen_losses[np.isfinite(seen_losses)]
         max_loss = float(seen_losses.max()) if seen_losses.size else 0.0
@@ -234,7 +234,8 @@ class TensorBoardSummaries(keras.callbacks.Callback):
             max_loss = 1.0
         grid = np.linspace(0.0, max_loss, self.curve_points, dtype=np.float32)
         curve = np.asarray(self.model.weight_function(grid), dtype=np.float64).reshape(-1)
-        return render_curve(grid, curve, title=f"W(loss)  epoch {step}", background_values=seen_losses)
+        return figures.to_rgb(figures.weight_curve_figure(grid, curve, title=f"W(loss), epoch {step}",
+                                                          seen_losses=seen_losses))
 
 
 class EpochSummaryLine(keras.callbacks.Callback):

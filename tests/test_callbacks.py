@@ -242,10 +242,10 @@ def test_test_scalars_and_lr(mwnet_run):
 
 def test_curve_image_shape(mwnet_run):
     encoded = mwnet_run["events"]["weights/curve"][2]  # [width, height, png]
-    assert int(encoded[0]) == 300 and int(encoded[1]) == 200
+    assert int(encoded[0]) == 480 and int(encoded[1]) == 320
     image = tf.io.decode_png(encoded[2]).numpy()
-    assert image.shape == (200, 300, 3) and image.dtype == np.uint8
-    assert len(np.unique(image.reshape(-1, 3), axis=0)) > 2  # something besides background and axes
+    assert image.shape == (320, 480, 3) and image.dtype == np.uint8
+    assert np.all(image == (0x1F, 0x5A, 0xB4), axis=-1).sum() > 100  # the curve's colour
 
 
 def test_summary_line_format(mwnet_run):

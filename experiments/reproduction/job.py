@@ -76,14 +76,14 @@ def write_report(protocol: Protocol, runs_dir, out_dir, *, seeds: Sequence[int],
     entries = collect_entries(report_grid(seeds), protocol, runs_dir)
     claims = evaluate_claims(entries)
     cost = cost_rows(entries)
-    plots, plots_note = make_plots(entries, out_dir / "plots")
+    plots = make_plots(entries, out_dir / "plots")
     json_path, report_path = out_dir / "reproduction.json", out_dir / "REPRODUCTION.md"
     _write_text(json_path, json.dumps({
         "protocol": protocol.config_fields(), "runs_dir": str(runs_dir), "command": command,
         "entries": entries, "claims": claims_as_json(claims), "cost": cost, "paper": PAPER_TABLES,
     }, indent=2) + "\n")
     _write_text(report_path, render_report(
-        entries, claims, cost, protocol, command=command, plots=plots, plots_note=plots_note,
+        entries, claims, cost, protocol, command=command, plots=plots,
         settings=SETTINGS, seeds=list(dict.fromkeys([*DEFAULT_SEEDS, *seeds])),
         variants=find_variants(out_dir),
     ))

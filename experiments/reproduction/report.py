@@ -73,8 +73,7 @@ def dataset_description(protocol: Protocol) -> str:
 
 
 def render_report(entries: Sequence[dict], claims: Sequence[ClaimResult], cost: Sequence[dict],
-                  protocol: Protocol, *, command: str, plots: dict[str, list[str]],
-                  plots_note: str | None, settings: Sequence[Setting], seeds: Sequence[int],
+                  protocol: Protocol, *, command: str, plots: dict[str, list[str]], settings: Sequence[Setting], seeds: Sequence[int],
                   variants: Sequence[dict] = ()) -> str:
     """The report's Markdown; `variants` are other protocols' reproduction.json contents (plus "name")."""
     sections = [
@@ -86,7 +85,7 @@ def render_report(entries: Sequence[dict], claims: Sequence[ClaimResult], cost: 
         _report_claims(claims),
         _report_variants(variants, entries, protocol),
         _report_cost(cost),
-        _report_plots(plots, plots_note),
+        _report_plots(plots),
         _report_progress(entries, settings),
     ]
     return "\n\n".join(section.rstrip() for section in sections) + "\n"
@@ -327,10 +326,8 @@ def _seconds(value: float | None) -> str:
     return "—" if value is None else f"{value:.3f}"
 
 
-def _report_plots(plots: dict[str, list[str]], plots_note: str | None) -> str:
+def _report_plots(plots: dict[str, list[str]]) -> str:
     lines = ["## Plots", ""]
-    if plots_note:
-        return "\n".join(lines + [f"Skipped: {plots_note}."])
     if not plots:
         return "\n".join(lines + ["None yet: no cell has finished."])
     lines.append("Per setting, from the lowest finished seed of each method: the learned weighting "
