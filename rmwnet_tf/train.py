@@ -27,7 +27,7 @@ from rmwnet_tf import losses as losses_lib
 from rmwnet_tf import metrics as metrics_lib
 from rmwnet_tf import models
 from rmwnet_tf import noise as noise_lib
-from rmwnet_tf.config import Config
+from rmwnet_tf.config import Config, upgrade_saved
 from rmwnet_tf.meta_model import MetaWeightModel, default_jit_compile
 from rmwnet_tf.methods import get_method
 
@@ -100,7 +100,7 @@ def _json_default(value):
 
 def check_model_dir(config: Config, model_dir: pathlib.Path) -> dict | None:
     """Refuse to mix two different runs in one folder; return a finished run's results."""
-    saved = _read_json(model_dir / "config.json")
+    saved = upgrade_saved(_read_json(model_dir / "config.json"))
     if saved is None:
         return None
     changed = {
@@ -183,7 +183,7 @@ def build_model(config: Config, data: data_lib.NoisyData, steps_per_epoch: int, 
     vnet = models.build_vnet(seed=config.seed + 1) if method.uses_meta else None
     model = MetaWeightModel(
         classifier, vnet, method=config.method, global_batch_size=config.batch_size,
-        weight_norm=config.weight_norm, meta_grad=config.meta_grad, meta_scope=config.meta_scope,
+        weight_norm=config.weight_norm, meta_step=config.meta_step,
         weight_decay=config.weight_decay, vnet_weight_decay=config.vnet_weight_decay,
     )
     model.compile(

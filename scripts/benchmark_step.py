@@ -16,8 +16,10 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 
 from absl import app, flags  # noqa: E402
 
+from rmwnet_tf.classifiers import CLASSIFIERS  # noqa: E402
+
 FLAGS = flags.FLAGS
-flags.DEFINE_string("model", "resnet32", "Classifier to time (see rmwnet_tf.models.CLASSIFIERS).")
+flags.DEFINE_enum("model", "resnet32", list(CLASSIFIERS), "Classifier to time.")
 flags.DEFINE_integer("batch_size", 100, "Train and meta batch size.", lower_bound=1)
 flags.DEFINE_integer("num_classes", 10, "Number of classes.", lower_bound=2)
 flags.DEFINE_integer("image_size", 32, "Image height and width.", lower_bound=8)

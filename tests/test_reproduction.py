@@ -107,6 +107,16 @@ def test_run_of_another_protocol_is_neither_reused_nor_overwritten(tmp_path):
     assert calls == [] and not out_dir.exists()  # refused before training or rewriting the report
 
 
+def test_cell_finished_before_the_meta_step_rename_still_counts(tmp_path):
+    cells = rep.grid([rep.SETTINGS[0]], ["rmnwnet"], [0])
+    fake_run([])(rep.cell_config(cells[0], rep.PROTOCOL, tmp_path))
+    config_path = tmp_path / "uniform40" / "rmnwnet" / "seed0" / "config.json"
+    saved = json.loads(config_path.read_text())
+    del saved["meta_step"]
+    config_path.write_text(json.dumps({**saved, "meta_grad": "double_backward", "meta_scope": "full"}))
+    assert rep.collect_entries(cells, rep.PROTOCOL, tmp_path)[0]["status"] == "done"
+
+
 def test_half_done_cell_is_partial_and_gets_rerun(tmp_path):
     cells = rep.grid([rep.SETTINGS[0]], ["base"], [0])
     config = rep.cell_config(cells[0], rep.PROTOCOL, tmp_path)
