@@ -11,13 +11,13 @@ import math
 import os
 
 from rmwnet_tf import noise
+from rmwnet_tf.classifiers import CLASSIFIERS
+from rmwnet_tf.datasets import DATASETS
+from rmwnet_tf.meta_steps import META_STEPS
 from rmwnet_tf.methods import METHODS
 
-DATASETS = ("cifar10", "cifar100", "image_folder", "synthetic")
-MODELS = ("resnet32", "wrn28_10", "small_cnn", "tiny")
 STRATEGIES = ("default", "mirrored", "multi_worker")
 JIT_CHOICES = ("auto", "true", "false")
-NUM_CLASSES = {"cifar10": 10, "cifar100": 100}
 
 
 def _field(default, help_text, **extra):
@@ -27,7 +27,7 @@ def _field(default, help_text, **extra):
 @dataclasses.dataclass
 class Config:
     # ---- data
-    dataset: str = _field("cifar10", "Training data source.", choices=DATASETS)
+    dataset: str = _field("cifar10", "Training data source.", choices=tuple(DATASETS))
     data_dir: str = _field("", "For dataset=image_folder: a folder with train/<class>/* and test/<class>/*.")
     tfds_data_dir: str = _field("", "tensorflow-datasets data_dir (default: tfds' own, ~/tensorflow_datasets).")
     image_size: int = _field(32, "Images are resized to image_size x image_size.")
@@ -50,13 +50,10 @@ class Config:
                                  "method would take, so every method trains on the same images.")
     weight_norm: str = _field("sum", "Normalise sample weights by their batch sum (official code) or by n.",
                               choices=("sum", "mean"))
-    meta_grad: str = _field("double_backward", "How the exact meta-gradient is computed (all exact but "
-                            "for speed; 'nested' is the textbook second-order one).",
-                            choices=("double_backward", "jvp", "nested"))
-    meta_scope: str = _field("full", "full: exact lookahead through every weight; head: approximate, "
-                             "lookahead through the last Dense layer only (cheap).", choices=("full", "head"))
+    meta_step: str = _field("exact", "; ".join(f"{s.name}: {s.summary}" for s in META_STEPS.values()) + ".",
+                            choices=tuple(META_STEPS))
     # ---- model and optimisation
-    model: str = _field("resnet32", "Classifier architecture.", choices=MODELS)
+    model: str = _field("resnet32", "Classifier architecture.", choices=tuple(CLASSIFIERS))
     epochs: int = _field(120, "Training epochs.")
     batch_size: int = _field(100, "Global train batch size (split across replicas).")
     meta_batch_size: int = _field(100, "Global meta batch size.")
@@ -78,6 +75,8 @@ class Config:
     strategy: str = _field("default", "default (one device), mirrored (all local GPUs), multi_worker "
                            "(TF_CONFIG).", choices=STRATEGIES)
     export: bool = _field(True, "Write a SavedModel of the classifier to model_dir/export at the end.")
+    suspects: int = _field(64, "Images in suspects.png and TensorBoard's `suspects` sheet: the most suspicious "
+                           "training labels (0: no sheet).")
     steps_per_execution: int = _field(1, "Train steps per compiled call (fewer Python round trips).")
     eval_every: int = _field(1, "Evaluate (test set, un-augmented training set, meta set) every this many "
                              "epochs, and always after the last one.")
@@ -123,7 +122,8 @@ class Config:
         except ValueError as error:
             bad("lr_boundaries", str(error))
 
-        if self.dataset == "image_folder":
+        dataset = DATASETS.get(self.dataset)
+        if dataset is not None and dataset.from_folder:
             if not self.data_dir:
                 bad("data_dir", "is required with --dataset=image_folder")
             elif not os.path.isdir(self.data_dir):
@@ -135,7 +135,7 @@ class Config:
                 bad("noisy_labels", f"file {self.noisy_labels!r} does not exist")
             if self.noise_type != "none":
                 bad("noise_type", "must be 'none' when --noisy_labels supplies the noisy labels")
-        num_classes = NUM_CLASSES.get(self.dataset)
+        num_classes = dataset.num_classes if dataset is not None else None
         if self.noise_type not in noise.NOISE_TYPES:
             pass  # reported above
         elif self.noise_type == "none":
@@ -148,17 +148,18 @@ class Config:
                 bad("noise_rate", str(error))
 
         method = METHODS.get(self.method)
-        if method is not None and method.uses_meta:
+        holds_meta = method is not None and (method.uses_meta or self.hold_out_meta)
+        if self.hold_out_meta and method is not None and method.uses_meta:
+            bad("hold_out_meta", f"only applies to method base ({self.method} holds out its meta set anyway)")
+        if holds_meta:
             if self.meta_size < 1:
                 bad("meta_size", f"method {self.method} needs meta samples (got --meta_size={self.meta_size})")
             if method.meta_labels == "clean" and not self.source_labels_are_clean:
                 bad("method", "mwnet needs clean meta labels, but --nosource_labels_are_clean says they "
                     "are unknown; use rmnwnet, which needs no clean samples")
-        if self.train_size and self.meta_size and method is not None and method.uses_meta:
+        if self.train_size and self.meta_size and holds_meta:
             if self.train_size <= self.meta_size:
                 bad("train_size", f"{self.train_size} leaves no training data after --meta_size={self.meta_size}")
-        if self.meta_scope == "head" and self.meta_grad == "nested":
-            bad("meta_scope", "head scope has its own closed-form step; use --meta_grad=double_backward")
         return found
 
     def validate(self) -> "Config":
@@ -172,6 +173,21 @@ class ConfigError(ValueError):
     def __init__(self, problems):
         self.problems = problems
         super().__init__("; ".join(f"--{flag}: {message}" for flag, message in problems))
+
+
+def upgrade_saved(saved: dict | None) -> dict | None:
+    """A run folder's config.json in today's field names, so runs written before a rename still
+    compare equal to the same settings (resuming, and the reproduction's finished cells).
+
+    `meta_grad` x `meta_scope` became `meta_step`: scope head was always the head step, whatever
+    meta_grad said.
+    """
+    if saved is None or "meta_step" in saved or "meta_grad" not in saved:
+        return saved
+    upgraded = dict(saved)
+    grad, scope = upgraded.pop("meta_grad"), upgraded.pop("meta_scope", "full")
+    upgraded["meta_step"] = "head" if scope == "head" else {"double_backward": "exact"}.get(grad, grad)
+    return upgraded
 
 
 def parse_boundaries(text: str) -> list[int]:

@@ -13,11 +13,11 @@ Why it is cheap. Because l_i enters the VNet as a constant, the meta-gradient fa
 So instead of differentiating through the virtual step (a second-order graph), the production
 step needs only the directional derivatives s = J G of the per-sample losses along G. They
 come from one backward pass *of the backward pass* that produced the virtual step
-(`meta_grad="double_backward"`) or from a forward-mode product (`meta_grad="jvp"`); the real
-step then reuses the recorded train-batch forward with new output weights. `meta_grad="nested"`
+(`meta_step="exact"`) or from a forward-mode product (`meta_step="jvp"`); the real
+step then reuses the recorded train-batch forward with new output weights. `meta_step="nested"`
 is the textbook nested-tape computation, kept as the reference the tests compare against.
 
-`meta_scope="head"` is an approximation: the virtual step moves only the final Dense layer,
+`meta_step="head"` is an approximation: the virtual step moves only the final Dense layer,
 whose per-sample gradients are available in closed form, so the meta batch needs a forward
 pass only.
 
@@ -34,11 +34,10 @@ import numpy as np
 import tensorflow as tf
 
 from rmwnet_tf import losses as losses_lib
+from rmwnet_tf.meta_steps import get_meta_step
 from rmwnet_tf.methods import get_method
 
 WEIGHT_NORMS = ("sum", "mean")
-META_GRADS = ("double_backward", "jvp", "nested")
-META_SCOPES = ("full", "head")
 
 
 def _replica_context():
@@ -117,8 +116,7 @@ class MetaWeightModel(keras.Model):
         method: str = "rmnwnet",
         global_batch_size: int,
         weight_norm: str = "sum",
-        meta_grad: str = "double_backward",
-        meta_scope: str = "full",
+        meta_step: str = "exact",
         weight_decay: float = 5e-4,
         vnet_weight_decay: float = 5e-4,
         **kwargs,
@@ -129,10 +127,7 @@ class MetaWeightModel(keras.Model):
             raise ValueError(f"method {method!r} needs a weighting net (vnet)")
         if weight_norm not in WEIGHT_NORMS:
             raise ValueError(f"weight_norm must be one of {WEIGHT_NORMS}, got {weight_norm!r}")
-        if meta_grad not in META_GRADS:
-            raise ValueError(f"meta_grad must be one of {META_GRADS}, got {meta_grad!r}")
-        if meta_scope not in META_SCOPES:
-            raise ValueError(f"meta_scope must be one of {META_SCOPES}, got {meta_scope!r}")
+        step = get_meta_step(meta_step)
         self.method = method
         self.classifier = classifier
         self.vnet = vnet if self.spec.uses_meta else None
@@ -140,12 +135,12 @@ class MetaWeightModel(keras.Model):
             losses_lib.get_meta_loss(self.spec.meta_loss) if self.spec.uses_meta else None
         )
         self.weight_norm = weight_norm
-        self.meta_grad = meta_grad
-        self.meta_scope = meta_scope
+        self.meta_step = step.name
+        self.meta_grad, self.meta_scope = step.grad, step.scope  # how _meta_train_step computes it
         self.weight_decay = float(weight_decay)
         self.vnet_weight_decay = float(vnet_weight_decay)
         self.global_batch_size = int(global_batch_size)
-        if meta_scope == "head":
+        if self.meta_scope == "head":
             self._split_head()
 
         self.loss_tracker = keras.metrics.Mean(name="train/loss")
@@ -389,7 +384,7 @@ class MetaWeightModel(keras.Model):
     def _split_head(self):
         head = self.classifier.layers[-1]
         if not isinstance(head, keras.layers.Dense) or not head.use_bias:
-            raise ValueError("meta_scope='head' needs a classifier whose last layer is a Dense with bias")
+            raise ValueError("meta_step='head' needs a classifier whose last layer is a Dense with bias")
         self._head = head
         self._body = keras.Model(self.classifier.inputs, head.input, name="body")
 

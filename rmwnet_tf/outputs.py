@@ -16,7 +16,7 @@ import numpy as np
 import tensorflow as tf
 
 from rmwnet_tf.metrics import suspicion_ranks
-from rmwnet_tf.plotting import render_curve
+from rmwnet_tf import figures
 
 # Console line: these keys, in this order, when present (the rest go to files only).
 CONSOLE_KEYS = ("train/loss", "test/accuracy", "detection/auc", "fit/noisy_memorised", "lr")
@@ -66,10 +66,11 @@ class RunWriter:
     """
 
     def __init__(self, write_dir: pathlib.Path, *, total_epochs: int, history: list, print_fn,
-                 weight_function=None):
+                 weight_function=None, suspects=None):
         self.write_dir = pathlib.Path(write_dir)
         self.total_epochs, self.history, self.print_fn = total_epochs, history, print_fn
         self.weight_function = weight_function
+        self.suspects = suspects  # a Suspects, or None for no contact sheet
         self._tensorboard = tf.summary.create_file_writer(str(self.write_dir / "tensorboard"))
 
     def epoch(self, row: dict, evaluation=None) -> None:
@@ -85,6 +86,8 @@ class RunWriter:
         self.print_fn(console_line(row, self.total_epochs))
 
     def _pictures(self, samples: dict, epoch: int) -> None:
+        if self.suspects is not None:
+            tf.summary.image("suspects", figures.to_rgb(self.suspects.figure(samples, epoch))[None])
         if self.weight_function is None:
             return
         weight = samples["weight"]
@@ -101,15 +104,44 @@ class RunWriter:
 
 
 def weight_curve_image(weight_function, losses, epoch: int, points: int = 200) -> np.ndarray:
-    """W(loss) on [0, the largest training loss] as an RGB image; grey bars show the losses."""
+    """W(loss) on [0, the largest training loss] as an RGB image, over a histogram of the losses."""
     losses = np.asarray(losses)[np.isfinite(losses)]
     top = float(losses.max()) if losses.size and losses.max() > 0 else 1.0
     grid = np.linspace(0.0, top, points, dtype=np.float32)
     curve = np.asarray(weight_function(grid), dtype=np.float64).reshape(-1)
-    return render_curve(grid, curve, title=f"W(loss)  epoch {epoch}", background_values=losses)
+    return figures.to_rgb(figures.weight_curve_figure(grid, curve, title=f"W(loss), epoch {epoch}",
+                                                      seen_losses=losses))
 
 
-def write_sample_outputs(write_dir: pathlib.Path, samples: dict) -> None:
+class Suspects:
+    """The most suspicious training images with their given label, prediction and weight.
+
+    Suspicion is the order of sample_scores.csv (lowest weight, then highest loss), so the
+    sheet shows its first rows. Class names come from the source (CIFAR names, folder names).
+    """
+
+    def __init__(self, images, class_names, count: int = 64):
+        self.images, self.class_names, self.count = images, list(class_names), int(count)
+
+    def rows(self, samples: dict) -> np.ndarray:
+        """Positions (into the samples' arrays) of the `count` most suspicious samples."""
+        ranks = suspicion_ranks(samples["weight"], samples["loss"], samples["index"])
+        return np.argsort(ranks, kind="stable")[: self.count]
+
+    def caption(self, samples: dict, row: int) -> str:
+        name = self.class_names
+        lines = [f"given {name[samples['given'][row]]}", f"pred {name[samples['predicted'][row]]}",
+                 f"w {samples['weight'][row]:.3g}  #{samples['index'][row]}"]
+        return "\n".join(lines)
+
+    def figure(self, samples: dict, epoch: int | None = None):
+        rows = self.rows(samples)
+        title = f"{len(rows)} most suspicious training labels" + (f", epoch {epoch}" if epoch else "")
+        return figures.suspects_figure(self.images[samples["index"][rows]],
+                                       [self.caption(samples, row) for row in rows], title=title)
+
+
+def write_sample_outputs(write_dir: pathlib.Path, samples: dict, suspects: Suspects | None = None) -> None:
     """sample_scores.csv (the review list) and the arrays other tools read.
 
     pred_probs.npy [N, K] and given_labels.npy [N] hold the training samples in the source's
@@ -125,6 +157,8 @@ def write_sample_outputs(write_dir: pathlib.Path, samples: dict) -> None:
     np.save(write_dir / "pred_probs.npy", samples["probs"].astype(np.float32))
     np.save(write_dir / "given_labels.npy", np.asarray(samples["given"], np.int64))
     np.save(write_dir / "sample_index.npy", np.asarray(samples["index"], np.int64))
+    if suspects is not None:
+        (write_dir / "suspects.png").write_bytes(figures.to_png(suspects.figure(samples)))
 
 
 def write_sample_scores(path, *, indices, given_labels, predicted_labels, weights, losses, clean_labels=None):

@@ -27,7 +27,7 @@ from rmwnet_tf import export as export_lib
 from rmwnet_tf import models
 from rmwnet_tf import outputs
 from rmwnet_tf import noise as noise_lib
-from rmwnet_tf.config import Config
+from rmwnet_tf.config import Config, upgrade_saved
 from rmwnet_tf.meta_model import MetaWeightModel, default_jit_compile
 from rmwnet_tf.methods import get_method
 
@@ -82,7 +82,7 @@ def resolve_jit(setting: str, strategy: tf.distribute.Strategy, uses_meta: bool)
 
 def check_model_dir(config: Config, model_dir: pathlib.Path) -> dict | None:
     """Refuse to mix two different runs in one folder; return a finished run's results."""
-    saved = outputs.read_json(model_dir / "config.json")
+    saved = upgrade_saved(outputs.read_json(model_dir / "config.json"))
     if saved is None:
         return None
     changed = {
@@ -167,7 +167,7 @@ def build_model(config: Config, data: data_lib.NoisyData, steps_per_epoch: int, 
     vnet = models.build_vnet(seed=config.seed + 1) if method.uses_meta else None
     model = MetaWeightModel(
         classifier, vnet, method=config.method, global_batch_size=config.batch_size,
-        weight_norm=config.weight_norm, meta_grad=config.meta_grad, meta_scope=config.meta_scope,
+        weight_norm=config.weight_norm, meta_step=config.meta_step,
         weight_decay=config.weight_decay, vnet_weight_decay=config.vnet_weight_decay,
     )
     model.compile(
@@ -295,8 +295,10 @@ def _train_and_write(config, strategy, model_dir, write_dir, started) -> dict:
     earlier_sittings_seconds = sum(row.get("wall_seconds") or 0.0 for row in history)
 
     # ---- loop: train one epoch -> evaluate -> write -> checkpoint
+    suspects = outputs.Suspects(data.source.x_train, data.source.class_names, config.suspects) if config.suspects else None
     writer = outputs.RunWriter(write_dir, total_epochs=config.epochs, history=history, print_fn=logging.info,
-                               weight_function=model.weight_function if model.vnet is not None else None)
+                               weight_function=model.weight_function if model.vnet is not None else None,
+                               suspects=suspects)
     predict = evaluate_lib._predict_fn(model)
     selected = tf.train.Checkpoint(classifier=model.classifier)  # the gold-free pick, see select_epoch
     evaluation = None
@@ -324,7 +326,7 @@ def _train_and_write(config, strategy, model_dir, write_dir, started) -> dict:
     # ---- final outputs (a resumed, already trained run is evaluated once more)
     if evaluation is None:
         evaluation = evaluate_lib.evaluate(model, data, batch_size=config.batch_size, predict=predict)
-    outputs.write_sample_outputs(write_dir, evaluation.samples)
+    outputs.write_sample_outputs(write_dir, evaluation.samples, suspects)
     train_seconds = sum(row["train_seconds"] or 0.0 for row in history)
     results = final_results(
         config, data, history, steps=int(model.optimizer.iterations.numpy()),

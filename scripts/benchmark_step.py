@@ -7,10 +7,19 @@ the default meta step against the plain step, each with XLA as `default_jit_comp
 for this device type and step kind.
 """
 
-from absl import app, flags
+import pathlib
+import sys
+
+# benchmarks/ sits beside rmwnet_tf/ in the repository and is not installed with the wheel;
+# `python scripts/benchmark_step.py` puts only scripts/ on sys.path, so add the repository root.
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
+
+from absl import app, flags  # noqa: E402
+
+from rmwnet_tf.classifiers import CLASSIFIERS  # noqa: E402
 
 FLAGS = flags.FLAGS
-flags.DEFINE_string("model", "resnet32", "Classifier to time (see rmwnet_tf.models.CLASSIFIERS).")
+flags.DEFINE_enum("model", "resnet32", list(CLASSIFIERS), "Classifier to time.")
 flags.DEFINE_integer("batch_size", 100, "Train and meta batch size.", lower_bound=1)
 flags.DEFINE_integer("num_classes", 10, "Number of classes.", lower_bound=2)
 flags.DEFINE_integer("image_size", 32, "Image height and width.", lower_bound=8)
@@ -21,7 +30,7 @@ flags.DEFINE_enum("xla", "both", ["both", "on", "off"], "Which XLA settings to t
 
 def main(argv):
     del argv
-    from rmwnet_tf import step_benchmark as sb
+    from benchmarks import step_benchmark as sb
     from rmwnet_tf.meta_model import default_jit_compile
 
     jit_settings = {"both": (False, True), "on": (True,), "off": (False,)}[FLAGS.xla]

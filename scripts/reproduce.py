@@ -9,19 +9,24 @@
 Runs go to --runs_dir/<setting>/<method>/seed<k>/ and resume where they stopped; the report
 (results/reproduction.json, results/REPRODUCTION.md, results/plots/) covers the whole grid.
 Every protocol value can be overridden (e.g. for a smoke test), and the report says so.
-The logic lives in the rmwnet_tf/reproduction/ package.
+The logic lives in the experiments/reproduction/ package (outside the installed rmwnet_tf).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import os
+import pathlib
 import sys
 
-from absl import app, flags, logging
+# experiments/ sits beside rmwnet_tf/ in the repository and is not installed with the wheel;
+# `python scripts/reproduce.py` puts only scripts/ on sys.path, so add the repository root.
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 
-from rmwnet_tf import reproduction
-from rmwnet_tf.config import Config
+from absl import app, flags, logging  # noqa: E402
+
+from experiments import reproduction  # noqa: E402
+from rmwnet_tf.config import Config  # noqa: E402
 
 _FIELD_HELP = {field.name: field.metadata.get("help", "") for field in dataclasses.fields(Config)}
 _FIELD_CHOICES = {field.name: field.metadata.get("choices") for field in dataclasses.fields(Config)}
@@ -76,8 +81,8 @@ def run(flag_values: flags.FlagValues, argv: list[str], run_fn=None) -> int:
         for problem in error.problems:
             print(f"error: {problem}", file=sys.stderr)
         if any(problem.startswith("--data_dir") for problem in error.problems):
-            print("hint: mkdir -p data/cifar10 && tar xzf ../shared/data/cifar10/cifar10-jpeg.tar.gz "
-                  "-C data/cifar10   (or --dataset=cifar10 with internet)", file=sys.stderr)
+            print("hint: unpack the CIFAR-10 JPEG copy into data/cifar10 (README.md, *Training on CIFAR*), "
+                  "or pass --dataset=cifar10 with internet", file=sys.stderr)
         return 2
     except (ValueError, reproduction.StaleRunError) as error:
         print(f"error: {error}", file=sys.stderr)

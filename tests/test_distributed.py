@@ -23,7 +23,7 @@ SLOW = pytest.mark.slow
 
 
 @pytest.mark.parametrize("method, variant", [
-    ("base", "double_backward"), ("rmnwnet", "double_backward"),
+    ("base", "exact"), ("rmnwnet", "exact"),
     pytest.param("mwnet", "jvp", marks=SLOW), pytest.param("rmnwnet", "nested", marks=SLOW),
     pytest.param("rmnwnet", "head", marks=SLOW),
 ])

@@ -57,10 +57,10 @@ def step_theta_gradient(model, batch, *, jit_compile=False):
     return [(b - a) / scale for b, a in zip(before, after)], [np.array(r) for r in reference]
 
 
-@pytest.mark.parametrize("meta_grad", ["double_backward", "jvp", "nested"])
+@pytest.mark.parametrize("meta_step", ["exact", "jvp", "nested"])
 @pytest.mark.parametrize("weight_norm", ["sum", "mean"])
-def test_production_meta_gradient_matches_nested_reference(meta_grad, weight_norm):
-    model = make_model(meta_grad=meta_grad, weight_norm=weight_norm)
+def test_production_meta_gradient_matches_nested_reference(meta_step, weight_norm):
+    model = make_model(meta_step=meta_step, weight_norm=weight_norm)
     applied, reference = step_theta_gradient(model, make_batch())
     assert rel_error(applied, reference) <= 1e-4
 
@@ -89,11 +89,11 @@ def test_reference_meta_gradient_agrees_with_central_finite_differences():
     assert finite_difference == pytest.approx(analytic, rel=5e-2)
 
 
-@pytest.mark.parametrize("meta_grad", ["double_backward", "nested"])
-def test_real_step_uses_updated_vnet_and_updates_bn_once(meta_grad):
+@pytest.mark.parametrize("meta_step", ["exact", "nested"])
+def test_real_step_uses_updated_vnet_and_updates_bn_once(meta_step):
     """Weights after a step = one SGD step on the loss weighted by the *new* VNet at w."""
     lr, decay = 0.1, 5e-4
-    model = make_model(meta_grad=meta_grad, lr=lr, weight_decay=decay, vnet_lr=1e-2)
+    model = make_model(meta_step=meta_step, lr=lr, weight_decay=decay, vnet_lr=1e-2)
     batch = make_batch(2)
     twin = models.build("tiny", num_classes=NUM_CLASSES, input_shape=SHAPE, seed=0)
     twin.set_weights(model.classifier.get_weights())
@@ -150,15 +150,15 @@ def test_methods_are_wired_as_specified(method, meta_labels, meta_loss):
 def test_unknown_options_are_rejected():
     with pytest.raises(ValueError, match="weight_norm"):
         make_model(weight_norm="median")
-    with pytest.raises(ValueError, match="meta_grad"):
-        make_model(meta_grad="magic")
+    with pytest.raises(ValueError, match="unknown meta step 'magic'; known: exact, jvp, nested, head"):
+        make_model(meta_step="magic")
     with pytest.raises(ValueError, match="unknown method"):
         MetaWeightModel(models.build("tiny", num_classes=NUM_CLASSES, input_shape=SHAPE),
                         method="coteaching", global_batch_size=BATCH)
 
 
-def test_head_scope_runs_and_updates_theta():
-    model = make_model(meta_scope="head", vnet_lr=1e-2)
+def test_head_step_runs_and_updates_theta():
+    model = make_model(meta_step="head", vnet_lr=1e-2)
     before = values(model.vnet.trainable_variables)
     tf.function(model.train_step)(make_batch(6))
     assert any(np.abs(a - b).max() > 0 for a, b in zip(values(model.vnet.trainable_variables), before))
@@ -217,3 +217,27 @@ def test_theorem_1_mae_meta_gradient_is_noise_tolerant(eta):
                                        atol=1e-3 * np.abs(clean_samples).max())
     assert cosines["mae"] >= 0.999
     assert cosines["ce"] < 0.99, cosines  # measured: 0.982 at eta=0.4, 0.953 at eta=0.6
+
+
+def test_fit_under_a_strategy_goes_through_our_symbolic_build_override(monkeypatch):
+    """`MetaWeightModel._maybe_symbolic_build` overrides a private Keras hook (why: its docstring).
+
+    No public route avoids Keras' symbolic build under a strategy (fit calls the hook whenever the
+    model was created in a strategy scope). If Keras renames the hook or stops calling it, the
+    override becomes dead code and multi-worker fit breaks again (tested only with `-m slow`);
+    this fails first. pyproject pins keras to the tested minor version for the same reason.
+    """
+    assert callable(getattr(keras.Model, "_maybe_symbolic_build", None))
+    assert "_maybe_symbolic_build" in vars(MetaWeightModel)  # ours, not Keras' inherited one
+    calls = []
+    override = MetaWeightModel._maybe_symbolic_build
+
+    def spy(self, iterator=None, data_batch=None):
+        calls.append((iterator is not None, data_batch))
+        return override(self, iterator=iterator, data_batch=data_batch)
+
+    monkeypatch.setattr(MetaWeightModel, "_maybe_symbolic_build", spy)
+    with tf.distribute.MirroredStrategy(["/cpu:0"]).scope():
+        model = make_model()
+    model.fit(tf.data.Dataset.from_tensors(make_batch(3)), epochs=1, verbose=0)
+    assert calls == [(True, None)]

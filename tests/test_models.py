@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from rmwnet_tf.models import CLASSIFIERS, build, build_vnet
+from rmwnet_tf.classifiers import CLASSIFIERS
+from rmwnet_tf.models import BUILDERS, build, build_vnet
 
 CHEAP_MODELS = ["tiny", "small_cnn", "resnet32"]
 
@@ -254,5 +255,11 @@ def test_vnet_seeded_and_validates_hidden():
         build_vnet(hidden=0)
 
 
-def test_registry_names():
-    assert set(CLASSIFIERS) == {"resnet32", "wrn28_10", "small_cnn", "tiny"}
+def test_every_registered_classifier_has_a_builder():
+    assert list(CLASSIFIERS) == ["resnet32", "wrn28_10", "small_cnn", "tiny"]
+    assert set(BUILDERS) == set(CLASSIFIERS)
+
+
+def test_unknown_model_names_the_known_ones():
+    with pytest.raises(ValueError, match="unknown model 'vgg16'; known: resnet32, wrn28_10, small_cnn, tiny"):
+        build("vgg16", num_classes=10)

@@ -5,7 +5,7 @@ import csv
 import numpy as np
 import pytest
 
-from rmwnet_tf.outputs import console_line, write_sample_scores
+from rmwnet_tf.outputs import Suspects, console_line, write_sample_scores
 
 
 def _sample_columns():
@@ -59,3 +59,16 @@ def test_console_line_names_metrics_as_everywhere_else():
 
 def test_console_line_skips_what_was_not_evaluated():
     assert console_line({"epoch": 1, "train/loss": 2.0, "lr": 0.1}, 2) == "epoch 1/2  train/loss 2  lr 0.1"
+
+
+def test_suspects_are_the_first_rows_of_the_review_list_with_named_captions():
+    images = np.arange(6 * 4 * 4 * 3, dtype=np.uint8).reshape(6, 4, 4, 3)
+    samples = dict(index=np.array([1, 3, 4, 5]), given=np.array([0, 1, 2, 0]), predicted=np.array([0, 2, 2, 1]),
+                   weight=np.array([0.9, 0.1, 0.5, 0.1]), loss=np.array([0.1, 2.0, 0.7, 3.0]))
+    suspects = Suspects(images, ["cat", "dog", "ship"], count=3)
+    rows = suspects.rows(samples)
+    assert rows.tolist() == [3, 1, 2]  # weight 0.1 (higher loss first), then 0.5
+    assert suspects.caption(samples, 3) == "given cat\npred dog\nw 0.1  #5"
+    figure = suspects.figure(samples, epoch=2)
+    assert [axes.get_title() for axes in figure.axes] == [suspects.caption(samples, r) for r in rows]
+    np.testing.assert_array_equal(figure.axes[0].images[0].get_array(), images[5])

@@ -9,7 +9,7 @@ import pathlib
 import pytest
 from absl import flags
 
-from rmwnet_tf import reproduction as rep
+from experiments import reproduction as rep
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 
@@ -105,6 +105,16 @@ def test_run_of_another_protocol_is_neither_reused_nor_overwritten(tmp_path):
         rep.reproduce(settings=[rep.SETTINGS[0]], methods=["base"], seeds=[0], protocol=protocol,
                       runs_dir=tmp_path, out_dir=out_dir, run_fn=fake_run(calls))
     assert calls == [] and not out_dir.exists()  # refused before training or rewriting the report
+
+
+def test_cell_finished_before_the_meta_step_rename_still_counts(tmp_path):
+    cells = rep.grid([rep.SETTINGS[0]], ["rmnwnet"], [0])
+    fake_run([])(rep.cell_config(cells[0], rep.PROTOCOL, tmp_path))
+    config_path = tmp_path / "uniform40" / "rmnwnet" / "seed0" / "config.json"
+    saved = json.loads(config_path.read_text())
+    del saved["meta_step"]
+    config_path.write_text(json.dumps({**saved, "meta_grad": "double_backward", "meta_scope": "full"}))
+    assert rep.collect_entries(cells, rep.PROTOCOL, tmp_path)[0]["status"] == "done"
 
 
 def test_half_done_cell_is_partial_and_gets_rerun(tmp_path):
@@ -322,9 +332,8 @@ def test_smoke_run_writes_report_and_second_run_trains_nothing(tmp_path):
     assert "Cells finished: 2 of 56" in report
     assert "n/a (not available offline)" in report
     assert "NOT YET MEASURED" in report and "--methods=base,rmnwnet" in report
-    if importlib.util.find_spec("matplotlib") is not None:
-        assert (out_dir / "plots" / "uniform40_weights.png").stat().st_size > 0
-        assert "](plots/uniform40_accuracy.png)" in report
+    assert (out_dir / "plots" / "uniform40_weights.png").stat().st_size > 0
+    assert "](plots/uniform40_accuracy.png)" in report
 
     assert script.run(parse(script, argv), argv, run_fn=counting_run) == 0
     assert len(calls) == 2  # nothing trained again

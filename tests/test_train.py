@@ -71,6 +71,14 @@ def test_run_writes_sample_scores(finished_run):
     assert len({int(r["index"]) for r in rows}) == 250
 
 
+def test_run_writes_the_suspects_sheet(finished_run):
+    cfg, _ = finished_run
+    png = (pathlib.Path(cfg.model_dir) / "suspects.png").read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n"
+    image = tf.io.decode_png(png).numpy()
+    assert image.shape == (8 * 170 + 30, 8 * 150, 4)  # 64 images, 8 per row, and a title
+
+
 def test_run_writes_arrays_cleanlab_reads(finished_run):
     cfg, results = finished_run
     folder = pathlib.Path(cfg.model_dir)
@@ -91,7 +99,7 @@ def test_run_writes_tensorboard_summaries(finished_run):
     expected = {"train/loss", "train/weighted_loss", "meta/loss", "test/accuracy", "test/loss", "lr",
                 "train/weight_mean", "weights/mean", "detection/auc", "detection/auc_loss", "fit/noisy_memorised",
                 "fit/clean_fitted", "fit/noisy_corrected", "meta/mae", "weights/clean", "weights/noisy",
-                "weights/all", "weights/curve"}
+                "weights/all", "weights/curve", "suspects"}
     assert expected <= tags
     # Every scalar of a history row reaches TensorBoard under the same name.
     row = json.loads((pathlib.Path(cfg.model_dir) / "history.json").read_text())[-1]

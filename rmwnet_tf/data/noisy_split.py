@@ -98,35 +98,23 @@ def prepare(
     unless ``hold_out_meta``: then the meta split is made as for the meta methods (same
     samples, labels as given) and left out of training, so that a Base run trains on exactly
     the images a meta method trains on (comparisons need the same training set).
+
+    Checked here: only what needs the data (sample and class counts; the noise rate against
+    the class count, inside `noise.corrupt_labels`). The rules about the settings alone (meta
+    set vs method, external labels vs synthetic noise, train_size vs meta_size, clean meta
+    labels) live in `Config.problems`, which `train.run` applies before loading any data.
     """
     num_classes, num_samples = source.num_classes, len(source.y_train)
-    # -- validate everything before any work --
-    noise_lib.validate_noise(noise_type, noise_rate, num_classes)
+    # -- validate what depends on the data before any work --
     if meta_label_kind not in META_LABEL_KINDS:
         raise ValueError(f"meta_label_kind={meta_label_kind!r}; expected one of {META_LABEL_KINDS}")
-    if noisy_labels_path is not None and noise_type != "none":
-        raise ValueError(
-            f"noisy_labels_path={str(noisy_labels_path)!r} replaces synthetic noise, so "
-            f"noise_type must be 'none' (got noise_type={noise_type!r})"
-        )
     meta_size = 0 if meta_label_kind == "none" and not hold_out_meta else int(meta_size)
-    if meta_size < 0:
-        raise ValueError(f"meta_size must be >= 0, got {meta_size}")
-    if (meta_label_kind != "none" or hold_out_meta) and meta_size == 0:
-        raise ValueError(f"meta_label_kind={meta_label_kind!r} needs meta_size > 0")
-    if meta_label_kind == "clean" and not source_labels_are_clean:
-        raise ValueError(
-            "meta_label_kind='clean' needs clean labels, but source_labels_are_clean=False"
-        )
     if meta_size >= num_samples:
         raise ValueError(
             f"meta_size={meta_size} leaves no training samples out of {num_samples}"
         )
-    if train_size is not None and not meta_size < train_size <= num_samples:
-        raise ValueError(
-            f"train_size={train_size} must exceed meta_size={meta_size} and be at most the "
-            f"{num_samples} source training samples"
-        )
+    if train_size is not None and train_size > num_samples:
+        raise ValueError(f"train_size={train_size} exceeds the {num_samples} source training samples")
 
     # -- the label table: given labels for every source training sample, computed once --
     source_labels = np.asarray(source.y_train, np.int64)

@@ -18,7 +18,9 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import tensorflow as tf
 
-SOURCES = ("cifar10", "cifar100", "image_folder", "synthetic")
+from rmwnet_tf.datasets import DATASETS
+
+SOURCES = tuple(DATASETS)  # the names of the TF-free registry rmwnet_tf.datasets
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp")
 CACHE_ENV_VAR = "RMWNET_CACHE_DIR"
 DEFAULT_CACHE_DIR = "~/.cache/rmwnet_tf"

@@ -1,7 +1,7 @@
 """Runs a few fit steps on one device or mirrored over two logical CPUs; prints weights as JSON.
 
 Run as a subprocess: logical devices must be configured before TensorFlow initialises.
-    python distributed_step.py {default|mirrored} {base|mwnet|mnwnet|rmnwnet} {double_backward|jvp|nested|head} JIT
+    python distributed_step.py {default|mirrored} {base|mwnet|mnwnet|rmnwnet} {exact|jvp|nested|head} JIT
 """
 
 import json
@@ -47,8 +47,7 @@ with strategy.scope():
     vnet = models.build_vnet(seed=0) if method != "base" else None
     model = MetaWeightModel(
         batch_free_classifier(), vnet, method=method, global_batch_size=BATCH,
-        meta_grad="double_backward" if variant == "head" else variant,
-        meta_scope="head" if variant == "head" else "full",
+        meta_step=variant,
     )
     model.compile(keras.optimizers.SGD(0.5, momentum=0.9, nesterov=True),
                   keras.optimizers.SGD(0.5, momentum=0.9, nesterov=True) if vnet else None, jit_compile=jit)

@@ -11,7 +11,7 @@ import math
 import statistics
 from typing import Iterable, Sequence
 
-from rmwnet_tf.reproduction.protocol import (
+from experiments.reproduction.protocol import (
     HEAVY_NOISE_SETTINGS,
     META_METHODS,
     METHOD_LABELS,

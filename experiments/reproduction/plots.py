@@ -5,24 +5,17 @@ from __future__ import annotations
 import pathlib
 from typing import Sequence
 
+import matplotlib
 import numpy as np
 
-from rmwnet_tf.reproduction.cells import read_json, read_sample_scores
-from rmwnet_tf.reproduction.protocol import META_METHODS, METHOD_LABELS, METHOD_ORDER, SETTINGS, Setting
+from experiments.reproduction.cells import read_json, read_sample_scores
+from experiments.reproduction.protocol import META_METHODS, METHOD_LABELS, METHOD_ORDER, SETTINGS, Setting
 
 # ------------------------------------------------------------------------------------ plots
-def make_plots(entries: Sequence[dict], plots_dir) -> tuple[dict[str, list[str]], str | None]:
-    """PNG figures per setting; returns ({setting: [file names]}, reason when skipped).
-
-    matplotlib is an optional extra (`plots`), imported only here, with a file-only backend.
-    """
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        return {}, "matplotlib is not installed (pip install -e \".[plots]\"), so no plots were drawn"
+def make_plots(entries: Sequence[dict], plots_dir) -> dict[str, list[str]]:
+    """PNG figures per setting: {setting: [file names]}, drawn with the file-only Agg backend."""
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt  # after choosing the backend
     plots_dir = pathlib.Path(plots_dir)
     made: dict[str, list[str]] = {}
     for setting in SETTINGS:
@@ -40,7 +33,7 @@ def make_plots(entries: Sequence[dict], plots_dir) -> tuple[dict[str, list[str]]
             plt.close(figure)
             files.append(path.name)
         made[setting.name] = files
-    return made, None
+    return made
 
 
 def _first_seed_runs(done: Sequence[dict], methods: Sequence[str]) -> list[dict]:

@@ -14,8 +14,8 @@ from typing import Callable, Iterable, Sequence
 import numpy as np
 from absl import logging
 
-from rmwnet_tf.config import Config
-from rmwnet_tf.reproduction.protocol import Cell, Protocol, cell_config
+from rmwnet_tf.config import Config, upgrade_saved
+from experiments.reproduction.protocol import Cell, Protocol, cell_config
 
 
 # ------------------------------------------------------------------------------------ cells on disk
@@ -44,7 +44,7 @@ def inspect_cell(config: Config) -> CellState:
     tuned): its numbers must not be reported as this protocol's, and train.run would refuse it.
     """
     model_dir = pathlib.Path(config.model_dir)
-    saved = read_json(model_dir / "config.json")
+    saved = upgrade_saved(read_json(model_dir / "config.json"))
     if saved is None:
         return CellState("not run")
     expected = config.to_dict()

@@ -16,7 +16,7 @@ scripts/reproduce.py and the tests use.
 """
 
 
-from rmwnet_tf.reproduction.cells import (
+from experiments.reproduction.cells import (
     FIT_KEYS,
     RESULT_KEYS,
     RUN_ONLY_KEYS,
@@ -29,7 +29,7 @@ from rmwnet_tf.reproduction.cells import (
     read_sample_scores,
     run_cells,
 )
-from rmwnet_tf.reproduction.claims import (
+from experiments.reproduction.claims import (
     ACCURACY,
     AUC,
     FAILS,
@@ -39,8 +39,8 @@ from rmwnet_tf.reproduction.claims import (
     evaluate_claims,
     format_mean_std,
 )
-from rmwnet_tf.reproduction.job import Outcome, ProtocolError, command_line, reproduce, write_report
-from rmwnet_tf.reproduction.protocol import (
+from experiments.reproduction.job import Outcome, ProtocolError, command_line, reproduce, write_report
+from experiments.reproduction.protocol import (
     DEFAULT_OUT_DIR,
     DEFAULT_RUNS_DIR,
     DEFAULT_SEEDS,

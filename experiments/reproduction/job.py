@@ -16,10 +16,10 @@ from typing import Callable, Sequence
 from absl import logging
 
 from rmwnet_tf.config import Config
-from rmwnet_tf.reproduction.cells import RunTally, check_cells, collect_entries, refuse_stale_cells, run_cells
-from rmwnet_tf.reproduction.claims import RELATION_RULES, ClaimResult, Summary, cost_rows, evaluate_claims
-from rmwnet_tf.reproduction.plots import make_plots
-from rmwnet_tf.reproduction.protocol import (
+from experiments.reproduction.cells import RunTally, check_cells, collect_entries, refuse_stale_cells, run_cells
+from experiments.reproduction.claims import RELATION_RULES, ClaimResult, Summary, cost_rows, evaluate_claims
+from experiments.reproduction.plots import make_plots
+from experiments.reproduction.protocol import (
     DEFAULT_OUT_DIR,
     DEFAULT_RUNS_DIR,
     DEFAULT_SEEDS,
@@ -30,7 +30,7 @@ from rmwnet_tf.reproduction.protocol import (
     Setting,
     grid,
 )
-from rmwnet_tf.reproduction.report import PAPER_TABLES, render_report
+from experiments.reproduction.report import PAPER_TABLES, render_report
 
 
 class ProtocolError(ValueError):
@@ -76,14 +76,14 @@ def write_report(protocol: Protocol, runs_dir, out_dir, *, seeds: Sequence[int],
     entries = collect_entries(report_grid(seeds), protocol, runs_dir)
     claims = evaluate_claims(entries)
     cost = cost_rows(entries)
-    plots, plots_note = make_plots(entries, out_dir / "plots")
+    plots = make_plots(entries, out_dir / "plots")
     json_path, report_path = out_dir / "reproduction.json", out_dir / "REPRODUCTION.md"
     _write_text(json_path, json.dumps({
         "protocol": protocol.config_fields(), "runs_dir": str(runs_dir), "command": command,
         "entries": entries, "claims": claims_as_json(claims), "cost": cost, "paper": PAPER_TABLES,
     }, indent=2) + "\n")
     _write_text(report_path, render_report(
-        entries, claims, cost, protocol, command=command, plots=plots, plots_note=plots_note,
+        entries, claims, cost, protocol, command=command, plots=plots,
         settings=SETTINGS, seeds=list(dict.fromkeys([*DEFAULT_SEEDS, *seeds])),
         variants=find_variants(out_dir),
     ))

@@ -5,8 +5,8 @@ from __future__ import annotations
 import inspect
 from typing import Sequence
 
-from rmwnet_tf.reproduction.cells import FIT_KEYS
-from rmwnet_tf.reproduction.claims import (
+from experiments.reproduction.cells import FIT_KEYS
+from experiments.reproduction.claims import (
     ACCURACY,
     AUC,
     RELATION_RULES,
@@ -14,7 +14,7 @@ from rmwnet_tf.reproduction.claims import (
     format_mean_std,
     summarize,
 )
-from rmwnet_tf.reproduction.protocol import (
+from experiments.reproduction.protocol import (
     META_METHODS,
     METHOD_LABELS,
     METHOD_ORDER,
@@ -51,8 +51,8 @@ def paper_value(setting: str, method: str, key: str, digits: int) -> str:
 # ------------------------------------------------------------------------------------ report
 def canonical_commands() -> list[str]:
     return [
-        "# once: the offline CIFAR-10 copy (JPEG), as README.md says",
-        "mkdir -p data/cifar10 && tar xzf ../shared/data/cifar10/cifar10-jpeg.tar.gz -C data/cifar10",
+        "# once: the CIFAR-10 JPEG copy unpacked into data/cifar10/{train,test}/<class>/ "
+        "(README.md, *Training on CIFAR*)",
         "# the whole grid; rerun the same command to continue after an interruption",
         "python scripts/reproduce.py",
         "# or a few cells per sitting (uniform 40% first), then again later",
@@ -73,8 +73,7 @@ def dataset_description(protocol: Protocol) -> str:
 
 
 def render_report(entries: Sequence[dict], claims: Sequence[ClaimResult], cost: Sequence[dict],
-                  protocol: Protocol, *, command: str, plots: dict[str, list[str]],
-                  plots_note: str | None, settings: Sequence[Setting], seeds: Sequence[int],
+                  protocol: Protocol, *, command: str, plots: dict[str, list[str]], settings: Sequence[Setting], seeds: Sequence[int],
                   variants: Sequence[dict] = ()) -> str:
     """The report's Markdown; `variants` are other protocols' reproduction.json contents (plus "name")."""
     sections = [
@@ -86,7 +85,7 @@ def render_report(entries: Sequence[dict], claims: Sequence[ClaimResult], cost: 
         _report_claims(claims),
         _report_variants(variants, entries, protocol),
         _report_cost(cost),
-        _report_plots(plots, plots_note),
+        _report_plots(plots),
         _report_progress(entries, settings),
     ]
     return "\n\n".join(section.rstrip() for section in sections) + "\n"
@@ -126,7 +125,7 @@ def _report_protocol(protocol: Protocol, command: str) -> str:
     return "\n".join([
         "## Protocol",
         "",
-        "From `rmwnet_tf/reproduction/protocol.py` (`PROTOCOL`):",
+        "From `experiments/reproduction/protocol.py` (`PROTOCOL`):",
         "",
         inspect.cleandoc(Protocol.__doc__),
         "",
@@ -181,7 +180,7 @@ def _paper_note() -> str:
     filled = any(value is not None for methods in PAPER_TABLES.values()
                  for keys in methods.values() for value in keys.values())
     return "" if filled else (" The paper's figures could not be read offline: `PAPER_TABLES` in "
-                              "`rmwnet_tf/reproduction/report.py` is empty until someone fills it from the paper.")
+                              "`experiments/reproduction/report.py` is empty until someone fills it from the paper.")
 
 
 def _report_auc(entries, settings) -> str:
@@ -327,10 +326,8 @@ def _seconds(value: float | None) -> str:
     return "—" if value is None else f"{value:.3f}"
 
 
-def _report_plots(plots: dict[str, list[str]], plots_note: str | None) -> str:
+def _report_plots(plots: dict[str, list[str]]) -> str:
     lines = ["## Plots", ""]
-    if plots_note:
-        return "\n".join(lines + [f"Skipped: {plots_note}."])
     if not plots:
         return "\n".join(lines + ["None yet: no cell has finished."])
     lines.append("Per setting, from the lowest finished seed of each method: the learned weighting "

@@ -21,16 +21,15 @@ from rmwnet_tf.meta_model import MetaWeightModel
 class Variant:
     label: str
     method: str
-    meta_grad: str = "double_backward"
-    meta_scope: str = "full"
+    meta_step: str = "exact"
 
 
 VARIANTS = (
     Variant("plain CE step (base)", "base"),
-    Variant("naive nested-tape meta step", "rmnwnet", meta_grad="nested"),
-    Variant("meta step, double backward (reuses forward)", "rmnwnet", meta_grad="double_backward"),
-    Variant("meta step, forward-mode jvp (reuses forward)", "rmnwnet", meta_grad="jvp"),
-    Variant("meta step, meta_scope=head (approximate)", "rmnwnet", meta_scope="head"),
+    Variant("naive nested-tape meta step", "rmnwnet", meta_step="nested"),
+    Variant("meta step, double backward (reuses forward)", "rmnwnet", meta_step="exact"),
+    Variant("meta step, forward-mode jvp (reuses forward)", "rmnwnet", meta_step="jvp"),
+    Variant("meta step, head only (approximate)", "rmnwnet", meta_step="head"),
 )
 
 
@@ -61,8 +60,7 @@ def build_step(variant: Variant, *, model_name, batch_size, input_shape, num_cla
         vnet,
         method=variant.method,
         global_batch_size=batch_size,
-        meta_grad=variant.meta_grad,
-        meta_scope=variant.meta_scope,
+        meta_step=variant.meta_step,
     )
     model.compile(
         keras.optimizers.SGD(0.05, momentum=0.9, nesterov=True),

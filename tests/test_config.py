@@ -1,0 +1,79 @@
+"""Config checks and the TF-free registries the flags take their names from."""
+
+import subprocess
+import sys
+
+import pytest
+
+from rmwnet_tf.classifiers import CLASSIFIERS
+from rmwnet_tf.config import Config, upgrade_saved
+from rmwnet_tf.datasets import DATASETS, get_dataset
+from rmwnet_tf.meta_steps import META_STEPS, get_meta_step
+
+
+def choices(name):
+    return next(f.metadata["choices"] for f in Config.__dataclass_fields__.values() if f.name == name)
+
+
+def test_flag_choices_are_the_registries_names():
+    assert choices("dataset") == ("cifar10", "cifar100", "image_folder", "synthetic") == tuple(DATASETS)
+    assert choices("model") == ("resnet32", "wrn28_10", "small_cnn", "tiny") == tuple(CLASSIFIERS)
+    assert choices("meta_step") == ("exact", "jvp", "nested", "head") == tuple(META_STEPS)
+    assert Config().meta_step == "exact"
+
+
+def test_meta_steps_map_to_one_gradient_and_scope_each():
+    assert {s.name: (s.grad, s.scope, s.exact) for s in META_STEPS.values()} == {
+        "exact": ("double_backward", "full", True), "jvp": ("jvp", "full", True),
+        "nested": ("nested", "full", True), "head": ("double_backward", "head", False)}
+    with pytest.raises(ValueError, match="unknown meta step 'fast'; known: exact, jvp, nested, head"):
+        get_meta_step("fast")
+
+
+def test_class_counts_come_from_the_dataset_registry():
+    assert {d.name: d.num_classes for d in DATASETS.values()} == {
+        "cifar10": 10, "cifar100": 100, "image_folder": None, "synthetic": None}
+    with pytest.raises(ValueError, match="unknown dataset 'mnist'; known: cifar10, cifar100, image_folder"):
+        get_dataset("mnist")
+    # flip2 at 0.65 is allowed for 10 classes and for 100: the limit is 2/3 either way
+    assert Config(dataset="cifar100", noise_type="flip2", noise_rate=0.65).problems() == []
+
+
+@pytest.mark.parametrize("settings, expected", [
+    (dict(train_size=500, meta_size=500), [("train_size", "500 leaves no training data after --meta_size=500")]),
+    (dict(method="base", train_size=500, meta_size=500), []),  # base has no meta set
+    (dict(method="base", meta_size=-1), [("meta_size", "must be >= 0, got -1")]),
+    (dict(method="mnwnet", meta_size=0), [("meta_size", "method mnwnet needs meta samples (got --meta_size=0)")]),
+    (dict(method="mwnet", source_labels_are_clean=False),
+     [("method", "mwnet needs clean meta labels, but --nosource_labels_are_clean says they are unknown; "
+                 "use rmnwnet, which needs no clean samples")]),
+    (dict(meta_step="head"), []),
+])
+def test_rules_on_settings_alone_live_in_config(settings, expected):
+    assert Config(**settings).problems() == expected
+
+
+def test_external_labels_exclude_synthetic_noise(tmp_path):
+    labels = tmp_path / "labels.npy"
+    labels.write_bytes(b"")
+    assert Config(noisy_labels=str(labels), noise_type="flip", noise_rate=0.2).problems() == [
+        ("noise_type", "must be 'none' when --noisy_labels supplies the noisy labels")]
+
+
+def test_registries_and_config_import_no_tensorflow():
+    code = ("import sys, rmwnet_tf.config, rmwnet_tf.classifiers, rmwnet_tf.datasets, rmwnet_tf.meta_steps; "
+            "print('tensorflow' in sys.modules, 'keras' in sys.modules)")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert result.stdout.split() == ["False", "False"], result.stderr
+
+
+@pytest.mark.parametrize("legacy, meta_step", [
+    ({"meta_grad": "double_backward", "meta_scope": "full"}, "exact"),
+    ({"meta_grad": "jvp", "meta_scope": "full"}, "jvp"),
+    ({"meta_grad": "nested", "meta_scope": "full"}, "nested"),
+    ({"meta_grad": "jvp", "meta_scope": "head"}, "head"),
+])
+def test_config_json_of_older_runs_is_read_in_todays_names(legacy, meta_step):
+    assert upgrade_saved({"seed": 3, **legacy}) == {"seed": 3, "meta_step": meta_step}
+    assert upgrade_saved({"seed": 3, "meta_step": "jvp"}) == {"seed": 3, "meta_step": "jvp"}
+    assert upgrade_saved(None) is None
