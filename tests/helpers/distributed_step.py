@@ -6,7 +6,12 @@ Run as a subprocess: logical devices must be configured before TensorFlow initia
 
 import json
 import os
+import pathlib
 import sys
+
+# Run as a file, this puts only tests/helpers/ on sys.path: add the repository root, so the
+# checkout under test is imported rather than whichever rmwnet_tf is installed.
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[2]))
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import tensorflow as tf  # noqa: E402
