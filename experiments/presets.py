@@ -117,8 +117,8 @@ def protocol_presets(protocol: Protocol, *, prefix: str, label: str, expect: Seq
     Built by the reproduction's own `cell_config`, so a flagfile trains exactly what
     scripts/reproduce.py trains (but into runs/<prefix>_<setting>). Any Protocol instance works.
     """
-    fields = tuple(f.name for f in dataclasses.fields(Protocol)
-                   if protocol.dataset == "synthetic" or not f.name.startswith("synthetic_"))
+    fields = tuple(name for name in protocol.config_fields()
+                   if protocol.dataset == "synthetic" or not name.startswith("synthetic_"))
     fields += ("noise_type", "noise_rate", "method", "seed", "model_dir")
     presets = []
     for setting in settings:
@@ -129,7 +129,9 @@ def protocol_presets(protocol: Protocol, *, prefix: str, label: str, expect: Seq
                 if protocol.dataset == "image_folder" else f"Data: --dataset={protocol.dataset}.")
         presets.append(Preset(name, config, fields, (
             f"{label}, {setting.label}.",
-            f"  python scripts/train.py --flagfile=configs/{name}.flags [--method=base|mwnet|mnwnet]",
+            f"  python scripts/train.py --flagfile=configs/{name}.flags [--method=mwnet|mnwnet]",
+            *([f"  Base as the reproduction trains it: --method=base --hold_out_meta=true --model_dir=runs/{name}_base"]
+              if protocol.base_holds_out_meta else []),
             data,
             *expect,
         )))
@@ -143,8 +145,9 @@ def all_presets() -> list[Preset]:
         *paper_presets(),
         *protocol_presets(
             PROTOCOL, prefix="cpu_cifar10",
-            label="Reduced CPU protocol of the reproduction (experiments/reproduction/protocol.py PROTOCOL)",
-            expect=("Expect: ~2 min (base) to ~5-6 min (meta methods) on 2 CPU cores; CIFAR-10 (JPEG copy) at 16x16",
-                    "with small_cnn: about 45-55% test accuracy (see results/REPRODUCTION.md)."),
+            label="Reduced CPU protocol v2 of the reproduction (experiments/reproduction/protocol.py PROTOCOL)",
+            expect=("Expect: protocol v2 (ResNet-32 at 16x16, 2,000 training + 1,000 meta images, 160 epochs);",
+                    "~4 min (base) / ~12 min (meta methods) on 2 CPU cores. Accuracies: to be measured",
+                    "(results/REPRODUCTION.md; protocol v1's in results/v1/)."),
         ),
     ]

@@ -3,6 +3,7 @@
     python scripts/reproduce.py                    # every unfinished cell, then the report
     python scripts/reproduce.py --max_cells=4      # at most 4 cells this sitting
     python scripts/reproduce.py --report_only      # just rebuild results/REPRODUCTION.md
+    python scripts/reproduce.py --report_only --calibration_runs=runs/cal/a,runs/cal/b   # + calibration
     python scripts/reproduce.py --augment=false --runs_dir=runs/reproduction_no_augment \
         --out_dir=results/no_augment               # a variant protocol, summarised in the main report
 
@@ -50,6 +51,10 @@ def define_flags(flag_values: flags.FlagValues = flags.FLAGS) -> None:
                         "Where the runs go: <runs_dir>/<setting>/<method>/seed<k>/.", flag_values=flag_values)
     flags.DEFINE_bool("report_only", False, "Only rebuild the report from the runs on disk.",
                       flag_values=flag_values)
+    flags.DEFINE_string("calibration_runs", None,
+                        "Comma-separated run folders (Base runs of the calibration) drawn in the report's "
+                        "calibration section. Unset: keep the ones the previous report named; empty: none.",
+                        flag_values=flag_values)
     for field in dataclasses.fields(reproduction.Protocol):
         help_text = f"Protocol override (default {getattr(reproduction.PROTOCOL, field.name)!r}): " \
                     f"{_FIELD_HELP.get(field.name, '')}"
@@ -76,6 +81,7 @@ def run(flag_values: flags.FlagValues, argv: list[str], run_fn=None) -> int:
             settings=settings, methods=methods, seeds=seeds, protocol=protocol,
             runs_dir=flag_values.runs_dir, out_dir=flag_values.out_dir, max_cells=flag_values.max_cells,
             report_only=flag_values.report_only, command=reproduction.command_line(argv), run_fn=run_fn,
+            calibration_runs=_calibration_runs(flag_values.calibration_runs),
         )
     except reproduction.ProtocolError as error:
         for problem in error.problems:
@@ -89,6 +95,12 @@ def run(flag_values: flags.FlagValues, argv: list[str], run_fn=None) -> int:
         return 2
     _print_summary(outcome)
     return 0
+
+
+def _calibration_runs(text: str | None) -> list[str] | None:
+    if text is None:
+        return None
+    return [part.strip() for part in text.split(",") if part.strip()]
 
 
 def _print_summary(outcome: reproduction.Outcome) -> None:

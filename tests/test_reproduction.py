@@ -45,13 +45,16 @@ def test_cell_config_is_protocol_plus_cell(tmp_path):
     cell = rep.grid([rep.SETTINGS_BY_NAME["flip2_40"]], ["mwnet"], [1])[0]
     config = rep.cell_config(cell, rep.PROTOCOL, tmp_path)
     assert (config.noise_type, config.noise_rate, config.method, config.seed) == ("flip2", 0.4, "mwnet", 1)
-    assert (config.model, config.image_size, config.train_size, config.epochs) == ("small_cnn", 16, 6000, 24)
+    assert (config.model, config.image_size, config.train_size, config.epochs) == ("resnet32", 16, 3000, 160)
+    assert not config.hold_out_meta
+    base = rep.cell_config(rep.grid([rep.SETTINGS_BY_NAME["flip2_40"]], ["base"], [1])[0], rep.PROTOCOL, tmp_path)
+    assert base.hold_out_meta
     assert config.model_dir == str(tmp_path / "flip2_40" / "mwnet" / "seed1")
 
 
 def test_protocol_overrides_keep_unset_fields_and_drop_data_dir_off_image_folder():
     protocol = rep.protocol_with({"model": "tiny", "epochs": None, "dataset": "cifar10"})
-    assert (protocol.model, protocol.epochs, protocol.dataset, protocol.data_dir) == ("tiny", 24, "cifar10", "")
+    assert (protocol.model, protocol.epochs, protocol.dataset, protocol.data_dir) == ("tiny", 160, "cifar10", "")
     with pytest.raises(ValueError, match="not protocol fields: colour"):
         rep.protocol_with({"colour": "red"})
 
@@ -144,9 +147,10 @@ def test_format_mean_std(values, kwargs, expected):
 
 
 # ------------------------------------------------------------------------------------ claims
-def entry(setting, method, seed, accuracy=None, auc=None, status="done"):
+def entry(setting, method, seed, accuracy=None, auc=None, status="done", **extra):
     return {"setting": setting, "method": method, "seed": seed, "status": status,
-            "test_accuracy_final": accuracy, "detection_auc_final_pass": auc, "seconds_per_step": None}
+            "test_accuracy_final": accuracy, "detection_auc_best": auc, "detection_auc_final_pass": auc,
+            "seconds_per_step": None, **extra}
 
 
 def entries_for(setting, accuracies_by_method, key="accuracy"):
@@ -158,9 +162,37 @@ def claim(number, entries):
     return rep.evaluate_claims(entries)[number - 1]
 
 
+def test_claims_state_scope_tolerance_and_source():
+    claims = rep.paper_claims()
+    assert [c.number for c in claims] == list(range(1, 9))
+    assert [(c.scope, c.tolerance) for c in claims[:3]] == [
+        ("uniform 40%, uniform 60%, no noise (0%)", "|Δ| ≤ max(1 point, pooled std)"),
+        ("flip2 20%, flip2 40%, flip 15%, flip 30%", "Δ ≥ −max(3 points, pooled std)"),
+        ("uniform 40%, uniform 60%", "Δ > pooled std"),
+    ]
+    assert claims[5].metric is rep.AUC_BEST and claims[5].settings == ("uniform40", "uniform60", "flip2_20", "flip2_40")
+    assert all(c.source for c in claims)
+
+
+def test_every_rule_holds_on_the_papers_own_numbers():
+    for result in rep.sanity_row():
+        assert result.verdict == rep.HOLDS, result.claim.statement
+        assert len(result.comparisons) == len(result.claim.comparisons_asked()), result.claim.statement
+    assert [r.verdict for r in rep.paper_target_row()] == [rep.HOLDS] * 3
+
+
+def test_sanity_row_uses_the_papers_mean_and_std():
+    flip30 = rep.sanity_row()[1].comparisons[3]
+    assert (flip30.setting, flip30.a.n, flip30.b.n) == ("flip30", 5, 5)
+    assert flip30.difference == pytest.approx(88.69 - 91.01)
+    assert flip30.tolerance == pytest.approx(3.0)
+    uniform40 = rep.sanity_row()[2].comparisons[0]
+    assert uniform40.tolerance == pytest.approx(((0.23 ** 2 + 0.44 ** 2) / 2) ** 0.5)
+
+
 def test_claims_without_results_are_not_yet_measured():
     partial = [entry("uniform40", m, 0, accuracy=0.8, auc=0.9, status="partial") for m in rep.METHOD_ORDER]
-    assert [r.verdict for r in rep.evaluate_claims(partial)] == [rep.NOT_YET_MEASURED] * 4
+    assert [r.verdict for r in rep.evaluate_claims(partial)] == [rep.NOT_YET_MEASURED] * 8
 
 
 @pytest.mark.parametrize("rmnwnet, mwnet, verdict", [
@@ -172,17 +204,23 @@ def test_claims_without_results_are_not_yet_measured():
 def test_claim1_approx_rule(rmnwnet, mwnet, verdict):
     result = claim(1, entries_for("uniform40", {"rmnwnet": rmnwnet, "mwnet": mwnet}))
     assert result.verdict == verdict
-    assert result.coverage == "1 of 7 comparisons measured"
+    assert result.coverage == "1 of 3 comparisons measured"
 
 
-def test_claim1_fails_when_any_setting_fails():
+def test_claim1_fails_when_any_setting_fails_and_ignores_flip():
     entries = entries_for("uniform40", {"rmnwnet": [0.85], "mwnet": [0.85]}) + \
-        entries_for("flip30", {"rmnwnet": [0.80], "mwnet": [0.90]})
+        entries_for("uniform60", {"rmnwnet": [0.80], "mwnet": [0.90]}) + \
+        entries_for("flip30", {"rmnwnet": [0.10], "mwnet": [0.90]})
     result = claim(1, entries)
     assert result.verdict == rep.FAILS
     assert [c.holds for c in result.comparisons] == [True, False]
     assert result.comparisons[1].describe(rep.ACCURACY, "approx") == (
-        "flip 30%: RMNW-Net 80.00 vs MW-Net\\* 90.00: Δ -10.00, needs |Δ| ≤ 1.00 (1+1 seeds) → fails")
+        "uniform 60%: RMNW-Net 80.00 vs MW-Net\\* 90.00: Δ -10.00, needs |Δ| ≤ 1.00 (1+1 seeds) → fails")
+
+
+@pytest.mark.parametrize("rmnwnet, verdict", [([0.880], rep.HOLDS), ([0.875], rep.FAILS)])
+def test_claim2_allows_three_points_below_mwnet_under_flip(rmnwnet, verdict):
+    assert claim(2, entries_for("flip30", {"rmnwnet": rmnwnet, "mwnet": [0.905]})).verdict == verdict
 
 
 @pytest.mark.parametrize("rmnwnet, mnwnet, verdict", [
@@ -191,23 +229,25 @@ def test_claim1_fails_when_any_setting_fails():
     ([0.75], [0.76], rep.FAILS),  # lower
     ([0.76], [0.75], rep.HOLDS),  # one seed each: the means decide
 ])
-def test_claim2_greater_rule_on_uniform_noise(rmnwnet, mnwnet, verdict):
-    assert claim(2, entries_for("uniform60", {"rmnwnet": rmnwnet, "mnwnet": mnwnet})).verdict == verdict
+def test_claim3_greater_rule_on_uniform_noise(rmnwnet, mnwnet, verdict):
+    assert claim(3, entries_for("uniform60", {"rmnwnet": rmnwnet, "mnwnet": mnwnet})).verdict == verdict
 
 
-def test_claim2_ignores_flip_noise():
+def test_claim3_ignores_flip_noise_where_claim4_expects_mnwnet_ahead():
     entries = entries_for("flip30", {"rmnwnet": [0.70], "mnwnet": [0.90]})
-    assert claim(2, entries).verdict == rep.NOT_YET_MEASURED
+    assert claim(3, entries).verdict == rep.NOT_YET_MEASURED
+    assert claim(4, entries).verdict == rep.HOLDS
+    assert claim(4, entries_for("flip15", {"rmnwnet": [0.90], "mnwnet": [0.70]})).verdict == rep.FAILS
 
 
-def test_claim3_needs_every_meta_method_above_base_under_heavy_noise():
+def test_claim5_needs_every_meta_method_above_base_under_noise():
     good = entries_for("flip2_40", {"base": [0.60, 0.61], "mwnet": [0.70, 0.71], "mnwnet": [0.66, 0.67],
                                     "rmnwnet": [0.69, 0.70]})
-    assert claim(3, good).verdict == rep.HOLDS
-    assert claim(3, good).coverage == "3 of 9 comparisons measured"
+    assert claim(5, good).verdict == rep.HOLDS
+    assert claim(5, good).coverage == "3 of 12 comparisons measured"
     bad = good + entries_for("uniform60", {"base": [0.50], "mwnet": [0.60], "mnwnet": [0.49], "rmnwnet": [0.55]})
-    assert claim(3, bad).verdict == rep.FAILS
-    assert claim(3, entries_for("uniform40", {"base": [0.1], "mwnet": [0.9]})).verdict == rep.NOT_YET_MEASURED
+    assert claim(5, bad).verdict == rep.FAILS
+    assert claim(5, entries_for("flip30", {"base": [0.1], "mwnet": [0.9]})).verdict == rep.NOT_YET_MEASURED
 
 
 @pytest.mark.parametrize("rmnwnet, mwnet, verdict", [
@@ -216,9 +256,25 @@ def test_claim3_needs_every_meta_method_above_base_under_heavy_noise():
     ([0.94, 0.96], [0.95, 0.97], rep.HOLDS),  # 0.01 lower, pooled std 0.014
     ([0.90, 0.91], [0.95, 0.96], rep.FAILS),
 ])
-def test_claim4_auc_not_lower_rule(rmnwnet, mwnet, verdict):
-    entries = entries_for("flip15", {"rmnwnet": rmnwnet, "mwnet": mwnet}, key="auc")
-    assert claim(4, entries).verdict == verdict
+def test_claim6_auc_not_lower_rule(rmnwnet, mwnet, verdict):
+    entries = entries_for("flip2_20", {"rmnwnet": rmnwnet, "mwnet": mwnet}, key="auc")
+    assert claim(6, entries).verdict == verdict
+
+
+def test_claim7_forgives_two_hundredths_under_flip_and_claim8_needs_rmnwnet_above_mnwnet():
+    assert claim(7, entries_for("flip15", {"rmnwnet": [0.96], "mwnet": [0.979]}, key="auc")).verdict == rep.HOLDS
+    assert claim(7, entries_for("flip15", {"rmnwnet": [0.95], "mwnet": [0.979]}, key="auc")).verdict == rep.FAILS
+    assert claim(8, entries_for("flip15", {"rmnwnet": [0.95], "mnwnet": [0.30]}, key="auc")).verdict == rep.HOLDS
+    assert claim(8, entries_for("uniform40", {"rmnwnet": [0.90], "mnwnet": [0.93]}, key="auc")).verdict == rep.FAILS
+
+
+def test_targets_at_uniform40():
+    entries = entries_for("uniform40", {"base": [0.50, 0.52], "mwnet": [0.60], "rmnwnet": [0.56, 0.58]})
+    entries[-2]["detection_auc_final_pass"], entries[-1]["detection_auc_final_pass"] = 0.97, 0.94
+    results = rep.evaluate_targets(entries)
+    assert [(r.verdict, round(r.value, 6)) for r in results] == [
+        (rep.HOLDS, 6.0), (rep.FAILS, -3.0), (rep.HOLDS, 0.955)]
+    assert [r.verdict for r in rep.evaluate_targets(entries[:2])] == [rep.NOT_YET_MEASURED] * 3
 
 
 def test_cost_is_seconds_per_step_relative_to_base():
@@ -231,29 +287,85 @@ def test_cost_is_seconds_per_step_relative_to_base():
     assert rows["mwnet"]["seconds_per_step"] is None and rows["mwnet"]["ratio_to_base"] is None
 
 
-# ------------------------------------------------------------------------------------ memorisation
-def write_scores(path, rows, columns="index,given_label,predicted_label,weight,loss,clean_label,is_noisy"):
-    path.write_text(columns + "\n" + "\n".join(",".join(map(str, row)) for row in rows) + "\n")
-    return path
+# ------------------------------------------------------------------------------------ entries and tables
+def finished_run(model_dir, config, results):
+    model_dir = pathlib.Path(model_dir)
+    model_dir.mkdir(parents=True, exist_ok=True)
+    (model_dir / "config.json").write_text(json.dumps(config.to_dict()))
+    (model_dir / "results.json").write_text(json.dumps({"epochs_completed": config.epochs, **results}))
 
 
-def test_fit_rates_count_clean_fitted_noisy_memorised_and_noisy_corrected(tmp_path):
-    # (index, given, predicted, weight, loss, clean, is_noisy)
-    rows = [(0, 1, 1, 1, 0.1, 1, 0), (1, 2, 3, 1, 2.0, 2, 0), (2, 4, 4, 1, 0.2, 4, 0), (3, 0, 0, 1, 0.3, 0, 0),
-            (4, 5, 5, 1, 0.1, 6, 1), (5, 7, 8, 1, 3.0, 8, 1), (6, 9, 2, 1, 4.0, 3, 1)]
-    scores = rep.read_sample_scores(write_scores(tmp_path / "s.csv", rows))
-    assert rep.fit_rates(scores) == {"clean_fitted_final": 0.75, "noisy_fitted_final": 1 / 3,
-                                     "noisy_corrected_final": 1 / 3}
+def test_entry_reads_results_and_final_metrics(tmp_path):
+    cell = rep.grid([rep.SETTINGS_BY_NAME["uniform60"]], ["rmnwnet"], [0])[0]
+    config = rep.cell_config(cell, rep.PROTOCOL, tmp_path)
+    finished_run(config.model_dir, config, {
+        "steps": 3200, "test_accuracy_final": 0.6, "test_accuracy_best": 0.65, "best_epoch": 52,
+        "test_accuracy_selected": 0.63, "selected_epoch": 60, "detection_auc_final": 0.9,
+        "detection_auc_best": 0.95, "detection_auc_loss_final": 0.91, "wall_seconds": 700.0,
+        "final": {"fit/noisy_memorised": 0.2, "fit/clean_fitted": 0.8, "fit/noisy_corrected": 0.5,
+                  "weights/loss_spearman": -0.97, "meta/mae": 1.1},
+        "history": [{"epoch": 1, "train_seconds": 320.0}], "noise_realised": {"rate": 0.55},
+    })
+    e = rep.collect_entries([cell], rep.PROTOCOL, tmp_path)[0]
+    assert (e["setting"], e["method"], e["seed"], e["status"]) == ("uniform60", "rmnwnet", 0, "done")
+    assert (e["test_accuracy_final"], e["test_accuracy_best"], e["test_accuracy_selected"]) == (0.6, 0.65, 0.63)
+    assert (e["best_epoch"], e["selected_epoch"]) == (52, 60)
+    assert (e["detection_auc_final_pass"], e["detection_auc_final"], e["detection_auc_best"]) == (0.9, 0.9, 0.95)
+    assert e["detection_auc_loss_final"] == 0.91
+    assert (e["noisy_fitted_final"], e["clean_fitted_final"], e["noisy_corrected_final"]) == (0.2, 0.8, 0.5)
+    assert (e["weights_loss_spearman_final"], e["meta_mae_final"], e["weights_clean_mean_final"]) == (-0.97, 1.1, None)
+    assert e["seconds_per_step"] == pytest.approx(0.1) and e["noise_rate_realised"] == 0.55
 
 
-def test_fit_rates_without_noise_or_without_true_labels(tmp_path):
-    clean_only = rep.read_sample_scores(write_scores(tmp_path / "a.csv", [(0, 1, 1, 1, 0.1, 1, 0),
-                                                                          (1, 2, 0, 1, 2.0, 2, 0)]))
-    assert rep.fit_rates(clean_only) == {"clean_fitted_final": 0.5, "noisy_fitted_final": None,
-                                         "noisy_corrected_final": None}
-    unknown = rep.read_sample_scores(write_scores(tmp_path / "b.csv", [(0, 1, 1, 1, 0.1)],
-                                                  columns="index,given_label,predicted_label,weight,loss"))
-    assert rep.fit_rates(unknown) == {}
+def test_unrun_cells_have_every_number_empty(tmp_path):
+    e = rep.collect_entries(rep.grid([rep.SETTINGS[0]], ["base"], [0]), rep.PROTOCOL, tmp_path)[0]
+    assert e["status"] == "not run"
+    assert all(e[key] is None for key in (*rep.RESULT_KEYS, *rep.FINAL_KEYS, "detection_auc_final_pass"))
+
+
+def full_entry(setting, method, seed, **values):
+    base = {key: None for key in (*rep.RESULT_KEYS, *rep.FINAL_KEYS, "detection_auc_final_pass")}
+    return {**base, "setting": setting, "method": method, "seed": seed, "status": "done",
+            "seconds_per_step": None, "model_dir": "nowhere", **values}
+
+
+def render(entries):
+    from experiments.reproduction import report
+
+    return report.render_report(entries, rep.evaluate_claims(entries), rep.cost_rows(entries), rep.PROTOCOL,
+                                command="python scripts/reproduce.py", plots={}, settings=rep.SETTINGS, seeds=[0, 1],
+                                targets=rep.evaluate_targets(entries), paper_targets=rep.paper_target_row(),
+                                sanity=rep.sanity_row())
+
+
+def test_report_tables_show_ours_beside_the_paper():
+    entries = [
+        full_entry("uniform40", "base", 0, test_accuracy_final=0.50, test_accuracy_best=0.55,
+                   test_accuracy_selected=0.52, detection_auc_loss_final=0.8),
+        full_entry("uniform40", "base", 1, test_accuracy_final=0.52, test_accuracy_best=0.57,
+                   test_accuracy_selected=0.50, detection_auc_loss_final=0.82),
+        full_entry("uniform40", "rmnwnet", 0, test_accuracy_final=0.60, test_accuracy_best=0.62,
+                   test_accuracy_selected=0.61, detection_auc_final=0.9, detection_auc_final_pass=0.9,
+                   detection_auc_best=0.93, detection_auc_loss_final=0.9, weights_loss_spearman_final=-0.99),
+    ]
+    report = render(entries)
+    assert "| uniform 40% | Base | 2 | 51.00 ± 1.41 | 56.00 ± 1.41 | 68.07 ± 1.23 |" in report
+    assert "| uniform 40% | RMNW-Net | 1 | 60.00 | 62.00 | 90.80 ± 0.23 |" in report
+    assert "| flip 30% | Base | 0 | — | — | not in the paper |" in report
+    assert "| uniform 40% | RMNW-Net | 0.9000 | 0.9300 | 0.9000 | 0.8100 ± 0.0141 | -0.99 | 0.9848 |" in report
+    assert "| uniform 40% | MW-Net\\* | — | — | — | 0.8100 ± 0.0141 | — | 0.9714 |" in report
+    assert "| uniform 40% | Base | 2 | 51.00 ± 1.41 | 56.00 ± 1.41 | 51.00 ± 1.41 | -5.00 | +0.00 |" in report
+    assert "| uniform 40% | RMNW-Net | 1 | 60.00 | 62.00 | 61.00 | -1.00 | +1.00 |" in report
+    assert ("| RMNW-Net ≥ Base + 5 points | final test accuracy | RMNW-Net 60.00 vs Base 51.00 ± 1.41: "
+            "Δ +9.00 → **HOLDS** |") in report
+    assert "| RMNW-Net within 1.5 points of MW-Net\\* | final test accuracy | NOT YET MEASURED |" in report
+    assert "| 5 | every meta method > Base under label noise |" in report and "(1 of 12 comparisons measured) | HOLDS |" in report
+    assert "Cells finished: 3 of 3" in report
+
+
+def test_lr_drops_are_read_from_the_history():
+    history = [{"epoch": 1, "lr": 0.05}, {"epoch": 2, "lr": 0.05}, {"epoch": 3, "lr": 0.005}, {"epoch": 4, "lr": 0.0005}]
+    assert rep.lr_drops(history) == [2, 3]
 
 
 # ------------------------------------------------------------------------------------ variants
@@ -308,8 +420,8 @@ def test_smoke_run_writes_report_and_second_run_trains_nothing(tmp_path):
     script = load_script()
     out_dir = tmp_path / "results"
     argv = ["--dataset=synthetic", "--synthetic_train_size=300", "--synthetic_test_size=100", "--train_size=0",
-            "--meta_size=50", "--batch_size=50", "--meta_batch_size=50", "--model=tiny", "--epochs=1",
-            "--lr_boundaries=", "--settings=uniform40", "--methods=base,rmnwnet", "--seeds=0",
+            "--meta_size=50", "--batch_size=50", "--meta_batch_size=50", "--model=tiny", "--epochs=2",
+            "--lr_boundaries=1", "--eval_every=1", "--settings=uniform40", "--methods=base,rmnwnet", "--seeds=0",
             f"--runs_dir={tmp_path / 'runs'}", f"--out_dir={out_dir}"]
     calls = []
 
@@ -330,10 +442,12 @@ def test_smoke_run_writes_report_and_second_run_trains_nothing(tmp_path):
     assert all(0.0 <= e[key] <= 1.0 for e in done for key in rep.FIT_KEYS)
     report = (out_dir / "REPRODUCTION.md").read_text()
     assert "Cells finished: 2 of 56" in report
-    assert "n/a (not available offline)" in report
+    assert "| uniform 40% | RMNW-Net | 1 |" in report and "| 90.80 ± 0.23 |" in report
     assert "NOT YET MEASURED" in report and "--methods=base,rmnwnet" in report
-    assert (out_dir / "plots" / "uniform40_weights.png").stat().st_size > 0
-    assert "](plots/uniform40_accuracy.png)" in report
+    for kind in ("accuracy", "fit", "weights"):
+        assert (out_dir / "plots" / f"uniform40_{kind}.png").stat().st_size > 0
+        assert f"](plots/uniform40_{kind}.png)" in report
+    assert "None given to this build." in report
 
     assert script.run(parse(script, argv), argv, run_fn=counting_run) == 0
     assert len(calls) == 2  # nothing trained again
@@ -341,4 +455,28 @@ def test_smoke_run_writes_report_and_second_run_trains_nothing(tmp_path):
 
     report_only = [*argv, "--report_only"]
     assert script.run(parse(script, report_only), report_only, run_fn=counting_run) == 0
+    assert len(calls) == 2
+
+    # the calibration section, from a Base run folder of this grid given by path
+    base_dir = tmp_path / "runs" / "uniform40" / "base" / "seed0"
+    history = rep.run_history(base_dir)
+    assert [row["epoch"] for row in history] == [1, 2] and rep.run_lr_drops(base_dir, history) == [1]
+    summary = rep.calibration_plot(base_dir, tmp_path / "calibration.png")
+    assert (tmp_path / "calibration.png").stat().st_size > 0
+    assert (summary["method"], summary["epochs_completed"], summary["epochs"], summary["finished"]) == ("base", 2, 2, True)
+    assert summary["test_accuracy_final"] == history[-1]["test/accuracy"]
+    assert summary["test_accuracy_best"] == max(row["test/accuracy"] for row in history)
+    assert 0.0 <= summary["noisy_memorised_final"] <= 1.0 and 0.0 <= summary["clean_fitted_final"] <= 1.0
+    calibrated = [*report_only, f"--calibration_runs={base_dir},{tmp_path / 'missing'}"]
+    assert script.run(parse(script, calibrated), calibrated, run_fn=counting_run) == 0
+    for rebuild in (calibrated, report_only):  # a later build without the flag keeps the section
+        assert script.run(parse(script, rebuild), rebuild, run_fn=counting_run) == 0
+        report = (out_dir / "REPRODUCTION.md").read_text()
+        section = report[report.index("## Calibration"):report.index("## Variants tried")]
+        row = (f"| `{base_dir}` | base | 2/2 | {summary['noisy_memorised_final'] * 100:.1f} | "
+               f"{summary['clean_fitted_final'] * 100:.1f} | {summary['test_accuracy_best'] * 100:.1f} | "
+               f"{summary['test_accuracy_final'] * 100:.1f} |")
+        assert row in section and "missing" not in section
+        plot = json.loads((out_dir / "reproduction.json").read_text())["calibration"][0]["plot"]
+        assert f"](plots/{plot})" in section and (out_dir / "plots" / plot).stat().st_size > 0
     assert len(calls) == 2

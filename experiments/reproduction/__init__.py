@@ -10,13 +10,15 @@ drive it. Reading results, judging claims and writing the report need no TensorF
 training does), so `--report_only` is quick.
 
 Modules, in the order data flows: `protocol` (budget, settings, grid), `cells` (run folders,
-training, one entry per cell), `claims` (verdicts and cost), `plots`, `report`
+training, one entry per cell), `paper` (the paper's CIFAR-10 numbers), `claims` (verdicts,
+targets, the paper's own numbers as a sanity row, cost), `plots` (and `calibration_plot`), `report`
 (REPRODUCTION.md), `job` (the whole job). The names below are the surface that
 scripts/reproduce.py and the tests use.
 """
 
 
 from experiments.reproduction.cells import (
+    FINAL_KEYS,
     FIT_KEYS,
     RESULT_KEYS,
     RUN_ONLY_KEYS,
@@ -24,21 +26,27 @@ from experiments.reproduction.cells import (
     RunTally,
     StaleRunError,
     collect_entries,
-    fit_rates,
     inspect_cell,
     read_sample_scores,
     run_cells,
 )
 from experiments.reproduction.claims import (
     ACCURACY,
-    AUC,
+    AUC_BEST,
+    AUC_FINAL,
     FAILS,
     HOLDS,
     NOT_YET_MEASURED,
+    Summary,
     cost_rows,
     evaluate_claims,
+    evaluate_targets,
     format_mean_std,
+    paper_claims,
+    paper_target_row,
+    sanity_row,
 )
+from experiments.reproduction.plots import calibration_plot, lr_drops, make_plots, run_history, run_lr_drops
 from experiments.reproduction.job import Outcome, ProtocolError, command_line, reproduce, write_report
 from experiments.reproduction.protocol import (
     DEFAULT_OUT_DIR,
@@ -60,7 +68,9 @@ from experiments.reproduction.protocol import (
 )
 
 __all__ = [
-    "ACCURACY", "AUC", "FIT_KEYS", "fit_rates", "read_sample_scores", "FAILS", "HOLDS", "NOT_YET_MEASURED", "RESULT_KEYS", "RUN_ONLY_KEYS",
+    "calibration_plot", "lr_drops", "make_plots", "run_history", "run_lr_drops",
+    "ACCURACY", "AUC_BEST", "AUC_FINAL", "Summary", "evaluate_targets", "paper_claims",
+    "paper_target_row", "sanity_row", "FIT_KEYS", "FINAL_KEYS", "read_sample_scores", "FAILS", "HOLDS", "NOT_YET_MEASURED", "RESULT_KEYS", "RUN_ONLY_KEYS",
     "DEFAULT_OUT_DIR", "DEFAULT_RUNS_DIR", "DEFAULT_SEEDS", "METHOD_ORDER", "PROTOCOL", "SETTINGS",
     "SETTINGS_BY_NAME", "Cell", "CellState", "Outcome", "Protocol", "ProtocolError", "RunTally",
     "Setting", "StaleRunError", "cell_config", "collect_entries", "command_line", "cost_rows",

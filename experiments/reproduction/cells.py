@@ -22,7 +22,7 @@ from experiments.reproduction.protocol import Cell, Protocol, cell_config
 # Config fields that say how or where a run is executed, not what is trained: a finished run
 # still counts when only these differ. Kept equal to train.RESUMABLE_CHANGES minus "epochs"
 # (a test checks it); copied because importing train would pull in TensorFlow.
-RUN_ONLY_KEYS = ("model_dir", "overwrite", "jit_compile", "strategy", "export")
+RUN_ONLY_KEYS = ("model_dir", "overwrite", "jit_compile", "strategy", "export", "eval_every", "steps_per_execution")
 
 
 @dataclasses.dataclass
@@ -141,12 +141,33 @@ def run_cells(cells: Sequence[Cell], protocol: Protocol, runs_dir, *, max_cells:
 
 
 # ------------------------------------------------------------------------------------ entries
-RESULT_KEYS = ("test_accuracy_final", "test_accuracy_best", "detection_auc_final", "detection_auc_best",
-               "detection_auc_final_pass", "detection_auc_loss_final_pass", "steps", "wall_seconds")
+# Copied from results.json as they are. detection_auc_final is the final model's AUC of W over the
+# whole un-augmented training set; detection_auc_loss_final the same for -loss (every method).
+RESULT_KEYS = ("test_accuracy_final", "test_accuracy_best", "best_epoch", "test_accuracy_selected",
+               "selected_epoch", "detection_auc_final", "detection_auc_best", "detection_auc_loss_final",
+               "steps", "wall_seconds")
+# Entry field -> metric of results.json["final"] (the last evaluation). "noisy_fitted" is
+# memorisation: the share of wrongly labelled samples the final network predicts as their wrong
+# label. Meta-weighting can only help Base when Base memorises, so the report shows it.
+FINAL_KEYS = {
+    "clean_fitted_final": "fit/clean_fitted",
+    "noisy_fitted_final": "fit/noisy_memorised",
+    "noisy_corrected_final": "fit/noisy_corrected",
+    "weights_loss_spearman_final": "weights/loss_spearman",
+    "weights_clean_mean_final": "weights/clean_mean",
+    "weights_noisy_mean_final": "weights/noisy_mean",
+    "meta_mae_final": "meta/mae",
+}
+FIT_KEYS = ("clean_fitted_final", "noisy_fitted_final", "noisy_corrected_final")
 
 
 def entry_for(cell: Cell, config: Config, state: CellState) -> dict:
-    """One line of reproduction.json: a cell's identity, status and (when done) its numbers."""
+    """One line of reproduction.json: a cell's identity, status and (when done) its numbers.
+
+    `detection_auc_final_pass` (the key the issue's done-criteria name) is results.json's
+    `detection_auc_final`: the final model's detection AUC over the whole un-augmented
+    training set.
+    """
     entry = {
         "setting": cell.setting.name, "noise_type": cell.setting.noise_type,
         "noise_rate": cell.setting.noise_rate, "method": cell.method, "seed": cell.seed,
@@ -156,24 +177,17 @@ def entry_for(cell: Cell, config: Config, state: CellState) -> dict:
     results = state.results if state.status == "done" else None
     for key in RESULT_KEYS:
         entry[key] = None if results is None else results.get(key)
+    entry["detection_auc_final_pass"] = entry["detection_auc_final"]
+    final = (results or {}).get("final") or {}
+    for key, metric in FINAL_KEYS.items():
+        entry[key] = final.get(metric)
     entry["train_seconds"] = None if results is None else train_seconds(results.get("history") or [])
     entry["seconds_per_step"] = (
         entry["train_seconds"] / entry["steps"] if entry["train_seconds"] and entry["steps"] else None
     )
     realised = None if results is None else results.get("noise_realised")
     entry["noise_rate_realised"] = realised.get("rate") if realised else None
-    scores_path = pathlib.Path(config.model_dir) / "sample_scores.csv"
-    fits = fit_rates(read_sample_scores(scores_path)) if results is not None and scores_path.exists() else {}
-    for key in FIT_KEYS:
-        entry[key] = fits.get(key)
     return entry
-
-
-# What the final network predicts on its own training samples (un-augmented final pass).
-# "noisy_fitted" is memorisation: the share of wrongly labelled samples predicted as their wrong
-# label. Meta-weighting can only help Base when Base memorises, so the report shows it next to
-# the accuracies.
-FIT_KEYS = ("clean_fitted_final", "noisy_fitted_final", "noisy_corrected_final")
 
 
 def read_sample_scores(path) -> dict[str, np.ndarray]:
@@ -188,25 +202,6 @@ def read_sample_scores(path) -> dict[str, np.ndarray]:
         "weight": column("weight", np.float64), "loss": column("loss", np.float64),
         "is_noisy": column("is_noisy", bool), "given_label": column("given_label", np.int64),
         "predicted_label": column("predicted_label", np.int64), "clean_label": column("clean_label", np.int64),
-    }
-
-
-def fit_rates(scores: dict) -> dict:
-    """Shares of clean samples fitted, noisy samples memorised and noisy samples corrected.
-
-    Empty when the true labels are unknown; a share is None when its group is empty (no noise).
-    """
-    if any(scores.get(key) is None for key in ("is_noisy", "given_label", "predicted_label", "clean_label")):
-        return {}
-    noisy, predicted = scores["is_noisy"], scores["predicted_label"]
-
-    def share(mask, target):
-        return float(np.mean(predicted[mask] == target[mask])) if mask.any() else None
-
-    return {
-        "clean_fitted_final": share(~noisy, scores["given_label"]),
-        "noisy_fitted_final": share(noisy, scores["given_label"]),
-        "noisy_corrected_final": share(noisy, scores["clean_label"]),
     }
 
 

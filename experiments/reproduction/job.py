@@ -10,6 +10,7 @@ import dataclasses
 import json
 import os
 import pathlib
+import re
 import shlex
 from typing import Callable, Sequence
 
@@ -17,8 +18,17 @@ from absl import logging
 
 from rmwnet_tf.config import Config
 from experiments.reproduction.cells import RunTally, check_cells, collect_entries, refuse_stale_cells, run_cells
-from experiments.reproduction.claims import RELATION_RULES, ClaimResult, Summary, cost_rows, evaluate_claims
-from experiments.reproduction.plots import make_plots
+from experiments.reproduction.claims import (
+    ClaimResult,
+    Summary,
+    TargetResult,
+    cost_rows,
+    evaluate_claims,
+    evaluate_targets,
+    paper_target_row,
+    sanity_row,
+)
+from experiments.reproduction.plots import calibration_plot, make_plots
 from experiments.reproduction.protocol import (
     DEFAULT_OUT_DIR,
     DEFAULT_RUNS_DIR,
@@ -30,7 +40,7 @@ from experiments.reproduction.protocol import (
     Setting,
     grid,
 )
-from experiments.reproduction.report import PAPER_TABLES, render_report
+from experiments.reproduction.report import paper_json, render_report
 
 
 class ProtocolError(ValueError):
@@ -55,39 +65,86 @@ def report_grid(seeds: Sequence[int]) -> list[Cell]:
     return grid(SETTINGS, METHOD_ORDER, list(dict.fromkeys([*DEFAULT_SEEDS, *seeds])))
 
 
-def claims_as_json(claims: Sequence[ClaimResult]) -> list[dict]:
-    def side(summary: Summary) -> dict:
-        return {"mean": summary.mean, "std": summary.std, "seeds": summary.n}
+def _side(summary: Summary | None) -> dict | None:
+    return None if summary is None else {"mean": summary.mean, "std": summary.std, "seeds": summary.n}
 
+
+def claims_as_json(claims: Sequence[ClaimResult]) -> list[dict]:
     return [{
-        "number": r.claim.number, "statement": r.claim.statement, "verdict": r.verdict,
-        "metric": r.claim.metric.key, "rule": RELATION_RULES[r.claim.relation], "coverage": r.coverage,
+        "number": r.claim.number, "statement": r.claim.statement, "source": r.claim.source,
+        "verdict": r.verdict, "metric": r.claim.metric.key, "relation": r.claim.relation,
+        "margin": r.claim.margin, "tolerance": r.claim.tolerance, "scope": list(r.claim.settings),
+        "coverage": r.coverage,
         "comparisons": [{
-            "setting": c.setting, "a": c.method_a, "b": c.method_b, "a_summary": side(c.a),
-            "b_summary": side(c.b), "difference": c.difference, "tolerance": c.tolerance, "holds": c.holds,
+            "setting": c.setting, "a": c.method_a, "b": c.method_b, "a_summary": _side(c.a),
+            "b_summary": _side(c.b), "difference": c.difference, "tolerance": c.tolerance, "holds": c.holds,
         } for c in r.comparisons],
     } for r in claims]
 
 
-def write_report(protocol: Protocol, runs_dir, out_dir, *, seeds: Sequence[int], command: str) -> Outcome:
-    """Read every cell of the grid from disk and write reproduction.json, REPRODUCTION.md and plots/."""
+def targets_as_json(targets: Sequence[TargetResult]) -> list[dict]:
+    return [{
+        "statement": r.target.statement, "setting": r.target.setting, "metric": r.target.metric.key,
+        "a": r.target.method_a, "b": r.target.method_b, "relation": r.target.relation,
+        "threshold": r.target.threshold, "verdict": r.verdict, "value": r.value,
+        "a_summary": _side(r.a), "b_summary": _side(r.b),
+    } for r in targets]
+
+
+def write_report(protocol: Protocol, runs_dir, out_dir, *, seeds: Sequence[int], command: str,
+                 calibration_runs: Sequence[str] | None = None) -> Outcome:
+    """Read every cell of the grid from disk and write reproduction.json, REPRODUCTION.md and plots/.
+
+    `calibration_runs`: run folders for the calibration section; None keeps the ones the previous
+    report in `out_dir` named (so a training sitting does not drop the section), [] drops them.
+    """
     out_dir = pathlib.Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    entries = collect_entries(report_grid(seeds), protocol, runs_dir)
-    claims = evaluate_claims(entries)
-    cost = cost_rows(entries)
-    plots = make_plots(entries, out_dir / "plots")
     json_path, report_path = out_dir / "reproduction.json", out_dir / "REPRODUCTION.md"
+    if calibration_runs is None:
+        calibration_runs = previous_calibration_runs(json_path)
+    entries = collect_entries(report_grid(seeds), protocol, runs_dir)
+    claims, targets = evaluate_claims(entries), evaluate_targets(entries)
+    sanity, paper_targets = sanity_row(), paper_target_row()
+    cost = cost_rows(entries)
+    plots = make_plots(entries, out_dir / "plots", SETTINGS)
+    calibration = calibration_rows(calibration_runs, out_dir / "plots")
     _write_text(json_path, json.dumps({
         "protocol": protocol.config_fields(), "runs_dir": str(runs_dir), "command": command,
-        "entries": entries, "claims": claims_as_json(claims), "cost": cost, "paper": PAPER_TABLES,
+        "entries": entries, "claims": claims_as_json(claims), "targets": targets_as_json(targets),
+        "sanity": {"claims": claims_as_json(sanity), "targets": targets_as_json(paper_targets)},
+        "calibration_runs": list(calibration_runs), "calibration": calibration,
+        "cost": cost, "paper": paper_json(),
     }, indent=2) + "\n")
     _write_text(report_path, render_report(
         entries, claims, cost, protocol, command=command, plots=plots,
         settings=SETTINGS, seeds=list(dict.fromkeys([*DEFAULT_SEEDS, *seeds])),
-        variants=find_variants(out_dir),
+        variants=find_variants(out_dir), targets=targets, paper_targets=paper_targets, sanity=sanity,
+        calibration=calibration,
     ))
     return Outcome(None, json_path, report_path, entries, claims)
+
+
+def previous_calibration_runs(json_path: pathlib.Path) -> list[str]:
+    try:
+        return list(json.loads(json_path.read_text()).get("calibration_runs") or [])
+    except (OSError, ValueError, AttributeError):
+        return []
+
+
+def calibration_rows(run_dirs: Sequence[str], plots_dir: pathlib.Path) -> list[dict]:
+    """One calibration plot and table row per run folder; a folder without epochs is skipped with a warning."""
+    rows = []
+    for position, run_dir in enumerate(run_dirs):
+        slug = re.sub(r"[^A-Za-z0-9]+", "_", "_".join(pathlib.Path(run_dir).parts[-3:])).strip("_")
+        name = f"calibration_{position}_{slug}.png"
+        try:
+            row = calibration_plot(run_dir, plots_dir / name)
+        except ValueError as error:
+            logging.warning("calibration run skipped: %s", error)
+            continue
+        rows.append({**row, "plot": name})
+    return rows
 
 
 def find_variants(out_dir) -> list[dict]:
@@ -118,7 +175,7 @@ def _write_text(path: pathlib.Path, text: str) -> None:
 def reproduce(*, settings: Sequence[Setting], methods: Sequence[str], seeds: Sequence[int], protocol: Protocol,
               runs_dir=DEFAULT_RUNS_DIR, out_dir=DEFAULT_OUT_DIR, max_cells: int | None = None,
               report_only: bool = False, command: str = "python scripts/reproduce.py",
-              run_fn: Callable[[Config], dict] | None = None, log=logging.info) -> Outcome:
+              calibration_runs: Sequence[str] | None = None, run_fn: Callable[[Config], dict] | None = None, log=logging.info) -> Outcome:
     """Run the unfinished cells (unless report_only), then rebuild the report.
 
     The report is rebuilt even when a run fails or is interrupted, so it always shows what
@@ -134,10 +191,12 @@ def reproduce(*, settings: Sequence[Setting], methods: Sequence[str], seeds: Seq
         try:
             tally = run_cells(cells, protocol, runs_dir, max_cells=max_cells, run_fn=run_fn, log=log)
         finally:
-            outcome = write_report(protocol, runs_dir, out_dir, seeds=seeds, command=command)
+            outcome = write_report(protocol, runs_dir, out_dir, seeds=seeds, command=command,
+                                   calibration_runs=calibration_runs)
         outcome.tally = tally
         return outcome
-    return write_report(protocol, runs_dir, out_dir, seeds=seeds, command=command)
+    return write_report(protocol, runs_dir, out_dir, seeds=seeds, command=command,
+                        calibration_runs=calibration_runs)
 
 
 def command_line(argv: Sequence[str]) -> str:

@@ -1,115 +1,236 @@
-"""The report's figures: learned weighting functions, clean vs noisy weights, accuracy curves."""
+"""The report's figures, drawn with rmwnet_tf.figures (Agg canvas, no pyplot state).
+
+Per setting with finished cells: test accuracy over training for the four methods, the fit rates
+per evaluation (clean fitted, noisy memorised, noisy corrected) per method, and the learned
+W(loss) of the meta methods. `calibration_plot` draws the fit rates of any single run folder
+(the calibration evidence of BUILD_NOTES.md "Protocol v2"). Everything is read from the runs'
+JSON and CSV files: no network is rebuilt.
+"""
 
 from __future__ import annotations
 
 import pathlib
 from typing import Sequence
 
-import matplotlib
 import numpy as np
 
+from rmwnet_tf import figures
 from experiments.reproduction.cells import read_json, read_sample_scores
 from experiments.reproduction.protocol import META_METHODS, METHOD_LABELS, METHOD_ORDER, SETTINGS, Setting
 
-# ------------------------------------------------------------------------------------ plots
-def make_plots(entries: Sequence[dict], plots_dir) -> dict[str, list[str]]:
-    """PNG figures per setting: {setting: [file names]}, drawn with the file-only Agg backend."""
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt  # after choosing the backend
+METHOD_COLORS = {"base": "tab:gray", "mwnet": "tab:green", "mnwnet": "tab:orange", "rmnwnet": "tab:blue"}
+FIT_CURVES = (("fit/clean_fitted", "clean fitted", "tab:blue"),
+              ("fit/noisy_memorised", "noisy memorised", "tab:red"),
+              ("fit/noisy_corrected", "noisy corrected", "tab:green"))
+
+
+# ------------------------------------------------------------------------------------ run folders
+def run_history(run_dir) -> list[dict]:
+    """A run's per-epoch rows: results.json["history"] when finished, else history.json."""
+    run_dir = pathlib.Path(run_dir)
+    results = read_json(run_dir / "results.json")
+    if results and results.get("history"):
+        return results["history"]
+    return read_json(run_dir / "history.json") or []
+
+
+def evaluated(history: Sequence[dict], key: str) -> tuple[list[int], list[float]]:
+    """(epochs, values) of the rows that hold `key` (evaluation rows, for test/* and fit/*)."""
+    rows = [row for row in history if row.get(key) is not None]
+    return [int(row["epoch"]) for row in rows], [float(row[key]) for row in rows]
+
+
+def lr_drops(history: Sequence[dict]) -> list[int]:
+    """Epochs after which the learning rate fell (the `lr` of the next epoch's row is lower)."""
+    drops = []
+    for previous, row in zip(history, history[1:]):
+        if previous.get("lr") is not None and row.get("lr") is not None and row["lr"] < previous["lr"]:
+            drops.append(int(previous["epoch"]))
+    return drops
+
+
+def run_lr_drops(run_dir, history: Sequence[dict] = ()) -> list[int]:
+    """The epochs after which a run's lr fell: its config's `lr_boundaries`, else read from `history`.
+
+    The config is preferred: a history row's `lr` is read before the epoch's first step, and at a
+    boundary that step still runs at the old rate, so the rows show each drop one epoch late.
+    """
+    run_dir = pathlib.Path(run_dir)
+    config = (read_json(run_dir / "results.json") or {}).get("config") or read_json(run_dir / "config.json") or {}
+    boundaries = config.get("lr_boundaries")
+    if isinstance(boundaries, str):
+        try:
+            return [int(part) for part in boundaries.split(",") if part.strip()]
+        except ValueError:
+            pass
+    return lr_drops(history)
+
+
+def _mean_curve(histories: Sequence[Sequence[dict]], key: str) -> tuple[list[int], np.ndarray] | None:
+    """Mean over runs at the epochs every run evaluated."""
+    curves = [dict(zip(*evaluated(h, key))) for h in histories]
+    curves = [c for c in curves if c]
+    if not curves:
+        return None
+    epochs = sorted(set.intersection(*(set(c) for c in curves)))
+    if not epochs:
+        return None
+    return epochs, np.mean([[c[e] for e in epochs] for c in curves], axis=0)
+
+
+def _mark_drops(axes, drops: Sequence[int]) -> None:
+    for position, epoch in enumerate(drops):
+        axes.axvline(epoch, color="0.5", linestyle=":", linewidth=1,
+                     label="lr ÷10" if position == 0 else None)
+
+
+def _save(figure, path: pathlib.Path) -> str:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(figures.to_png(figure))
+    return path.name
+
+
+# ------------------------------------------------------------------------------------ the grid's plots
+def make_plots(entries: Sequence[dict], plots_dir, settings: Sequence[Setting] = SETTINGS) -> dict[str, list[str]]:
+    """PNG figures per setting with finished cells: {setting: [file names]}."""
     plots_dir = pathlib.Path(plots_dir)
     made: dict[str, list[str]] = {}
-    for setting in SETTINGS:
+    for setting in settings:
         done = [e for e in entries if e["setting"] == setting.name and e["status"] == "done"]
         if not done:
             continue
-        plots_dir.mkdir(parents=True, exist_ok=True)
+        histories = {method: [run_history(e["model_dir"]) for e in done if e["method"] == method]
+                     for method in METHOD_ORDER}
+        drops = next((run_lr_drops(e["model_dir"], run_history(e["model_dir"])) for e in done), [])
         files = []
-        for name, draw in (("weights", _draw_weights), ("accuracy", _draw_accuracy)):
-            figure = draw(plt, setting, done)
-            if figure is None:
-                continue
-            path = plots_dir / f"{setting.name}_{name}.png"
-            figure.savefig(path, dpi=90, metadata={"Software": None})
-            plt.close(figure)
-            files.append(path.name)
+        for name, figure in (("accuracy", _accuracy_figure(setting, histories, drops)),
+                             ("fit", _fit_figure(setting, histories, drops)),
+                             ("weights", _weights_figure(setting, done))):
+            if figure is not None:
+                files.append(_save(figure, plots_dir / f"{setting.name}_{name}.png"))
         made[setting.name] = files
     return made
 
 
-def _first_seed_runs(done: Sequence[dict], methods: Sequence[str]) -> list[dict]:
-    """The lowest-seed finished run of each method (one picture per method, not an average)."""
-    runs = []
-    for method in methods:
-        candidates = sorted((e for e in done if e["method"] == method), key=lambda e: e["seed"])
-        if candidates:
-            runs.append(candidates[0])
-    return runs
+def _accuracy_figure(setting: Setting, histories: dict[str, list], drops: Sequence[int]):
+    """Test accuracy at every evaluation, mean over each method's finished seeds; lr drops dotted."""
+    figure = figures.new_figure((720, 420))
+    axes = figure.add_subplot()
+    for method in METHOD_ORDER:
+        curve = _mean_curve(histories[method], "test/accuracy")
+        if curve is None:
+            continue
+        seeds = len(histories[method])
+        axes.plot(curve[0], curve[1] * 100.0, marker="o", markersize=2.5, color=METHOD_COLORS[method],
+                  label=f"{METHOD_LABELS[method]} ({seeds} seed{'s' if seeds > 1 else ''})")
+    if not axes.lines:
+        return None
+    _mark_drops(axes, drops)
+    axes.set(title=f"Test accuracy during training, {setting.label}", xlabel="epoch", ylabel="test accuracy (%)")
+    axes.grid(alpha=0.3)
+    axes.legend(loc="best", fontsize=8)
+    figure.tight_layout()
+    return figure
 
 
-def _draw_weights(plt, setting: Setting, done: Sequence[dict]):
-    """Row 1: W(loss) at the end of training; row 2: weights of clean vs noisy samples.
+def _fit_figure(setting: Setting, histories: dict[str, list], drops: Sequence[int]):
+    """Per method: shares of clean labels fitted, wrong labels memorised and corrected, per evaluation."""
+    methods = [m for m in METHOD_ORDER if _mean_curve(histories[m], "fit/clean_fitted") is not None]
+    if not methods:
+        return None
+    figure = figures.new_figure((max(300 * len(methods) + 60, 560), 340))
+    axes_row = figure.subplots(1, len(methods), sharey=True, squeeze=False)[0]
+    for axes, method in zip(axes_row, methods):
+        for key, label, color in FIT_CURVES:
+            curve = _mean_curve(histories[method], key)
+            if curve is not None:
+                axes.plot(curve[0], curve[1] * 100.0, color=color, label=label)
+        _mark_drops(axes, drops)
+        axes.set(title=METHOD_LABELS[method], xlabel="epoch", ylim=(0, 100))
+        axes.grid(alpha=0.3)
+    axes_row[0].set_ylabel("% of training samples (un-augmented)")
+    axes_row[0].legend(loc="best", fontsize=7)
+    figure.suptitle(f"What the network fits during training, {setting.label}", fontsize=10)
+    figure.tight_layout()
+    return figure
 
-    Both come from sample_scores.csv, which holds every training sample's final loss and
-    weight, so no network has to be rebuilt.
-    """
-    runs = [e for e in _first_seed_runs(done, META_METHODS)
-            if (pathlib.Path(e["model_dir"]) / "sample_scores.csv").exists()]
+
+def _lowest_seed(done: Sequence[dict], method: str) -> dict | None:
+    runs = sorted((e for e in done if e["method"] == method), key=lambda e: e["seed"])
+    return runs[0] if runs else None
+
+
+def _weights_figure(setting: Setting, done: Sequence[dict]):
+    """W(loss) of the final model of each meta method (lowest finished seed): every training sample's
+    (final loss, weight) pair from sample_scores.csv, clean and noisy labels coloured. Exact for
+    the final model, since W depends on the loss alone."""
+    runs = [e for e in (_lowest_seed(done, m) for m in META_METHODS)
+            if e is not None and (pathlib.Path(e["model_dir"]) / "sample_scores.csv").exists()]
     if not runs:
         return None
-    figure, axes = plt.subplots(2, len(runs), figsize=(max(4.2 * len(runs), 6.4), 6.4), squeeze=False)
-    for column, entry in enumerate(runs):
+    figure = figures.new_figure((max(330 * len(runs) + 60, 560), 340))
+    axes_row = figure.subplots(1, len(runs), squeeze=False)[0]
+    for axes, entry in zip(axes_row, runs):
         scores = read_sample_scores(pathlib.Path(entry["model_dir"]) / "sample_scores.csv")
-        noisy = scores["is_noisy"] if scores["is_noisy"] is not None else np.zeros(scores["weight"].size, bool)
-        title = f"{METHOD_LABELS[entry['method']]} (seed {entry['seed']})"
-        curve, histogram = axes[0][column], axes[1][column]
-        order = np.argsort(scores["loss"])
-        curve.plot(scores["loss"][order], scores["weight"][order], color="0.3", linewidth=1, label="W(loss)")
-        for mask, color, label in ((~noisy, "tab:blue", "clean label"), (noisy, "tab:orange", "noisy label")):
+        loss, weight = scores["loss"], scores["weight"]
+        noisy = scores["is_noisy"] if scores["is_noisy"] is not None else np.zeros(loss.size, bool)
+        for mask, color, label in ((~noisy, "tab:blue", "clean label"), (noisy, "tab:red", "noisy label")):
             if mask.any():
-                curve.scatter(scores["loss"][mask], scores["weight"][mask], s=4, alpha=0.35, color=color,
-                              label=label, rasterized=True)
-        curve.set(title=title, xlabel="training loss (CE on the given label)", ylabel="weight W(loss)")
-        curve.legend(loc="best", fontsize=7)
-        low, high = float(scores["weight"].min()), float(scores["weight"].max())
-        bins = np.linspace(low, high if high > low else low + 1e-6, 40)  # the weights' own range
-        for mask, color, label in ((~noisy, "tab:blue", "clean"), (noisy, "tab:orange", "noisy")):
-            if mask.any():
-                histogram.hist(scores["weight"][mask], bins=bins, alpha=0.6, color=color, density=True,
-                               label=f"{label} ({int(mask.sum())})")
-        auc = entry.get("detection_auc_final_pass")
-        histogram.set(title="AUC " + ("—" if auc is None else f"{auc:.3f}"), xlabel="weight", ylabel="density")
-        histogram.legend(loc="best", fontsize=7)
-    figure.suptitle(f"Learned weights at the end of training, {setting.label}")
+                axes.scatter(loss[mask], weight[mask], s=3, alpha=0.3, color=color, label=label, rasterized=True)
+        order = np.argsort(loss)
+        axes.plot(loss[order], weight[order], color="0.2", linewidth=1, label="W(loss)")
+        rho, auc = entry.get("weights_loss_spearman_final"), entry.get("detection_auc_final_pass")
+        axes.set(title=f"{METHOD_LABELS[entry['method']]} (seed {entry['seed']}): "
+                       f"ρ {'—' if rho is None else f'{rho:+.2f}'}, AUC {'—' if auc is None else f'{auc:.3f}'}",
+                 xlabel="final training loss (CE on the given label)", ylabel="W(loss)")
+        axes.title.set_fontsize(9)
+        axes.grid(alpha=0.3)
+        axes.legend(loc="best", fontsize=7, markerscale=3)
+    figure.suptitle(f"Learned weighting function at the end of training, {setting.label}", fontsize=10)
     figure.tight_layout()
     return figure
 
 
-def _draw_accuracy(plt, setting: Setting, done: Sequence[dict]):
-    """Test accuracy per epoch, averaged over each method's finished seeds."""
-    figure, axis = plt.subplots(figsize=(6.4, 4.2))
-    drawn = False
-    for method in METHOD_ORDER:
-        curves = []
-        for entry in (e for e in done if e["method"] == method):
-            results = read_json(pathlib.Path(entry["model_dir"]) / "results.json") or {}
-            curve = [row.get("test/accuracy") for row in results.get("history") or []]
-            if curve and all(value is not None for value in curve):
-                curves.append(curve)
-        if not curves:
-            continue
-        length = min(len(c) for c in curves)
-        mean = np.mean([c[:length] for c in curves], axis=0) * 100.0
-        axis.plot(np.arange(1, length + 1), mean, marker="o", markersize=3,
-                  label=f"{METHOD_LABELS[method]} ({len(curves)} seed{'s' if len(curves) > 1 else ''})")
-        drawn = True
-    if not drawn:
-        plt.close(figure)
-        return None
-    axis.set(title=f"Test accuracy during training, {setting.label}", xlabel="epoch", ylabel="test accuracy (%)")
-    axis.xaxis.get_major_locator().set_params(integer=True)
-    axis.grid(alpha=0.3)
-    axis.legend(loc="lower right", fontsize=8)
+# ------------------------------------------------------------------------------------ calibration
+def calibration_summary(run_dir) -> dict:
+    """The numbers of the calibration table for one run folder (None where the run lacks them)."""
+    history = run_history(run_dir)
+    results = read_json(pathlib.Path(run_dir) / "results.json") or {}
+    last = next((row for row in reversed(history) if row.get("test/accuracy") is not None), {})
+    accuracies = [row["test/accuracy"] for row in history if row.get("test/accuracy") is not None]
+    config = results.get("config") or read_json(pathlib.Path(run_dir) / "config.json") or {}
+    return {
+        "run_dir": str(run_dir),
+        "method": config.get("method"),
+        "epochs_completed": len(history),
+        "epochs": config.get("epochs"),
+        "finished": bool(results),
+        "noisy_memorised_final": last.get("fit/noisy_memorised"),
+        "clean_fitted_final": last.get("fit/clean_fitted"),
+        "test_accuracy_best": max(accuracies) if accuracies else None,
+        "test_accuracy_final": last.get("test/accuracy"),
+    }
+
+
+def calibration_plot(run_dir, out_png) -> dict:
+    """Fit rates and test accuracy per evaluation of one run folder (any method; meant for Base), with
+    the lr drops dotted; writes `out_png` and returns `calibration_summary(run_dir)`."""
+    run_dir, out_png = pathlib.Path(run_dir), pathlib.Path(out_png)
+    history = run_history(run_dir)
+    if not history:
+        raise ValueError(f"{run_dir}: no history.json or results.json with epochs")
+    figure = figures.new_figure((640, 400))
+    axes = figure.add_subplot()
+    for key, label, color in (*FIT_CURVES, ("test/accuracy", "test accuracy", "black")):
+        epochs, values = evaluated(history, key)
+        if epochs:
+            axes.plot(epochs, np.asarray(values) * 100.0, color=color, label=label,
+                      linestyle="--" if key == "test/accuracy" else "-")
+    _mark_drops(axes, run_lr_drops(run_dir, history))
+    axes.set(title=f"{run_dir}", xlabel="epoch", ylabel="%", ylim=(0, 100))
+    axes.title.set_fontsize(8)
+    axes.grid(alpha=0.3)
+    axes.legend(loc="best", fontsize=7)
     figure.tight_layout()
-    return figure
-
-
+    _save(figure, out_png)
+    return calibration_summary(run_dir)
