@@ -522,8 +522,9 @@ class MetaWeightModel(keras.Model):
             losses = losses_lib.cross_entropy(y, logits)
         global_losses = _all_gather(losses)
         old_weights = _local_slice(self._normalise(self._raw_weights(global_losses)), local_n)
-        delta = tf.nn.softmax(logits) - tf.one_hot(y, num_classes)
-        features = tf.stop_gradient(features)
+        # float32 closed form under a mixed precision policy too (the head's variables are float32).
+        delta = tf.nn.softmax(tf.cast(logits, tf.float32)) - tf.one_hot(y, num_classes)
+        features = tf.cast(tf.stop_gradient(features), tf.float32)
         weighted_delta = old_weights[:, None] * delta
         kernel_hat = kernel - lr * _all_reduce_sum(tf.matmul(features, weighted_delta, transpose_a=True))
         bias_hat = bias - lr * _all_reduce_sum(tf.reduce_sum(weighted_delta, axis=0))
@@ -531,6 +532,7 @@ class MetaWeightModel(keras.Model):
         body_values = [tf.convert_to_tensor(v) for v in self._body.trainable_variables]
         body_fixed = [tf.convert_to_tensor(v) for v in self._body.non_trainable_variables]
         meta_features, _ = self._body.stateless_call(body_values, body_fixed, meta["image"], training=True)
+        meta_features = tf.cast(meta_features, tf.float32)
         with tf.GradientTape() as meta_tape:
             meta_tape.watch([kernel_hat, bias_hat])
             meta_logits = tf.matmul(meta_features, kernel_hat) + bias_hat
