@@ -52,6 +52,8 @@ class Config:
                               choices=("sum", "mean"))
     meta_step: str = _field("exact", "; ".join(f"{s.name}: {s.summary}" for s in META_STEPS.values()) + ".",
                             choices=tuple(META_STEPS))
+    meta_every: int = _field(1, "Update the weighting net on one step in meta_every (steps whose count is a "
+                             "multiple of it); the other steps only weight the loss by the current net.")
     # ---- model and optimisation
     model: str = _field("resnet32", "Classifier architecture.", choices=tuple(CLASSIFIERS))
     epochs: int = _field(120, "Training epochs.")
@@ -103,7 +105,7 @@ class Config:
             if choices and value not in choices:
                 bad(field.name, f"{value!r} is not one of {', '.join(choices)}")
         for name in ("epochs", "batch_size", "meta_batch_size", "image_size", "eval_every",
-                     "steps_per_execution"):
+                     "steps_per_execution", "meta_every"):
             if getattr(self, name) < 1:
                 bad(name, f"must be a positive integer, got {getattr(self, name)}")
         for name in ("train_size", "meta_size", "synthetic_train_size", "synthetic_test_size"):

@@ -21,6 +21,8 @@ PerSampleLoss = Callable[[tf.Tensor, tf.Tensor], tf.Tensor]
 def cross_entropy(labels: tf.Tensor, logits: tf.Tensor) -> tf.Tensor:
     """Per-sample softmax cross-entropy from integer labels and logits."""
     labels = tf.cast(labels, tf.int32)
+    # float32 under a mixed precision policy too: the weighting net and the meta step read the losses.
+    logits = tf.cast(logits, tf.float32)
     return tf.nn.sparse_softmax_cross_entropy_with_logits(labels=labels, logits=logits)
 
 
@@ -31,7 +33,7 @@ def mean_absolute_error(labels: tf.Tensor, logits: tf.Tensor) -> tf.Tensor:
     arbitrary); the official code computes `2 * mean(1 - p_y)` the same way.
     """
     labels = tf.cast(labels, tf.int32)
-    probs = tf.nn.softmax(logits)
+    probs = tf.nn.softmax(tf.cast(logits, tf.float32))
     p_true = tf.gather(probs, labels, axis=1, batch_dims=1)
     return 2.0 * (1.0 - p_true)
 

@@ -21,6 +21,9 @@ is the textbook nested-tape computation, kept as the reference the tests compare
 whose per-sample gradients are available in closed form, so the meta batch needs a forward
 pass only.
 
+`meta_every=k` updates the weighting net on one step in k (see `_scheduled_train_step`); the
+other steps are real steps weighted by the current VNet, at about the cost of a plain step.
+
 Global-batch semantics under tf.distribute: per-sample losses, weights and directional
 derivatives are all-gathered (they are [n] vectors), gradients are all-reduced, so every
 replica computes the same virtual step and the same VNet update as a single device would.
@@ -82,6 +85,25 @@ def _local_slice(global_value, local_size):
     return global_value[start : start + local_size]
 
 
+def _assign_from_replicas(variables, values):
+    """variable.assign(value) from replica context, for (mirrored) variables of any aggregation.
+
+    Every replica passes the same values; the assignment runs in cross-replica context, as the
+    Keras optimizers update their variables.
+    """
+    def assign_all(strategy, values):
+        for variable, value in zip(variables, values):
+            target = variable.value if isinstance(variable, keras.Variable) else variable
+            strategy.extended.update(target, lambda v, x: v.assign(x), args=(value,), group=False)
+
+    ctx = _replica_context()
+    if ctx is None or _num_replicas() == 1:
+        for variable, value in zip(variables, values):
+            variable.assign(value)
+    else:
+        ctx.merge_call(assign_all, args=(values,))
+
+
 def _as_logs(results: dict) -> dict:
     """Step outputs in the shape Keras can reduce across workers.
 
@@ -117,6 +139,7 @@ class MetaWeightModel(keras.Model):
         global_batch_size: int,
         weight_norm: str = "sum",
         meta_step: str = "exact",
+        meta_every: int = 1,
         weight_decay: float = 5e-4,
         vnet_weight_decay: float = 5e-4,
         **kwargs,
@@ -128,6 +151,8 @@ class MetaWeightModel(keras.Model):
         if weight_norm not in WEIGHT_NORMS:
             raise ValueError(f"weight_norm must be one of {WEIGHT_NORMS}, got {weight_norm!r}")
         step = get_meta_step(meta_step)
+        if int(meta_every) != meta_every or meta_every < 1:
+            raise ValueError(f"meta_every must be an integer >= 1, got {meta_every!r}")
         self.method = method
         self.classifier = classifier
         self.vnet = vnet if self.spec.uses_meta else None
@@ -137,6 +162,8 @@ class MetaWeightModel(keras.Model):
         self.weight_norm = weight_norm
         self.meta_step = step.name
         self.meta_grad, self.meta_scope = step.grad, step.scope  # how _meta_train_step computes it
+        self.meta_every = int(meta_every)
+        self._vnet_update_gate = None  # set while tracing the masked schedule (_scheduled_train_step)
         self.weight_decay = float(weight_decay)
         self.vnet_weight_decay = float(vnet_weight_decay)
         self.global_batch_size = int(global_batch_size)
@@ -217,11 +244,65 @@ class MetaWeightModel(keras.Model):
     # ---------------------------------------------------------------- steps
     def train_step(self, data):
         train = data["train"]
-        if self.spec.uses_meta:
+        if not self.spec.uses_meta:
+            stats = self._base_train_step(train)
+        elif self.meta_every == 1:
             stats = self._meta_train_step(train, data["meta"])
         else:
-            stats = self._base_train_step(train)
+            stats = self._scheduled_train_step(train, data["meta"])
         return self._update_train_metrics(train, **stats)
+
+    def _scheduled_train_step(self, train, meta):
+        """`meta_every = k > 1`: the meta step on the steps where the classifier optimizer's
+        iteration count is a multiple of k, a weighted step with the current VNet otherwise.
+
+        The schedule is a pure function of `optimizer.iterations`, which is checkpointed, so a
+        resumed run takes the same steps bit for bit. The meta batch is consumed on every step
+        anyway: the input pipeline pairs one meta batch with each train batch (the meta stream
+        is indexed by step), which keeps a resumed run's meta batches aligned too.
+
+        `meta/loss` is averaged over the meta steps only (the other steps do not compute it);
+        an epoch without a meta step reports 0.
+
+        Where collectives may sit inside a `tf.cond` (one replica, or an all-GPU strategy under
+        XLA), the non-meta steps skip the virtual step and the VNet update entirely: cost about
+        a plain step plus W on one batch. Strategies that all-reduce through `merge_call` (every
+        multi-replica CPU strategy, and GPUs without XLA) refuse collectives inside a `tf.cond`
+        ("merge_call called while defining a new graph"), so there every step computes the meta
+        step and a non-meta step restores the VNet and its optimizer before the real step: the
+        same updates, without the saving.
+        """
+        iterations = tf.convert_to_tensor(self.optimizer.iterations)
+        is_meta = tf.equal(tf.math.floormod(iterations, tf.cast(self.meta_every, iterations.dtype)), 0)
+        if _num_replicas() == 1 or tf.__internal__.distribute.strategy_supports_no_merge_call():
+            stats = tf.cond(is_meta, lambda: self._meta_train_step(train, meta),
+                            lambda: self._weighted_train_step(train))
+        else:
+            self._vnet_update_gate = is_meta
+            try:
+                stats = self._meta_train_step(train, meta)
+            finally:
+                self._vnet_update_gate = None
+        return dict(stats, meta_weight=tf.cast(is_meta, tf.float32))
+
+    def _weighted_train_step(self, train):
+        """A real step weighted by the current VNet: no virtual step, no VNet update."""
+        x, y = train["image"], train["label"]
+        with tf.GradientTape() as tape:
+            logits = self.classifier(x, training=True)
+            losses = losses_lib.cross_entropy(y, logits)
+        global_losses = _all_gather(losses)
+        raw = self._raw_weights(global_losses)
+        weights = tf.stop_gradient(_local_slice(self._normalise(raw), tf.shape(losses)[0]))
+        grads = tape.gradient(losses, self.classifier.trainable_variables, output_gradients=weights)
+        self._apply_classifier_step(grads)
+        return dict(
+            logits=logits,
+            global_losses=global_losses,
+            global_raw_weights=raw,
+            meta_loss=tf.zeros([]),
+            weighted_loss=_all_reduce_sum(tf.reduce_sum(weights * losses)),
+        )
 
     @staticmethod
     def _correct(labels, logits):
@@ -229,15 +310,17 @@ class MetaWeightModel(keras.Model):
         return tf.cast(tf.equal(predicted, tf.cast(labels, tf.int32)), tf.float32)
 
     def _update_train_metrics(self, train, *, logits, global_losses, global_raw_weights, meta_loss,
-                              weighted_loss):
+                              weighted_loss, meta_weight=None):
         """Running means over the global batch (the steps have gathered the vectors already).
 
-        The step reports only these means; per-sample numbers come from `evaluate.evaluate`."""
+        The step reports only these means; per-sample numbers come from `evaluate.evaluate`.
+        `meta_weight` (0 or 1) leaves the steps that computed no meta loss out of its mean.
+        """
         self.loss_tracker.update_state(global_losses)
         self.accuracy_tracker.update_state(self._correct(train["label"], logits))
         if self.spec.uses_meta:
             self.weighted_loss_tracker.update_state(weighted_loss)
-            self.meta_loss_tracker.update_state(meta_loss)
+            self.meta_loss_tracker.update_state(meta_loss, sample_weight=meta_weight)
             self.weight_mean_tracker.update_state(global_raw_weights)
         return _as_logs({m.name: m.result() for m in self.metrics})
 
@@ -293,7 +376,16 @@ class MetaWeightModel(keras.Model):
         vnet_vars = self.vnet.trainable_variables
         replicas = _num_replicas()
         grads = _add_coupled_decay([g / replicas for g in grads], vnet_vars, self.vnet_weight_decay, 1.0 / replicas)
-        self.vnet_optimizer.apply(grads, vnet_vars)
+        if self._vnet_update_gate is None:
+            self.vnet_optimizer.apply(grads, vnet_vars)
+            return
+        # The masked schedule (see _scheduled_train_step): update, then restore unless a meta step.
+        state = list(vnet_vars) + list(self.vnet_optimizer.variables)
+        before = [tf.identity(tf.convert_to_tensor(v)) for v in state]
+        with tf.control_dependencies(before):
+            self.vnet_optimizer.apply(grads, vnet_vars)
+        kept = [tf.where(self._vnet_update_gate, tf.convert_to_tensor(v), old) for v, old in zip(state, before)]
+        _assign_from_replicas(state, kept)
 
     def _factored_meta_step(self, train, meta):
         """Exact meta step from one recorded train forward (see the module docstring)."""
@@ -406,8 +498,9 @@ class MetaWeightModel(keras.Model):
             losses = losses_lib.cross_entropy(y, logits)
         global_losses = _all_gather(losses)
         old_weights = _local_slice(self._normalise(self._raw_weights(global_losses)), local_n)
-        delta = tf.nn.softmax(logits) - tf.one_hot(y, num_classes)
-        features = tf.stop_gradient(features)
+        # float32 closed form under a mixed precision policy too (the head's variables are float32).
+        delta = tf.nn.softmax(tf.cast(logits, tf.float32)) - tf.one_hot(y, num_classes)
+        features = tf.cast(tf.stop_gradient(features), tf.float32)
         weighted_delta = old_weights[:, None] * delta
         kernel_hat = kernel - lr * _all_reduce_sum(tf.matmul(features, weighted_delta, transpose_a=True))
         bias_hat = bias - lr * _all_reduce_sum(tf.reduce_sum(weighted_delta, axis=0))
@@ -415,6 +508,7 @@ class MetaWeightModel(keras.Model):
         body_values = [tf.convert_to_tensor(v) for v in self._body.trainable_variables]
         body_fixed = [tf.convert_to_tensor(v) for v in self._body.non_trainable_variables]
         meta_features, _ = self._body.stateless_call(body_values, body_fixed, meta["image"], training=True)
+        meta_features = tf.cast(meta_features, tf.float32)
         with tf.GradientTape() as meta_tape:
             meta_tape.watch([kernel_hat, bias_hat])
             meta_logits = tf.matmul(meta_features, kernel_hat) + bias_hat

@@ -167,7 +167,7 @@ def build_model(config: Config, data: data_lib.NoisyData, steps_per_epoch: int, 
     vnet = models.build_vnet(seed=config.seed + 1) if method.uses_meta else None
     model = MetaWeightModel(
         classifier, vnet, method=config.method, global_batch_size=config.batch_size,
-        weight_norm=config.weight_norm, meta_step=config.meta_step,
+        weight_norm=config.weight_norm, meta_step=config.meta_step, meta_every=config.meta_every,
         weight_decay=config.weight_decay, vnet_weight_decay=config.vnet_weight_decay,
     )
     model.compile(

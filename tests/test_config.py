@@ -48,6 +48,8 @@ def test_class_counts_come_from_the_dataset_registry():
      [("method", "mwnet needs clean meta labels, but --nosource_labels_are_clean says they are unknown; "
                  "use rmnwnet, which needs no clean samples")]),
     (dict(meta_step="head"), []),
+    (dict(meta_every=4), []),
+    (dict(meta_every=0), [("meta_every", "must be a positive integer, got 0")]),
 ])
 def test_rules_on_settings_alone_live_in_config(settings, expected):
     assert Config(**settings).problems() == expected

@@ -1,7 +1,7 @@
 """Runs a few fit steps on one device or mirrored over two logical CPUs; prints weights as JSON.
 
 Run as a subprocess: logical devices must be configured before TensorFlow initialises.
-    python distributed_step.py {default|mirrored} {base|mwnet|mnwnet|rmnwnet} {exact|jvp|nested|head} JIT
+    python distributed_step.py {default|mirrored} {base|mwnet|mnwnet|rmnwnet} {exact|jvp|nested|head} JIT [META_EVERY]
 """
 
 import json
@@ -27,6 +27,7 @@ from rmwnet_tf.meta_model import MetaWeightModel  # noqa: E402
 from rmwnet_tf.train import make_strategy  # noqa: E402
 
 strategy_name, method, variant, jit = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4] == "1"
+meta_every = int(sys.argv[5]) if len(sys.argv) > 5 else 1
 BATCH, K, SHAPE, STEPS = 16, 4, (6, 6, 3), 3
 
 
@@ -52,7 +53,7 @@ with strategy.scope():
     vnet = models.build_vnet(seed=0) if method != "base" else None
     model = MetaWeightModel(
         batch_free_classifier(), vnet, method=method, global_batch_size=BATCH,
-        meta_step=variant,
+        meta_step=variant, meta_every=meta_every,
     )
     model.compile(keras.optimizers.SGD(0.5, momentum=0.9, nesterov=True),
                   keras.optimizers.SGD(0.5, momentum=0.9, nesterov=True) if vnet else None, jit_compile=jit)
