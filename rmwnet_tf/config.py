@@ -17,7 +17,7 @@ DATASETS = ("cifar10", "cifar100", "image_folder", "synthetic")
 MODELS = ("resnet32", "wrn28_10", "small_cnn", "tiny")
 STRATEGIES = ("default", "mirrored", "multi_worker")
 JIT_CHOICES = ("auto", "true", "false")
-NUM_CLASSES = {"cifar10": 10, "cifar100": 100}
+NUM_CLASSES = {"cifar10": 10, "cifar100": 100, "synthetic": 10}
 
 
 def _field(default, help_text, **extra):
@@ -38,8 +38,13 @@ class Config:
     # ---- label noise
     noise_type: str = _field("none", "Synthetic label noise injected into the training labels.",
                              choices=noise.NOISE_TYPES)
-    noise_rate: float = _field(0.0, "Noise rate eta of noise_type.")
-    noisy_labels: str = _field("", "A .npy or .csv of training labels (source order) replacing synthetic noise.")
+    noise_rate: float = _field(
+        0.0, "Noise rate eta of noise_type, as the paper defines it. uniform: each label is redrawn with "
+        "probability eta from all K classes (its own included), so only eta*(K-1)/K of the labels "
+        "change (0.36 at eta=0.4, K=10); flip/flip2: a fraction eta moves to the one/two flip "
+        "target(s). Ignored with --noisy_labels.")
+    noisy_labels: str = _field("", "A .npy or .csv of training labels (source order) replacing synthetic "
+                               "noise; needs --noise_type=none, and --noise_rate is then ignored.")
     source_labels_are_clean: bool = _field(
         True, "Treat the source's own labels as the clean truth (enables detection AUC).")
     # ---- method
@@ -76,6 +81,9 @@ class Config:
     strategy: str = _field("default", "default (one device), mirrored (all local GPUs), multi_worker "
                            "(TF_CONFIG).", choices=STRATEGIES)
     export: bool = _field(True, "Write a SavedModel of the classifier to model_dir/export at the end.")
+    checkpoint_every_steps: int = _field(
+        0, "Also save a checkpoint every this many steps inside an epoch (0: only at epoch ends). "
+        "SIGTERM and Ctrl-C always save one at the next step boundary.")
 
     # ------------------------------------------------------------------ derived
     @property
@@ -101,7 +109,8 @@ class Config:
         for name in ("epochs", "batch_size", "meta_batch_size", "image_size"):
             if getattr(self, name) < 1:
                 bad(name, f"must be a positive integer, got {getattr(self, name)}")
-        for name in ("train_size", "meta_size", "synthetic_train_size", "synthetic_test_size"):
+        for name in ("train_size", "meta_size", "synthetic_train_size", "synthetic_test_size",
+                     "checkpoint_every_steps"):
             if getattr(self, name) < 0:
                 bad(name, f"must be >= 0, got {getattr(self, name)}")
         for name in ("lr", "vnet_lr"):
@@ -133,7 +142,7 @@ class Config:
         if self.noise_type not in noise.NOISE_TYPES:
             pass  # reported above
         elif self.noise_type == "none":
-            if self.noise_rate != 0:
+            if self.noise_rate != 0 and not self.noisy_labels:  # external labels: rate ignored
                 bad("noise_rate", f"is {self.noise_rate} but --noise_type=none injects no noise")
         else:
             try:
@@ -145,6 +154,12 @@ class Config:
         if method is not None and method.uses_meta:
             if self.meta_size < 1:
                 bad("meta_size", f"method {self.method} needs meta samples (got --meta_size={self.meta_size})")
+            elif num_classes and self.meta_size < num_classes:
+                bad("meta_size", f"{self.meta_size} is smaller than the {num_classes} classes of "
+                    f"{self.dataset}; the class-balanced meta set needs at least one sample per class")
+            if self.meta_size >= 1 and self.meta_batch_size > self.meta_size:
+                bad("meta_batch_size", f"{self.meta_batch_size} exceeds the {self.meta_size} meta samples "
+                    "(--meta_size); a meta batch would repeat samples")
             if method.meta_labels == "clean" and not self.source_labels_are_clean:
                 bad("method", "mwnet needs clean meta labels, but --nosource_labels_are_clean says they "
                     "are unknown; use rmnwnet, which needs no clean samples")

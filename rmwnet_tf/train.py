@@ -21,18 +21,21 @@ import tensorflow as tf
 from absl import logging
 
 from rmwnet_tf import callbacks as callbacks_lib
+from rmwnet_tf import checkpointing  # [issue11]
 from rmwnet_tf import data as data_lib
 from rmwnet_tf import export as export_lib
 from rmwnet_tf import losses as losses_lib
 from rmwnet_tf import metrics as metrics_lib
 from rmwnet_tf import models
 from rmwnet_tf import noise as noise_lib
+from rmwnet_tf import run_folder  # [issue11]
 from rmwnet_tf.config import Config
 from rmwnet_tf.meta_model import MetaWeightModel, default_jit_compile
 from rmwnet_tf.methods import get_method
 
 # Settings that may change between a run and its resumption without changing what is trained.
-RESUMABLE_CHANGES = ("epochs", "model_dir", "overwrite", "jit_compile", "strategy", "export")
+RESUMABLE_CHANGES = ("epochs", "model_dir", "overwrite", "jit_compile", "strategy", "export",
+                     "checkpoint_every_steps")  # [issue11]
 
 
 class RunError(ValueError):
@@ -145,16 +148,17 @@ def load_data(config: Config) -> data_lib.NoisyData:
     )
 
 
-def fit_dataset(config: Config, data: data_lib.NoisyData, start_epoch: int, steps_per_epoch: int):
+def fit_dataset(config: Config, data: data_lib.NoisyData, start_epoch: int, steps_per_epoch: int,
+                start_step: int = 0):  # [issue11] start_step: resume mid-epoch
     train = data_lib.train_dataset(
         data, batch_size=config.batch_size, seed=config.seed, start_epoch=start_epoch,
-        augment=config.augment,
+        augment=config.augment, start_step=start_step,  # [issue11]
     )
     if not get_method(config.method).uses_meta:
         return train.map(lambda batch: {"train": batch})
     meta = data_lib.meta_dataset(
         data, batch_size=config.meta_batch_size, seed=config.seed,
-        start_step=start_epoch * steps_per_epoch,
+        start_step=start_epoch * steps_per_epoch + start_step,  # [issue11] + start_step
     )
     return tf.data.Dataset.zip({"train": train, "meta": meta})
 
@@ -222,7 +226,7 @@ class EpochCheckpoint(keras.callbacks.Callback):
         self.history.append(row)
         _write_json(self.history_path, self.history)
         self.epoch_var.assign(epoch + 1)
-        self.manager.save(checkpoint_number=epoch + 1)
+        self.manager.save()  # [issue11] a checkpointing.RunCheckpoints: numbered by global step
 
 
 class TrainTimer(keras.callbacks.Callback):
@@ -319,6 +323,9 @@ def run(config: Config) -> dict:
     model_dir = pathlib.Path(config.model_dir)  # the run's folder, read by every worker
     if config.overwrite and model_dir.exists() and is_chief:
         shutil.rmtree(model_dir)
+    if is_chief:  # [issue11] a usable folder; a start that never trained blocks nothing
+        run_folder.check_usable(model_dir)
+        run_folder.forget_untrained_config(model_dir)
     finished = check_model_dir(config, model_dir)
     if finished is not None:
         logging.info("%s already holds a finished run of %d epochs; nothing to do (raise --epochs "
@@ -334,7 +341,6 @@ def run(config: Config) -> dict:
 
 def _train_and_write(config, strategy, model_dir, write_dir, started) -> dict:
     write_dir.mkdir(parents=True, exist_ok=True)
-    _write_json(write_dir / "config.json", config.to_dict())
     keras.utils.set_random_seed(config.seed)
     jit = resolve_jit(config.jit_compile, strategy, get_method(config.method).uses_meta)
     replicas = strategy.num_replicas_in_sync
@@ -342,8 +348,12 @@ def _train_and_write(config, strategy, model_dir, write_dir, started) -> dict:
         if getattr(config, name) % replicas:
             raise RunError(f"--{name}={getattr(config, name)} is not divisible by the {replicas} replicas")
 
+    # [issue11] read every checkpoint before the data: none usable stops here, in seconds
+    checkpoints = checkpointing.RunCheckpoints(model_dir / "checkpoints", write_dir / "checkpoints")
+
     # ---- data
     data = load_data(config)
+    _write_json(write_dir / "config.json", config.to_dict())  # [issue11] moved: only once the data loaded
     steps_per_epoch = data_lib.steps_per_epoch(data, config.batch_size)
     logging.info("data: %s", data.describe())
 
@@ -352,14 +362,10 @@ def _train_and_write(config, strategy, model_dir, write_dir, started) -> dict:
         model = build_model(config, data, steps_per_epoch, jit)
         epoch_var = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
         checkpoint = checkpoint_for(model, epoch_var)
-    manager = tf.train.CheckpointManager(checkpoint, str(write_dir / "checkpoints"), max_to_keep=2)
+    manager = checkpoints.attach(checkpoint, epoch_var, model.optimizer, steps_per_epoch)  # [issue11]
 
     # ---- resume (every worker from the chief's checkpoints)
-    latest = tf.train.latest_checkpoint(str(model_dir / "checkpoints"))
-    if latest:
-        checkpoint.restore(latest).assert_existing_objects_matched()
-        logging.info("resumed from %s", latest)
-    start_epoch = int(epoch_var.numpy())
+    start_epoch, start_step = checkpoints.restore()  # [issue11] newest good one, mid-epoch too
     history = [row for row in (_read_json(model_dir / "history.json") or []) if row["epoch"] <= start_epoch]
     # A resumed run's wall time counts the kept epochs of earlier sittings too (not their setup,
     # nor an epoch lost to the interruption), so a cell's cost does not depend on when it stopped.
@@ -374,10 +380,14 @@ def _train_and_write(config, strategy, model_dir, write_dir, started) -> dict:
         callbacks_lib.EpochSummaryLine(config.epochs, batch_size=config.batch_size, print_fn=logging.info),
         EpochCheckpoint(manager, epoch_var, write_dir / "history.json", history, timer),
     ]
-    if start_epoch < config.epochs:
+    fit_callbacks.append(checkpointing.StepCheckpoints(  # [issue11] SIGTERM/Ctrl-C, --checkpoint_every_steps
+        checkpoints, every_steps=config.checkpoint_every_steps, on_stop=[summaries.close],
+        catch_signals=config.strategy != "multi_worker"))  # saving is collective there
+    for first, last, steps, data_epoch, data_step in checkpointing.fit_segments(  # [issue11]
+            start_epoch, start_step, config.epochs, steps_per_epoch):
         model.fit(
-            fit_dataset(config, data, start_epoch, steps_per_epoch),
-            epochs=config.epochs, initial_epoch=start_epoch, steps_per_epoch=steps_per_epoch,
+            fit_dataset(config, data, data_epoch, steps_per_epoch, data_step),
+            epochs=last, initial_epoch=first, steps_per_epoch=steps,
             validation_data=data_lib.test_dataset(data, batch_size=config.batch_size),
             callbacks=fit_callbacks, verbose=1 if sys.stdout.isatty() else 0,
         )

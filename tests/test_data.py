@@ -85,7 +85,9 @@ def test_tfds_failure_names_the_offline_alternative(monkeypatch):
         raise ConnectionError("Failed to resolve storage.googleapis.com")
 
     monkeypatch.setattr(tfds, "load", offline)
-    with pytest.raises(RuntimeError, match="no internet.*--dataset=image_folder --data_dir="):
+    monkeypatch.setattr(data.sources, "probe_download_host", lambda host: None)  # host reachable
+    with pytest.raises(RuntimeError, match="ConnectionError: Failed to resolve storage.googleapis.com. See "
+                       "README, 'A prepared tensorflow-datasets copy' and 'Offline, from an image folder'"):
         data.load_source("cifar10", tfds_data_dir="/nonexistent")
 
 
@@ -101,6 +103,7 @@ def test_tfds_images_become_rgb_of_the_requested_size(monkeypatch):
         return (split, split), info
 
     monkeypatch.setattr(tfds, "load", fake_load)
+    monkeypatch.setattr(data.sources, "probe_download_host", lambda host: None)  # host reachable
     src = data.load_source("cifar10")
     assert src.x_train.shape == (5, 32, 32, 3) and src.class_names == ["a", "b"]
     np.testing.assert_array_equal(src.x_test, np.full((5, 32, 32, 3), 120))
