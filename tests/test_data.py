@@ -98,8 +98,8 @@ def test_tfds_images_become_rgb_of_the_requested_size(monkeypatch):
     info = types.SimpleNamespace(features={"label": types.SimpleNamespace(names=["a", "b"])})
 
     def fake_load(name, **kwargs):
-        assert kwargs["batch_size"] == -1 and kwargs["as_supervised"]
-        split = (tf.constant(gray), tf.constant([0, 1, 0, 1, 1], tf.int64))
+        assert kwargs["as_supervised"]
+        split = tf.data.Dataset.from_tensor_slices((gray, np.array([0, 1, 0, 1, 1], np.int64)))
         return (split, split), info
 
     monkeypatch.setattr(tfds, "load", fake_load)

@@ -129,16 +129,11 @@ def _load_tfds(name: str, tfds_data_dir, image_size: int) -> ImageSource:
             )
     try:
         (train, test), info = tfds.load(
-            name,
-            split=["train", "test"],
-            data_dir=tfds_data_dir,
-            batch_size=-1,
-            as_supervised=True,
-            with_info=True,
+            name, split=["train", "test"], data_dir=tfds_data_dir, as_supervised=True, with_info=True
         )
+        (x_train, y_train), (x_test, y_test) = _to_arrays(train), _to_arrays(test)
     except Exception as error:  # tfds raises many types when it cannot download or read
         raise _tfds_error(name, tfds_data_dir, error) from error
-    (x_train, y_train), (x_test, y_test) = tfds.as_numpy(train), tfds.as_numpy(test)
     return ImageSource(
         x_train=_to_rgb_size(x_train, image_size),
         y_train=np.asarray(y_train, np.int64),
@@ -146,6 +141,21 @@ def _load_tfds(name: str, tfds_data_dir, image_size: int) -> ImageSource:
         y_test=np.asarray(y_test, np.int64),
         class_names=list(info.features["label"].names),
     )
+
+
+def _to_arrays(dataset, chunk: int = 5000):
+    """(images, labels) numpy arrays of a supervised tf.data split, read in chunks.
+
+    Not tfds' ``batch_size=-1``: that sizes its one batch from the split counts in the
+    dataset's metadata, which ``tfds.testing.mock_data`` leaves empty (a batch of
+    sys.maxsize aborts the process), and it holds a second full copy while converting."""
+    images, labels = [], []
+    for x, y in dataset.batch(chunk).prefetch(1):
+        images.append(x.numpy())
+        labels.append(y.numpy())
+    if not images:
+        raise ValueError("the split is empty")
+    return np.concatenate(images), np.concatenate(labels)
 
 
 def _tfds_error(name, tfds_data_dir, error) -> RuntimeError:
