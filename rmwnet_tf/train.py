@@ -340,7 +340,6 @@ def run(config: Config) -> dict:
 
 
 def _train_and_write(config, strategy, model_dir, write_dir, started) -> dict:
-    write_dir.mkdir(parents=True, exist_ok=True)
     keras.utils.set_random_seed(config.seed)
     jit = resolve_jit(config.jit_compile, strategy, get_method(config.method).uses_meta)
     replicas = strategy.num_replicas_in_sync
@@ -353,7 +352,8 @@ def _train_and_write(config, strategy, model_dir, write_dir, started) -> dict:
 
     # ---- data
     data = load_data(config)
-    _write_json(write_dir / "config.json", config.to_dict())  # [issue11] moved: only once the data loaded
+    write_dir.mkdir(parents=True, exist_ok=True)  # [issue11] moved: a start that fails before
+    _write_json(write_dir / "config.json", config.to_dict())  # this leaves nothing behind
     steps_per_epoch = data_lib.steps_per_epoch(data, config.batch_size)
     logging.info("data: %s", data.describe())
 
