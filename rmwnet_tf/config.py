@@ -83,7 +83,7 @@ class Config:
     export: bool = _field(True, "Write a SavedModel of the classifier to model_dir/export at the end.")
     checkpoint_every_steps: int = _field(
         0, "Also save a checkpoint every this many steps inside an epoch (0: only at epoch ends). "
-        "SIGTERM and Ctrl-C always save one at the next step boundary.")
+        "SIGTERM and Ctrl-C always save one at the next step boundary.", recorded=False)
 
     # ------------------------------------------------------------------ derived
     @property
@@ -91,7 +91,11 @@ class Config:
         return parse_boundaries(self.lr_boundaries)
 
     def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
+        """The run's identity, as config.json and results.json record it and as run folders are
+        compared. Fields with ``recorded=False`` only say how a run is saved, not what it trains,
+        so they are left out: adding one must not make every earlier run folder "different"."""
+        return {field.name: getattr(self, field.name) for field in dataclasses.fields(self)
+                if field.metadata.get("recorded", True)}
 
     # ------------------------------------------------------------------ checks
     def problems(self) -> list[tuple[str, str]]:

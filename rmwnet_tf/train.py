@@ -34,8 +34,7 @@ from rmwnet_tf.meta_model import MetaWeightModel, default_jit_compile
 from rmwnet_tf.methods import get_method
 
 # Settings that may change between a run and its resumption without changing what is trained.
-RESUMABLE_CHANGES = ("epochs", "model_dir", "overwrite", "jit_compile", "strategy", "export",
-                     "checkpoint_every_steps")  # [issue11]
+RESUMABLE_CHANGES = ("epochs", "model_dir", "overwrite", "jit_compile", "strategy", "export")
 
 
 class RunError(ValueError):
