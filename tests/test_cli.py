@@ -212,3 +212,25 @@ def test_a_run_prints_a_quiet_console_and_a_useful_done_line(tmp_path):
     outputs = readme.split("## Outputs")[1].split("\n## ")[0]
     for name in sorted(p.name for p in model_dir.iterdir()):
         assert f"`{name}" in outputs, f"README Outputs table misses {name}"
+
+
+def test_rmwnet_traceback_keeps_the_full_stack(tmp_path):
+    labels = tmp_path / "labels.npy"
+    labels.write_bytes(b"")
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "scripts/train.py"), *TINY, "--noise_type=none", f"--noisy_labels={labels}",
+         f"--model_dir={tmp_path / 'run'}"],
+        capture_output=True, text=True, timeout=300, env={**ENV, "RMWNET_TRACEBACK": "1"})
+    assert result.returncode == 1
+    assert "Traceback (most recent call last)" in result.stderr
+    assert result.stderr.rstrip().endswith("write it with numpy.save(path, labels)")
+
+
+def test_error_lines_name_unexpected_errors_as_internal():
+    from rmwnet_tf import errors
+
+    assert errors.one_line(ValueError("--x: bad\n  value")) == "error: --x: bad value"
+    assert errors.one_line(EOFError("No data left in file")) == "error: EOFError: No data left in file"
+    assert errors.one_line(TypeError("unsupported operand")) == (
+        "error: TypeError: unsupported operand (an internal error; rerun with RMWNET_TRACEBACK=1 for the full "
+        "stack and report it)")
