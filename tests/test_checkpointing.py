@@ -63,8 +63,20 @@ def test_fit_segments_finish_the_interrupted_epoch_first():
     assert list(checkpointing.fit_segments(3, 0, 3, 5)) == []
 
 
-def test_sigterm_mid_epoch_then_resume_equals_uninterrupted_run(tmp_path, monkeypatch):
+@pytest.fixture
+def op_determinism():
+    """Deterministic kernels for this test only: the switch is process-wide, and later tests'
+    numbers depend on it (test_train's base-vs-rmnwnet margin does, measured)."""
+    from tensorflow.python.framework import config as tf_config  # no public getter or "off"
+
+    was_on = tf_config.is_op_determinism_enabled()
     tf.config.experimental.enable_op_determinism()
+    yield
+    if not was_on:
+        tf_config.disable_op_determinism()
+
+
+def test_sigterm_mid_epoch_then_resume_equals_uninterrupted_run(tmp_path, monkeypatch, op_determinism):
     straight = train.run(config(tmp_path, "straight"))
 
     with monkeypatch.context() as patch:
