@@ -1,6 +1,7 @@
 """Checkpoints: mid-epoch interruption resumes bit-identically, the last few are kept, a bad
 newest one falls back to an older good one, and none usable stops with one line."""
 
+import json
 import os
 import pathlib
 import shutil
@@ -108,7 +109,7 @@ def test_checkpoint_every_steps_keeps_the_last_three(tmp_path):
     # saves after steps 2, 4, 5 (epoch end), 6, 8, 10 (epoch end): the newest three stay
     assert checkpoint_names(tmp_path / "run") == ["ckpt-10.index", "ckpt-6.index", "ckpt-8.index"]
     # How a run is saved is not what it trains: not recorded, so earlier run folders stay "the same run".
-    assert "checkpoint_every_steps" not in (tmp_path / "run" / "config.json").read_text()
+    assert "checkpoint_every_steps" not in json.loads((tmp_path / "run" / "config.json").read_text())
 
 
 @pytest.fixture(scope="module")
