@@ -9,7 +9,6 @@ import signal
 import subprocess
 import sys
 
-import numpy as np
 import pytest
 import tensorflow as tf
 
@@ -62,46 +61,6 @@ def test_fit_segments_finish_the_interrupted_epoch_first():
     assert list(checkpointing.fit_segments(1, 2, 3, 5)) == [(1, 2, 3, 1, 2), (2, 3, 5, 2, 0)]
     assert list(checkpointing.fit_segments(2, 4, 3, 5)) == [(2, 3, 1, 2, 4)]
     assert list(checkpointing.fit_segments(3, 0, 3, 5)) == []
-
-
-@pytest.fixture
-def op_determinism():
-    """Deterministic kernels for this test only: the switch is process-wide, and later tests'
-    numbers depend on it (test_train's base-vs-rmnwnet margin does, measured)."""
-    from tensorflow.python.framework import config as tf_config  # no public getter or "off"
-
-    was_on = tf_config.is_op_determinism_enabled()
-    tf.config.experimental.enable_op_determinism()
-    yield
-    if not was_on:
-        tf_config.disable_op_determinism()
-
-
-def test_sigterm_mid_epoch_then_resume_equals_uninterrupted_run(tmp_path, monkeypatch, op_determinism):
-    straight = train.run(config(tmp_path, "straight"))
-
-    with monkeypatch.context() as patch:
-        patch.setattr(checkpointing.StepCheckpoints, "on_train_batch_begin", send_sigterm_before(2))
-        with pytest.raises(checkpointing.Interrupted) as stopped:
-            train.run(config(tmp_path, "resumed"))
-    assert stopped.value.exit_code == 128 + signal.SIGTERM
-    assert str(stopped.value) == (
-        f"stopped by SIGTERM: saved checkpoint {tmp_path}/resumed/checkpoints/ckpt-3 (at step 3 of 5 in "
-        "epoch 1); run the same command again to resume from it")
-    assert checkpoint_names(tmp_path / "resumed") == ["ckpt-3.index"]
-    assert not (tmp_path / "resumed" / "history.json").exists()  # no epoch was completed
-    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # handlers are put back
-
-    resumed = train.run(config(tmp_path, "resumed"))  # epoch 1 from step 3, then epoch 2
-    assert resumed["steps"] == straight["steps"] == 10
-    assert [row["epoch"] for row in resumed["history"]] == [1, 2]
-    assert checkpoint_names(tmp_path / "resumed") == ["ckpt-10.index", "ckpt-3.index", "ckpt-5.index"]
-    expected = saved_values(tmp_path / "straight" / "checkpoints" / "ckpt-10")
-    got = saved_values(tmp_path / "resumed" / "checkpoints" / "ckpt-10")
-    assert sorted(got) == sorted(expected) and any("classifier" in name for name in got)
-    for name, value in expected.items():
-        np.testing.assert_array_equal(got[name], value, err_msg=name)  # bit-identical
-    assert resumed["test_accuracy_final"] == straight["test_accuracy_final"]
 
 
 def test_checkpoint_every_steps_keeps_the_last_three(tmp_path):
