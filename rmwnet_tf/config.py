@@ -38,8 +38,13 @@ class Config:
     # ---- label noise
     noise_type: str = _field("none", "Synthetic label noise injected into the training labels.",
                              choices=noise.NOISE_TYPES)
-    noise_rate: float = _field(0.0, "Noise rate eta of noise_type.")
-    noisy_labels: str = _field("", "A .npy or .csv of training labels (source order) replacing synthetic noise.")
+    noise_rate: float = _field(
+        0.0, "Noise rate eta of noise_type, as the paper defines it. uniform: each label is redrawn with "
+        "probability eta from all K classes (its own included), so only eta*(K-1)/K of the labels "
+        "change (0.36 at eta=0.4, K=10); flip/flip2: a fraction eta moves to the one/two flip "
+        "target(s). Ignored with --noisy_labels.")
+    noisy_labels: str = _field("", "A .npy or .csv of training labels (source order) replacing synthetic "
+                               "noise; needs --noise_type=none, and --noise_rate is then ignored.")
     source_labels_are_clean: bool = _field(
         True, "Treat the source's own labels as the clean truth (enables detection AUC).")
     # ---- method
@@ -82,6 +87,9 @@ class Config:
     steps_per_execution: int = _field(1, "Train steps per compiled call (fewer Python round trips).")
     eval_every: int = _field(1, "Evaluate (test set, un-augmented training set, meta set) every this many "
                              "epochs, and always after the last one.")
+    checkpoint_every_steps: int = _field(
+        0, "Also save a checkpoint every this many steps inside an epoch (0: only at epoch ends). "
+        "SIGTERM and Ctrl-C always save one at the next step boundary.", recorded=False)
 
     # ------------------------------------------------------------------ derived
     @property
@@ -89,7 +97,11 @@ class Config:
         return parse_boundaries(self.lr_boundaries)
 
     def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
+        """The run's identity, as config.json and results.json record it and as run folders are
+        compared. Fields with ``recorded=False`` only say how a run is saved, not what it trains,
+        so they are left out: adding one must not make every earlier run folder "different"."""
+        return {field.name: getattr(self, field.name) for field in dataclasses.fields(self)
+                if field.metadata.get("recorded", True)}
 
     # ------------------------------------------------------------------ checks
     def problems(self) -> list[tuple[str, str]]:
@@ -108,7 +120,8 @@ class Config:
                      "steps_per_execution", "meta_every"):
             if getattr(self, name) < 1:
                 bad(name, f"must be a positive integer, got {getattr(self, name)}")
-        for name in ("train_size", "meta_size", "synthetic_train_size", "synthetic_test_size"):
+        for name in ("train_size", "meta_size", "synthetic_train_size", "synthetic_test_size",
+                     "checkpoint_every_steps"):
             if getattr(self, name) < 0:
                 bad(name, f"must be >= 0, got {getattr(self, name)}")
         for name in ("lr", "vnet_lr"):
@@ -141,7 +154,7 @@ class Config:
         if self.noise_type not in noise.NOISE_TYPES:
             pass  # reported above
         elif self.noise_type == "none":
-            if self.noise_rate != 0:
+            if self.noise_rate != 0 and not self.noisy_labels:  # external labels: rate ignored
                 bad("noise_rate", f"is {self.noise_rate} but --noise_type=none injects no noise")
         else:
             try:
@@ -156,6 +169,12 @@ class Config:
         if holds_meta:
             if self.meta_size < 1:
                 bad("meta_size", f"method {self.method} needs meta samples (got --meta_size={self.meta_size})")
+            elif num_classes and self.meta_size < num_classes:
+                bad("meta_size", f"{self.meta_size} is smaller than the {num_classes} classes of "
+                    f"{self.dataset}; the class-balanced meta set needs at least one sample per class")
+            if method.uses_meta and self.meta_size >= 1 and self.meta_batch_size > self.meta_size:
+                bad("meta_batch_size", f"{self.meta_batch_size} exceeds the {self.meta_size} meta samples "
+                    "(--meta_size); a meta batch would repeat samples")
             if method.meta_labels == "clean" and not self.source_labels_are_clean:
                 bad("method", "mwnet needs clean meta labels, but --nosource_labels_are_clean says they "
                     "are unknown; use rmnwnet, which needs no clean samples")

@@ -21,11 +21,13 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 
+from rmwnet_tf import checkpointing
 from rmwnet_tf import data as data_lib
 from rmwnet_tf import evaluate as evaluate_lib
 from rmwnet_tf import export as export_lib
 from rmwnet_tf import models
 from rmwnet_tf import outputs
+from rmwnet_tf import run_folder
 from rmwnet_tf import noise as noise_lib
 from rmwnet_tf.config import Config, upgrade_saved
 from rmwnet_tf.meta_model import MetaWeightModel, default_jit_compile
@@ -128,17 +130,19 @@ def load_data(config: Config) -> data_lib.NoisyData:
     )
 
 
-def epoch_dataset(config: Config, data: data_lib.NoisyData, epoch: int, steps_per_epoch: int):
-    """The batches of one epoch; a pure function of (seed, epoch), so resuming replays them."""
+def epoch_dataset(config: Config, data: data_lib.NoisyData, epoch: int, steps_per_epoch: int,
+                  start_step: int = 0):
+    """The batches of one epoch from `start_step` on (a run resumed mid-epoch); a pure function
+    of (seed, epoch, step), so resuming replays them."""
     train = data_lib.train_dataset(
         data, batch_size=config.batch_size, seed=config.seed, start_epoch=epoch,
-        augment=config.augment,
-    ).take(steps_per_epoch)
+        augment=config.augment, start_step=start_step,
+    ).take(steps_per_epoch - start_step)
     if not get_method(config.method).uses_meta:
         return train.map(lambda batch: {"train": batch})
     meta = data_lib.meta_dataset(
         data, batch_size=config.meta_batch_size, seed=config.seed,
-        start_step=epoch * steps_per_epoch, augment=config.augment,
+        start_step=epoch * steps_per_epoch + start_step, augment=config.augment,
     )
     return tf.data.Dataset.zip({"train": train, "meta": meta})
 
@@ -248,6 +252,9 @@ def run(config: Config) -> dict:
     model_dir = pathlib.Path(config.model_dir)  # the run's folder, read by every worker
     if config.overwrite and model_dir.exists() and is_chief:
         shutil.rmtree(model_dir)
+    if is_chief:  # a usable folder; a start that never trained blocks nothing
+        run_folder.check_usable(model_dir)
+        run_folder.forget_untrained_config(model_dir)
     finished = check_model_dir(config, model_dir)
     if finished is not None:
         logging.info("%s already holds a finished run of %d epochs; nothing to do (raise --epochs "
@@ -262,8 +269,6 @@ def run(config: Config) -> dict:
 
 
 def _train_and_write(config, strategy, model_dir, write_dir, started) -> dict:
-    write_dir.mkdir(parents=True, exist_ok=True)
-    outputs.write_json(write_dir / "config.json", config.to_dict())
     keras.utils.set_random_seed(config.seed)
     jit = resolve_jit(config.jit_compile, strategy, get_method(config.method).uses_meta)
     replicas = strategy.num_replicas_in_sync
@@ -271,8 +276,13 @@ def _train_and_write(config, strategy, model_dir, write_dir, started) -> dict:
         if getattr(config, name) % replicas:
             raise RunError(f"--{name}={getattr(config, name)} is not divisible by the {replicas} replicas")
 
+    # Every checkpoint is read before the data: if none is usable, the run stops in seconds.
+    checkpoints = checkpointing.RunCheckpoints(model_dir / "checkpoints", write_dir / "checkpoints")
+
     # ---- data
     data = load_data(config)
+    write_dir.mkdir(parents=True, exist_ok=True)  # only now: a start that fails before this
+    outputs.write_json(write_dir / "config.json", config.to_dict())  # leaves nothing behind
     steps_per_epoch = data_lib.steps_per_epoch(data, config.batch_size)
     logging.info("data: %s", data.describe())
 
@@ -281,14 +291,10 @@ def _train_and_write(config, strategy, model_dir, write_dir, started) -> dict:
         model = build_model(config, data, steps_per_epoch, jit)
         epoch_var = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
         checkpoint = checkpoint_for(model, epoch_var)
-    manager = tf.train.CheckpointManager(checkpoint, str(write_dir / "checkpoints"), max_to_keep=2)
+    checkpoints.attach(checkpoint, epoch_var, model.optimizer, steps_per_epoch)
 
-    # ---- resume (every worker from the chief's checkpoints)
-    latest = tf.train.latest_checkpoint(str(model_dir / "checkpoints"))
-    if latest:
-        checkpoint.restore(latest).assert_existing_objects_matched()
-        logging.info("resumed from %s", latest)
-    start_epoch = int(epoch_var.numpy())
+    # ---- resume (every worker from the chief's checkpoints): the newest good one, mid-epoch too
+    start_epoch, start_step = checkpoints.restore()
     history = [row for row in (outputs.read_json(model_dir / "history.json") or []) if row["epoch"] <= start_epoch]
     # A resumed run's wall time counts the kept epochs of earlier sittings too (not their setup,
     # nor an epoch lost to the interruption), so a cell's cost does not depend on when it stopped.
@@ -301,26 +307,34 @@ def _train_and_write(config, strategy, model_dir, write_dir, started) -> dict:
                                suspects=suspects)
     predict = evaluate_lib._predict_fn(model)
     selected = tf.train.Checkpoint(classifier=model.classifier)  # the gold-free pick, see select_epoch
+    # SIGTERM / Ctrl-C: a checkpoint at the next step boundary, then `checkpointing.Interrupted`.
+    stopper = checkpointing.StepCheckpoints(
+        checkpoints, every_steps=config.checkpoint_every_steps, on_stop=[writer.close],
+        catch_signals=config.strategy != "multi_worker")  # saving is collective there
     evaluation = None
-    for epoch in range(start_epoch, config.epochs):
-        epoch_started = time.perf_counter()
-        lr = float(keras.ops.convert_to_numpy(model.optimizer.learning_rate))  # what this epoch uses
-        fitted = model.fit(epoch_dataset(config, data, epoch, steps_per_epoch), epochs=1,
-                           steps_per_epoch=steps_per_epoch, shuffle=False, verbose=1 if sys.stdout.isatty() else 0)
-        train_seconds = time.perf_counter() - epoch_started
-        row = {"epoch": epoch + 1, "lr": lr, **{k: float(v[-1]) for k, v in fitted.history.items()}}
-        last = epoch + 1 == config.epochs
-        evaluation = None
-        if last or (epoch + 1) % config.eval_every == 0:
-            evaluation = evaluate_lib.evaluate(model, data, batch_size=config.batch_size, predict=predict)
-            row.update(evaluation.metrics)
-        row.update(train_seconds=train_seconds, wall_seconds=time.perf_counter() - epoch_started,
-                   images_per_second=steps_per_epoch * config.batch_size / train_seconds)
-        if evaluation is not None and select_epoch(history + [row]) == epoch + 1:
-            selected.write(str(write_dir / "selected" / "classifier"))
-        writer.epoch(row, evaluation)
-        epoch_var.assign(epoch + 1)
-        manager.save(checkpoint_number=epoch + 1)
+    with stopper.installed():
+        for epoch in range(start_epoch, config.epochs):
+            epoch_started = time.perf_counter()
+            first_step, start_step = start_step, 0  # only the epoch a run resumes in starts mid-way
+            steps = steps_per_epoch - first_step
+            lr = float(keras.ops.convert_to_numpy(model.optimizer.learning_rate))  # what this epoch uses
+            fitted = model.fit(epoch_dataset(config, data, epoch, steps_per_epoch, first_step), epochs=1,
+                               steps_per_epoch=steps, shuffle=False, callbacks=[stopper],
+                               verbose=1 if sys.stdout.isatty() else 0)
+            train_seconds = time.perf_counter() - epoch_started
+            row = {"epoch": epoch + 1, "lr": lr, **{k: float(v[-1]) for k, v in fitted.history.items()}}
+            last = epoch + 1 == config.epochs
+            evaluation = None
+            if last or (epoch + 1) % config.eval_every == 0:
+                evaluation = evaluate_lib.evaluate(model, data, batch_size=config.batch_size, predict=predict)
+                row.update(evaluation.metrics)
+            row.update(train_seconds=train_seconds, wall_seconds=time.perf_counter() - epoch_started,
+                       images_per_second=steps * config.batch_size / train_seconds)
+            if evaluation is not None and select_epoch(history + [row]) == epoch + 1:
+                selected.write(str(write_dir / "selected" / "classifier"))
+            writer.epoch(row, evaluation)
+            epoch_var.assign(epoch + 1)
+            stopper.stop_if_requested(checkpoints.save())  # a stop asked for during evaluation
     writer.close()
 
     # ---- final outputs (a resumed, already trained run is evaluated once more)

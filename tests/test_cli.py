@@ -1,15 +1,18 @@
 """The command line: every flagfile parses, bad input stops early with one line naming the flag."""
 
+import os
 import pathlib
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 from absl import flags
 
 from rmwnet_tf import flags as flags_lib
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
+ENV = {**os.environ, "PYTHONPATH": str(ROOT)}  # the script must import this checkout's package
 FLAGFILES = sorted((ROOT / "configs").glob("*.flags"))
 
 
@@ -48,6 +51,8 @@ BAD_INPUTS = [
     (["--noisy_labels=/no/such/labels.npy"], "--noisy_labels"),
     (["--method=mwnet", "--nosource_labels_are_clean"], "--method"),
     (["--method=rmnwnet", "--meta_size=0"], "--meta_size"),
+    (["--dataset=synthetic", "--meta_size=5", "--meta_batch_size=5"], "meta_size=5 is smaller than the 10 classes; the class-balanced meta set needs at least one sample per class (--meta_size >= 10)"),
+    (["--meta_size=50", "--meta_batch_size=100"], "--meta_batch_size: 100 exceeds the 50 meta samples"),
     (["--batch_size=0"], "--batch_size"),
     (["--lr=-1"], "--lr"),
     (["--lr_boundaries=50,40"], "--lr_boundaries"),
@@ -60,7 +65,7 @@ BAD_INPUTS = [
 def test_bad_input_stops_with_one_line_naming_the_flag(argv, flag, tmp_path):
     result = subprocess.run(
         [sys.executable, str(ROOT / "scripts/train.py"), f"--model_dir={tmp_path / 'run'}", *argv],
-        capture_output=True, text=True, timeout=120,
+        capture_output=True, text=True, timeout=120, env=ENV,
     )
     assert result.returncode != 0
     assert "Traceback" not in result.stderr + result.stdout
@@ -77,10 +82,133 @@ def test_wrong_length_label_file_is_reported_without_traceback(tmp_path):
     np.save(labels, np.zeros(7, np.int64))
     result = subprocess.run(
         [sys.executable, str(ROOT / "scripts/train.py"), "--dataset=synthetic", "--synthetic_train_size=200",
-         "--synthetic_test_size=50", "--meta_size=20", f"--noisy_labels={labels}", "--model=tiny",
+         "--synthetic_test_size=50", "--meta_size=20", "--meta_batch_size=20", f"--noisy_labels={labels}", "--model=tiny",
          f"--model_dir={tmp_path / 'run'}"],
-        capture_output=True, text=True, timeout=300,
+        capture_output=True, text=True, timeout=300, env=ENV,
     )
     assert result.returncode == 2
     assert "Traceback" not in result.stderr
     assert "labels.npy" in result.stderr and "200" in result.stderr
+
+
+# ---------------------------------------------------------------------------- user errors at run time
+TINY = ["--dataset=synthetic", "--synthetic_train_size=200", "--synthetic_test_size=50", "--meta_size=20",
+        "--meta_batch_size=20", "--batch_size=50", "--model=tiny", "--epochs=1", "--export=false"]
+
+
+def train_cli(*argv, timeout=300):
+    return subprocess.run([sys.executable, str(ROOT / "scripts/train.py"), *argv],
+                          capture_output=True, text=True, timeout=timeout, env=ENV)
+
+
+def one_error_line(result) -> str:
+    """The run failed with exit code 2 and exactly one line on stderr, no traceback."""
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("error: ")
+    return lines[0]
+
+
+def test_empty_npy_label_file_is_one_line(tmp_path):
+    labels = tmp_path / "labels.npy"
+    labels.write_bytes(b"")
+    line = one_error_line(train_cli(*TINY, "--noise_type=none", f"--noisy_labels={labels}",
+                                    f"--model_dir={tmp_path / 'run'}"))
+    assert line == (f"error: noisy labels file '{labels}' is not a readable .npy array (No data left in file); "
+                    "write it with numpy.save(path, labels)")
+    assert not (tmp_path / "run").exists()  # nothing left behind to block the next attempt
+
+
+@pytest.mark.parametrize("case", ["existing_file", "under_a_file", "read_only"])
+def test_unusable_model_dir_is_one_line(tmp_path, case):
+    blocker = tmp_path / "notes.txt"
+    blocker.write_text("keep me")
+    if case == "read_only":
+        if not pathlib.Path("/sys/kernel").is_dir():
+            pytest.skip("needs Linux sysfs: read-only even for root")
+        model_dir = pathlib.Path("/sys/kernel/rmwnet_run")
+        expected = f"error: --model_dir={model_dir} cannot be written ("
+    elif case == "existing_file":
+        model_dir = blocker
+        expected = f"error: --model_dir={model_dir} is an existing file, not a folder; choose another --model_dir"
+    else:
+        model_dir = blocker / "run"
+        expected = f"error: --model_dir={model_dir} lies under {blocker}, which is a file; choose another --model_dir"
+    line = one_error_line(train_cli(*TINY, f"--model_dir={model_dir}"))
+    assert line.startswith(expected)
+    assert blocker.read_text() == "keep me" and sorted(tmp_path.iterdir()) == [blocker]
+
+
+def test_external_labels_in_another_sample_order_are_refused(tmp_path):
+    from rmwnet_tf import data
+
+    source = data.make_synthetic(200, 50, seed=0)
+    labels = tmp_path / "official_order.npy"
+    np.save(labels, np.sort(source.y_train))  # right labels, wrong (class-sorted) order
+    line = one_error_line(train_cli(*TINY, "--noise_type=none", f"--noisy_labels={labels}",
+                                    f"--model_dir={tmp_path / 'run'}"))
+    assert line.startswith(f"error: noisy labels file '{labels}': its labels agree with the source's labels on ")
+    assert "about chance (10.0%); they are probably in another sample order" in line
+    assert "use rmwnet_tf.data.official_to_folder_order" in line
+
+
+def test_readme_external_labels_example_on_a_cpu_flagfile_works_as_written(tmp_path):
+    readme = (ROOT / "README.md").read_text()
+    command = next(line.strip() for line in readme.splitlines()
+                   if "--flagfile=configs/cpu_cifar10_uniform40.flags" in line and "--noisy_labels=" in line)
+    argv = command.split()[2:]  # after "python scripts/train.py"
+    labels = tmp_path / "labels.npy"
+    np.save(labels, np.zeros(10, np.int64))
+    argv = [f"--noisy_labels={labels}" if a.startswith("--noisy_labels=") else a for a in argv]
+    argv = [f"--flagfile={ROOT / a.split('=', 1)[1]}" if a.startswith("--flagfile=") else a for a in argv]
+    config = parse(argv)
+    assert (config.noise_type, config.noise_rate, config.noisy_labels) == ("none", 0.4, str(labels))
+    problems = [p for p in config.problems() if p[0] != "data_dir"]  # the CIFAR copy is not extracted here
+    assert problems == []
+
+
+def test_a_run_prints_a_quiet_console_and_a_useful_done_line(tmp_path):
+    model_dir = tmp_path / "run"
+    result = train_cli(*TINY, "--epochs=2", "--export=true", "--noise_type=uniform", "--noise_rate=0.4",
+                       f"--model_dir={model_dir}")
+    assert result.returncode == 0, result.stderr
+    for noise in ("cuInit", "Sharding callback duration", "All log messages before absl", "oneDNN",
+                  "Traceback", "shuffle=True", "Assets written to"):
+        assert noise not in result.stderr, noise
+    assert sum("epoch " in line for line in result.stderr.splitlines()) == 2
+    done = result.stdout.splitlines()[-1]
+    assert done.startswith(f"done: outputs in {model_dir}/ (samples ranked by suspicion: sample_scores.csv; "
+                           f"numbers: results.json; curves: tensorboard --logdir {model_dir}/tensorboard)  "
+                           "test accuracy ")
+    assert done.endswith(" (final weights, whole training set)")
+    assert "noisy-label detection AUC " in done
+    for name in ("config.json", "history.json", "results.json", "sample_scores.csv", "checkpoints",
+                 "tensorboard", "export"):
+        assert (model_dir / name).exists(), name
+    readme = (ROOT / "README.md").read_text()
+    outputs = readme.split("## Outputs")[1].split("\n## ")[0]
+    for name in sorted(p.name for p in model_dir.iterdir()):
+        assert f"`{name}" in outputs, f"README Outputs table misses {name}"
+
+
+def test_rmwnet_traceback_keeps_the_full_stack(tmp_path):
+    labels = tmp_path / "labels.npy"
+    labels.write_bytes(b"")
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "scripts/train.py"), *TINY, "--noise_type=none", f"--noisy_labels={labels}",
+         f"--model_dir={tmp_path / 'run'}"],
+        capture_output=True, text=True, timeout=300, env={**ENV, "RMWNET_TRACEBACK": "1"})
+    assert result.returncode == 1
+    assert "Traceback (most recent call last)" in result.stderr
+    assert result.stderr.rstrip().endswith("write it with numpy.save(path, labels)")
+
+
+def test_error_lines_name_unexpected_errors_as_internal():
+    from rmwnet_tf import errors
+
+    assert errors.one_line(ValueError("--x: bad\n  value")) == "error: --x: bad value"
+    assert errors.one_line(EOFError("No data left in file")) == "error: EOFError: No data left in file"
+    assert errors.one_line(TypeError("unsupported operand")) == (
+        "error: TypeError: unsupported operand (an internal error; rerun with RMWNET_TRACEBACK=1 for the full "
+        "stack and report it)")

@@ -93,7 +93,9 @@ def test_tfds_failure_names_the_offline_alternative(monkeypatch):
         raise ConnectionError("Failed to resolve storage.googleapis.com")
 
     monkeypatch.setattr(tfds, "load", offline)
-    with pytest.raises(RuntimeError, match="no internet.*--dataset=image_folder --data_dir="):
+    monkeypatch.setattr(data.sources, "probe_download_host", lambda host: None)  # host reachable
+    with pytest.raises(RuntimeError, match="ConnectionError: Failed to resolve storage.googleapis.com. See "
+                       "README, 'A prepared tensorflow-datasets copy' and 'Offline, from an image folder'"):
         data.load_source("cifar10", tfds_data_dir="/nonexistent")
 
 
@@ -104,11 +106,12 @@ def test_tfds_images_become_rgb_of_the_requested_size(monkeypatch):
     info = types.SimpleNamespace(features={"label": types.SimpleNamespace(names=["a", "b"])})
 
     def fake_load(name, **kwargs):
-        assert kwargs["batch_size"] == -1 and kwargs["as_supervised"]
-        split = (tf.constant(gray), tf.constant([0, 1, 0, 1, 1], tf.int64))
+        assert kwargs["as_supervised"]
+        split = tf.data.Dataset.from_tensor_slices((gray, np.array([0, 1, 0, 1, 1], np.int64)))
         return (split, split), info
 
     monkeypatch.setattr(tfds, "load", fake_load)
+    monkeypatch.setattr(data.sources, "probe_download_host", lambda host: None)  # host reachable
     src = data.load_source("cifar10")
     assert src.x_train.shape == (5, 32, 32, 3) and src.class_names == ["a", "b"]
     np.testing.assert_array_equal(src.x_test, np.full((5, 32, 32, 3), 120))
@@ -630,3 +633,38 @@ def test_test_and_train_eval_streams_are_finite_and_unaugmented(source, noisy):
 def test_batch_larger_than_training_set_is_refused(noisy):
     with pytest.raises(ValueError, match="batch_size=301 exceeds the 300 training samples"):
         data.train_dataset(noisy, batch_size=301, seed=0)
+
+
+def test_meta_set_smaller_than_the_classes_is_refused(source):
+    with pytest.raises(ValueError, match=r"meta_size=9 is smaller than the 10 classes; the class-balanced meta set "
+                                         r"needs at least one sample per class \(--meta_size >= 10\)"):
+        data.prepare(source, noise_type="none", noise_rate=0.0, seed=0, meta_size=9, meta_label_kind="noisy")
+    assert len(data.prepare(source, noise_type="none", noise_rate=0.0, seed=0, meta_size=10,
+                            meta_label_kind="noisy").meta_indices) == 10
+
+
+@pytest.mark.parametrize("case", ["other_order", "majority_flipped", "heavy_but_learnable"])
+def test_external_labels_that_cannot_belong_to_these_samples_are_refused(source, tmp_path, case):
+    clean = source.y_train  # 400 samples, classes in turn: 0, 1, ..., 9, 0, ...
+    if case == "other_order":  # the right labels, ordered by class (as an image folder is)
+        labels = np.sort(clean)
+    elif case == "majority_flipped":  # 60% of every class moved to the next class
+        labels = np.where((np.arange(len(clean)) // K) % 5 < 3, (clean + 1) % K, clean)
+    else:  # 55% uniform-like noise, but the true class stays the most frequent label
+        rng = np.random.default_rng(0)
+        labels = np.where(rng.random(len(clean)) < 0.55, rng.integers(0, K, len(clean)), clean)
+    path = tmp_path / "labels.npy"
+    np.save(path, labels)
+    settings = dict(noise_type="none", noise_rate=0.0, seed=0, meta_size=10, meta_label_kind="noisy",
+                    noisy_labels_path=path)
+    if case == "heavy_but_learnable":
+        np.testing.assert_array_equal(data.prepare(source, **settings).given_labels, labels)
+        return
+    expected = {"other_order": r"agree with the source's labels on 10\.0% of samples, about chance \(10\.0%\)",
+                "majority_flipped": r"give most samples of class 0 another label \(10 of 10 classes past the "
+                                    r"majority limit\)"}[case]
+    with pytest.raises(ValueError, match=rf"labels.npy': its labels {expected}; they are probably in another "
+                                         r"sample order.*official_to_folder_order"):
+        data.prepare(source, **settings)
+    # Not knowing the clean labels, there is nothing to compare with: accepted.
+    data.prepare(source, **settings, source_labels_are_clean=False)

@@ -1,5 +1,7 @@
 """The exported SavedModel reproduces the in-memory classifier on raw uint8 images."""
 
+import re
+
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -76,3 +78,21 @@ def test_normalisation_must_match_channels(classifier, tmp_path):
         export_classifier(
             classifier, str(tmp_path / "e"), mean=[0.5], std=STD, image_shape=IMAGE_SHAPE
         )
+
+
+@pytest.mark.parametrize("shape", [(2, 20, 20, 3), (2, 16, 16, 1), (2, 16, 16, 4), (16, 16, 3)],
+                         ids=["other_size", "one_channel", "four_channels", "no_batch_dim"])
+def test_wrong_image_shape_is_refused_with_the_expected_shape(classifier, tmp_path, shape):
+    export_dir = str(tmp_path / "export")
+    export_classifier(classifier, export_dir, mean=MEAN, std=STD, image_shape=IMAGE_SHAPE)
+    signature = tf.saved_model.load(export_dir).signatures["serving_default"]
+    images = np.zeros(shape, np.uint8)
+    # The signature itself (what a serving system calls) refuses it in the graph, by message...
+    with pytest.raises(tf.errors.InvalidArgumentError, match=r"the model takes uint8 images \[N, 16, 16, 3\]"):
+        signature(images=tf.constant(images))
+    # ...and the Python helper before calling it, naming what it got.
+    predict = load_exported(export_dir)
+    assert predict.image_shape == IMAGE_SHAPE
+    with pytest.raises(ValueError, match=r"Expected uint8 images \[N, 16, 16, 3\].*got shape " + re.escape(str(shape))):
+        predict(images)
+    assert predict(np.zeros((2, *IMAGE_SHAPE), np.uint8)).shape == (2, 5)

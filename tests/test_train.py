@@ -3,15 +3,18 @@
 import csv
 import json
 import pathlib
+import signal
 import time
 
 import numpy as np
 import pytest
 import tensorflow as tf
 
-from rmwnet_tf import train
+from rmwnet_tf import checkpointing, train
 from rmwnet_tf.config import Config
 from rmwnet_tf.export import load_exported
+
+import test_checkpointing as checkpointing_tests  # its helpers: SIGTERM at a step, checkpoint contents
 
 SMALL = dict(
     dataset="synthetic", synthetic_train_size=300, synthetic_test_size=100, noise_type="uniform",
@@ -189,6 +192,34 @@ def test_base_holding_out_meta_trains_on_the_meta_methods_images(tmp_path):
     base = train.load_data(config(tmp_path, "base", method="base", hold_out_meta=True))
     np.testing.assert_array_equal(base.train_indices, meta.train_indices)
     assert len(train.load_data(config(tmp_path, "all", method="base")).train_indices) == 300
+
+
+def test_sigterm_mid_epoch_then_resume_equals_uninterrupted_run(tmp_path, monkeypatch):
+    tf.config.experimental.enable_op_determinism()  # as the resume test above (process-wide)
+    straight = train.run(config(tmp_path, "straight", export=False))
+
+    with monkeypatch.context() as patch:
+        patch.setattr(checkpointing.StepCheckpoints, "on_train_batch_begin", checkpointing_tests.send_sigterm_before(2))
+        with pytest.raises(checkpointing.Interrupted) as stopped:
+            train.run(config(tmp_path, "resumed", export=False))
+    assert stopped.value.exit_code == 128 + signal.SIGTERM
+    assert str(stopped.value) == (
+        f"stopped by SIGTERM: saved checkpoint {tmp_path}/resumed/checkpoints/ckpt-3 (at step 3 of 5 in "
+        "epoch 1); run the same command again to resume from it")
+    assert checkpointing_tests.checkpoint_names(tmp_path / "resumed") == ["ckpt-3.index"]
+    assert not (tmp_path / "resumed" / "history.json").exists()  # no epoch was completed
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # handlers are put back
+
+    resumed = train.run(config(tmp_path, "resumed", export=False))  # epoch 1 from step 3, then epoch 2
+    assert resumed["steps"] == straight["steps"] == 10
+    assert [row["epoch"] for row in resumed["history"]] == [1, 2]
+    assert checkpointing_tests.checkpoint_names(tmp_path / "resumed") == ["ckpt-10.index", "ckpt-3.index", "ckpt-5.index"]
+    expected = checkpointing_tests.saved_values(tmp_path / "straight" / "checkpoints" / "ckpt-10")
+    got = checkpointing_tests.saved_values(tmp_path / "resumed" / "checkpoints" / "ckpt-10")
+    assert sorted(got) == sorted(expected) and any("classifier" in name for name in got)
+    for name, value in expected.items():
+        np.testing.assert_array_equal(got[name], value, err_msg=name)  # bit-identical
+    assert resumed["test_accuracy_final"] == straight["test_accuracy_final"]
 
 
 def test_base_run_has_no_weights_but_scores_samples(tmp_path):

@@ -109,6 +109,11 @@ def prepare(
     if meta_label_kind not in META_LABEL_KINDS:
         raise ValueError(f"meta_label_kind={meta_label_kind!r}; expected one of {META_LABEL_KINDS}")
     meta_size = 0 if meta_label_kind == "none" and not hold_out_meta else int(meta_size)
+    if 0 < meta_size < num_classes:
+        raise ValueError(
+            f"meta_size={meta_size} is smaller than the {num_classes} classes; the class-balanced "
+            f"meta set needs at least one sample per class (--meta_size >= {num_classes})"
+        )
     if meta_size >= num_samples:
         raise ValueError(
             f"meta_size={meta_size} leaves no training samples out of {num_samples}"
@@ -121,6 +126,8 @@ def prepare(
     clean = source_labels if source_labels_are_clean else None
     if noisy_labels_path is not None:
         given = load_label_file(noisy_labels_path, num_samples, num_classes)
+        if clean is not None:
+            check_agreement(given, clean, num_classes, noisy_labels_path)
         matrix = None
     else:
         given = noise_lib.corrupt_labels(source_labels, noise_type, noise_rate, num_classes, seed)
@@ -203,7 +210,14 @@ def load_label_file(path, num_samples: int, num_classes: int) -> np.ndarray:
         raise FileNotFoundError(f"noisy labels file {str(path)!r} does not exist")
     suffix = path.suffix.lower()
     if suffix == ".npy":
-        labels = np.load(path, allow_pickle=False)
+        try:
+            labels = np.load(path, allow_pickle=False)
+        except (EOFError, ValueError, OSError) as error:  # empty, truncated, or not a .npy
+            reason = " ".join(str(error).split()) or type(error).__name__
+            raise ValueError(
+                f"noisy labels file {str(path)!r} is not a readable .npy array ({reason}); "
+                "write it with numpy.save(path, labels)"
+            ) from None
     elif suffix == ".csv":
         labels = _read_label_csv(path)
     else:
@@ -229,6 +243,45 @@ def load_label_file(path, num_samples: int, num_classes: int) -> np.ndarray:
             f"e.g. {labels[bad[0]]} at row {bad[0]}"
         )
     return labels
+
+
+def check_agreement(given, clean, num_classes: int, path) -> None:
+    """Stop when external labels cannot be labels of these samples in this order.
+
+    Labels in another sample order (e.g. CIFAR-10N, in the official order, given to the image
+    folder, which is ordered by class) pass every format check and train on noise. Two signs,
+    with the clean labels known: agreement no better than chance (what independent labels
+    with these class frequencies would reach, plus four standard deviations), or a clean class
+    whose most frequent given label is another class (past the majority limit: nothing to
+    learn). Either stops the run with the likely cause.
+    """
+    given, clean = np.asarray(given), np.asarray(clean)
+    n = len(clean)
+    if n == 0:
+        return
+    agreement = float(np.mean(given == clean))
+    p_given = np.bincount(given, minlength=num_classes) / n
+    p_clean = np.bincount(clean, minlength=num_classes) / n
+    chance = float(np.sum(p_given * p_clean))
+    margin = 4 * np.sqrt(max(chance * (1 - chance), 1e-12) / n)
+    problem = None
+    if agreement <= chance + margin:
+        problem = f"agree with the source's labels on {agreement:.1%} of samples, about chance ({chance:.1%})"
+    else:
+        counts = np.zeros((num_classes, num_classes), np.int64)
+        np.add.at(counts, (clean, given), 1)
+        present = counts.sum(1) > 0
+        wrong = np.flatnonzero(present & (counts.argmax(1) != np.arange(num_classes)))
+        if wrong.size:
+            problem = (f"give most samples of class {wrong[0]} another label ({len(wrong)} of "
+                       f"{int(present.sum())} classes past the majority limit)")
+    if problem:
+        raise ValueError(
+            f"noisy labels file {str(path)!r}: its labels {problem}; they are probably in another "
+            "sample order than the source (the image folder orders by class, then file name); "
+            "for labels in the official CIFAR order use rmwnet_tf.data.official_to_folder_order, "
+            "or if the source's labels are not clean, add --nosource_labels_are_clean"
+        )
 
 
 def _read_label_csv(path: pathlib.Path) -> np.ndarray:

@@ -120,12 +120,22 @@ def steps_per_epoch(data: NoisyData, batch_size: int) -> int:
 
 
 def train_dataset(
-    data: NoisyData, *, batch_size: int, seed: int, start_epoch: int = 0, augment: bool = True
+    data: NoisyData,
+    *,
+    batch_size: int,
+    seed: int,
+    start_epoch: int = 0,
+    augment: bool = True,
+    start_step: int = 0,
 ) -> tf.data.Dataset:
     """Infinite epochs of full batches; epoch e's order and augmentation depend only on
-    (seed, e), so resuming at ``start_epoch`` replays the uninterrupted run. The noise is
-    applied here, by looking each index up in the label table."""
+    (seed, e), so resuming at ``start_epoch`` replays the uninterrupted run, and
+    ``start_step`` (a run stopped mid-epoch) skips that many batches of the first epoch
+    (index lists only: no pixel is gathered for them). The noise is applied here, by
+    looking each index up in the label table."""
     steps = steps_per_epoch(data, batch_size)
+    if not 0 <= start_step < steps:
+        raise ValueError(f"start_step={start_step} is outside an epoch of {steps} steps")
     num_train = len(data.train_indices)
     train_indices = data.cached_tensor("train_indices", lambda: data.train_indices.astype(np.int32))
     images = data.cached_tensor("x_train", lambda: data.source.x_train)
@@ -146,7 +156,8 @@ def train_dataset(
             pixels = tf.gather(images, index)
         return {"image": normalize(pixels, data.mean, data.std), "label": tf.gather(given, index)}
 
-    return _finish(tf.data.Dataset.counter(start_epoch).flat_map(epoch_batches), make_batch)
+    batches = tf.data.Dataset.counter(start_epoch).flat_map(epoch_batches).skip(start_step)
+    return _finish(batches, make_batch)
 
 
 def meta_dataset(

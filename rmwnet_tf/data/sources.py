@@ -99,27 +99,43 @@ def load_source(
     raise ValueError(f"unknown dataset {name!r}; expected one of {SOURCES}")
 
 
-def _load_tfds(name: str, tfds_data_dir, image_size: int) -> ImageSource:
-    import tensorflow_datasets as tfds  # slow import; only this source needs it
+# Where tensorflow-datasets downloads each source from (checked before a download is tried).
+DOWNLOAD_HOSTS = {"cifar10": "www.cs.toronto.edu", "cifar100": "www.cs.toronto.edu"}
+PROBE_SECONDS = 3.0
+# README sections that the offline message points to (a test keeps them in the README).
+README_TFDS_COPY = "A prepared tensorflow-datasets copy"
+README_IMAGE_FOLDER = "Offline, from an image folder"
 
+
+def _load_tfds(name: str, tfds_data_dir, image_size: int) -> ImageSource:
+    try:
+        import tensorflow_datasets as tfds  # slow import; only this source needs it
+    except ImportError as error:
+        raise RuntimeError(
+            f"--dataset={name} needs tensorflow-datasets, which does not import ({error}); "
+            'reinstall with pip install -e ".[dev]"'
+        ) from error
+    try:
+        builder = tfds.builder(name, data_dir=tfds_data_dir)
+        prepared = tf.io.gfile.exists(os.path.join(builder.data_dir, "dataset_info.json"))
+    except Exception as error:
+        raise _tfds_error(name, tfds_data_dir, error) from error
+    if not prepared:
+        unreachable = probe_download_host(DOWNLOAD_HOSTS.get(name))
+        if unreachable:
+            raise RuntimeError(
+                f"cannot download {name}: {unreachable}, and {builder.data_dir} holds no prepared "
+                f"copy. Either pass --tfds_data_dir=<folder holding a prepared {name}> (README, "
+                f"'{README_TFDS_COPY}'), or train from images on disk with --dataset=image_folder "
+                f"--data_dir=<folder with train/ and test/> (README, '{README_IMAGE_FOLDER}')."
+            )
     try:
         (train, test), info = tfds.load(
-            name,
-            split=["train", "test"],
-            data_dir=tfds_data_dir,
-            batch_size=-1,
-            as_supervised=True,
-            with_info=True,
+            name, split=["train", "test"], data_dir=tfds_data_dir, as_supervised=True, with_info=True
         )
-    except Exception as error:  # tfds raises many types when it cannot download
-        raise RuntimeError(
-            f"could not load {name!r} with tensorflow_datasets (data_dir={tfds_data_dir!r}): "
-            f"{type(error).__name__}: {error}. If this machine has no internet, prepare the "
-            "dataset elsewhere and pass --tfds_data_dir, or use the offline image-folder "
-            "source: --dataset=image_folder --data_dir=<folder with train/ and test/> "
-            "(see README, 'Offline CIFAR-10')."
-        ) from error
-    (x_train, y_train), (x_test, y_test) = tfds.as_numpy(train), tfds.as_numpy(test)
+        (x_train, y_train), (x_test, y_test) = _to_arrays(train), _to_arrays(test)
+    except Exception as error:  # tfds raises many types when it cannot download or read
+        raise _tfds_error(name, tfds_data_dir, error) from error
     return ImageSource(
         x_train=_to_rgb_size(x_train, image_size),
         y_train=np.asarray(y_train, np.int64),
@@ -127,6 +143,52 @@ def _load_tfds(name: str, tfds_data_dir, image_size: int) -> ImageSource:
         y_test=np.asarray(y_test, np.int64),
         class_names=list(info.features["label"].names),
     )
+
+
+def _to_arrays(dataset, chunk: int = 5000):
+    """(images, labels) numpy arrays of a supervised tf.data split, read in chunks.
+
+    Not tfds' ``batch_size=-1``: that sizes its one batch from the split counts in the
+    dataset's metadata, which ``tfds.testing.mock_data`` leaves empty (a batch of
+    sys.maxsize aborts the process), and it holds a second full copy while converting."""
+    images, labels = [], []
+    for x, y in dataset.batch(chunk).prefetch(1):
+        images.append(x.numpy())
+        labels.append(y.numpy())
+    if not images:
+        raise ValueError("the split is empty")
+    return np.concatenate(images), np.concatenate(labels)
+
+
+def _tfds_error(name, tfds_data_dir, error) -> RuntimeError:
+    reason = " ".join(str(error).split())[:300]
+    return RuntimeError(
+        f"could not load {name!r} with tensorflow_datasets (--tfds_data_dir={tfds_data_dir or ''!r}): "
+        f"{type(error).__name__}: {reason}. See README, '{README_TFDS_COPY}' and "
+        f"'{README_IMAGE_FOLDER}'."
+    )
+
+
+def probe_download_host(host, port: int = 443, timeout: float = PROBE_SECONDS) -> str | None:
+    """None if a connection to ``host`` (or the HTTPS proxy, when one is set) opens within
+    ``timeout`` seconds, else why not. Why: without a network tensorflow-datasets retries its
+    download for minutes with no message; this turns that into a few seconds and one line."""
+    if not host:
+        return None
+    import socket
+    import urllib.parse
+    import urllib.request
+
+    proxy = urllib.request.getproxies().get("https")
+    if proxy:
+        parsed = urllib.parse.urlsplit(proxy if "://" in proxy else f"http://{proxy}")
+        host, port = parsed.hostname, parsed.port or 80
+    try:
+        socket.create_connection((host, port), timeout=timeout).close()
+    except OSError as error:
+        what = f"the proxy {host}:{port}" if proxy else f"{host}:{port}"
+        return f"{what} is unreachable ({type(error).__name__}: {error})"
+    return None
 
 
 def _to_rgb_size(images: np.ndarray, size: int, chunk: int = 2048) -> np.ndarray:
