@@ -201,13 +201,19 @@ def upgrade_saved(saved: dict | None) -> dict | None:
     compare equal to the same settings (resuming, and the reproduction's finished cells).
 
     `meta_grad` x `meta_scope` became `meta_step`: scope head was always the head step, whatever
-    meta_grad said.
+    meta_grad said. A field added since the folder was written takes its default: every new
+    field's default is the behaviour from before it existed (`meta_every=1`, `eval_every=1`,
+    `hold_out_meta=False`, ...), so the old run trained exactly that.
     """
-    if saved is None or "meta_step" in saved or "meta_grad" not in saved:
+    if saved is None:
         return saved
     upgraded = dict(saved)
-    grad, scope = upgraded.pop("meta_grad"), upgraded.pop("meta_scope", "full")
-    upgraded["meta_step"] = "head" if scope == "head" else {"double_backward": "exact"}.get(grad, grad)
+    if "meta_grad" in upgraded and "meta_step" not in upgraded:
+        grad, scope = upgraded.pop("meta_grad"), upgraded.pop("meta_scope", "full")
+        upgraded["meta_step"] = "head" if scope == "head" else {"double_backward": "exact"}.get(grad, grad)
+    for field in dataclasses.fields(Config):
+        if field.metadata.get("recorded", True) and field.name not in upgraded:
+            upgraded[field.name] = field.default
     return upgraded
 
 

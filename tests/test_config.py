@@ -76,6 +76,14 @@ def test_registries_and_config_import_no_tensorflow():
     ({"meta_grad": "jvp", "meta_scope": "head"}, "head"),
 ])
 def test_config_json_of_older_runs_is_read_in_todays_names(legacy, meta_step):
-    assert upgrade_saved({"seed": 3, **legacy}) == {"seed": 3, "meta_step": meta_step}
-    assert upgrade_saved({"seed": 3, "meta_step": "jvp"}) == {"seed": 3, "meta_step": "jvp"}
+    defaults = Config().to_dict()
+    assert upgrade_saved({"seed": 3, **legacy}) == {**defaults, "seed": 3, "meta_step": meta_step}
+    assert upgrade_saved({"seed": 3, "meta_step": "jvp"}) == {**defaults, "seed": 3, "meta_step": "jvp"}
     assert upgrade_saved(None) is None
+
+
+def test_fields_added_since_a_run_was_written_take_their_defaults():
+    written_before = {k: v for k, v in Config(seed=4, method="base").to_dict().items()
+                      if k not in ("meta_every", "eval_every", "hold_out_meta")}
+    assert upgrade_saved(written_before) == Config(seed=4, method="base").to_dict()
+    assert "checkpoint_every_steps" not in upgrade_saved(written_before)  # not recorded
