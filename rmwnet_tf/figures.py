@@ -91,9 +91,11 @@ def suspects_figure(images, captions, *, columns: int = 8, title: str = "",
     columns = max(1, min(columns, count))
     rows = max(1, -(-count // columns))
     header = 30 if title else 0
-    figure = new_figure((columns * cell_px[0], rows * cell_px[1] + header))
-    grid = figure.add_gridspec(rows, columns, top=1 - header / (rows * cell_px[1] + header),
-                               bottom=0.0, left=0.0, right=1.0, hspace=0.45, wspace=0.08)
+    caption_px = 42  # three 8-pt lines above each image: the first row's must fit under the title
+    height = rows * cell_px[1] + header
+    figure = new_figure((columns * cell_px[0], height))
+    grid = figure.add_gridspec(rows, columns, top=1 - (header + caption_px) / height,
+                               bottom=0.01, left=0.005, right=0.995, hspace=0.45, wspace=0.08)
     for position, (image, caption) in enumerate(zip(images, captions)):
         axes = figure.add_subplot(grid[position // columns, position % columns])
         if image.ndim == 3 and image.shape[-1] == 1:
