@@ -1,0 +1,88 @@
+"""Which training labels are wrong? Our ranking against cleanlab's and the small-loss rule.
+
+    pip install "cleanlab>=2.6"      # optional: only this comparison needs it
+    python experiments/cleaning_comparison.py --meta_run=DIR --base_run=DIR
+
+Both run folders must hold the same training set with known clean labels (sample_scores.csv
+with `is_noisy`, pred_probs.npy, given_labels.npy, sample_index.npy), e.g. the reproduction's
+uniform40/rmnwnet/seed0 and uniform40/base/seed0 cells. Detectors:
+
+- ours: `suspicion_rank` of the meta run (lowest weight W(loss) first, then highest loss);
+  its flagged set: the samples whose prediction disagrees with their given label;
+- cleanlab: `cleanlab.filter.find_label_issues(given_labels, pred_probs)` on the meta run's and
+  on the Base run's in-sample probabilities (its own flagged set; ranked by self-confidence);
+- small loss: the Base run's loss, highest first; flagged: prediction disagrees with the label.
+
+For each: size, precision and recall of the flagged set, and precision at k for k = the number
+of truly mislabelled samples (the ranking's quality at the size that matters).
+"""
+
+from __future__ import annotations
+
+import csv
+import pathlib
+import sys
+
+import numpy as np
+from absl import app, flags
+
+FLAGS = flags.FLAGS
+flags.DEFINE_string("meta_run", None, "Run folder of a meta method (RMNW-Net).")
+flags.DEFINE_string("base_run", None, "Run folder of a Base run on the same training set.")
+
+
+def load_run(folder) -> dict:
+    folder = pathlib.Path(folder)
+    index = np.load(folder / "sample_index.npy")
+    with open(folder / "sample_scores.csv") as f:
+        rows = {int(r["index"]): r for r in csv.DictReader(f)}
+    if "is_noisy" not in next(iter(rows.values())):
+        raise ValueError(f"{folder}: clean labels unknown (no is_noisy column); nothing to compare against")
+    column = lambda name, kind: np.array([kind(rows[i][name]) for i in index])  # noqa: E731
+    return dict(index=index, probs=np.load(folder / "pred_probs.npy"), given=np.load(folder / "given_labels.npy"),
+                noisy=column("is_noisy", int).astype(bool), rank=column("suspicion_rank", int),
+                loss=column("loss", float), predicted=column("predicted_label", int))
+
+
+def scores(flagged: np.ndarray, order: np.ndarray, noisy: np.ndarray) -> dict:
+    """flagged: bool mask; order: positions, most suspicious first."""
+    k = int(noisy.sum())
+    hits = noisy[flagged].sum()
+    return dict(flagged=int(flagged.sum()), precision=hits / max(flagged.sum(), 1), recall=hits / max(k, 1),
+                precision_at_k=noisy[order[:k]].mean(), k=k)
+
+
+def compare(meta: dict, base: dict) -> dict[str, dict]:
+    from cleanlab.filter import find_label_issues
+
+    if not np.array_equal(meta["index"], base["index"]) or not np.array_equal(meta["noisy"], base["noisy"]):
+        raise ValueError("the two runs do not hold the same training samples and labels")
+    noisy = meta["noisy"]
+    result = {"ours (RMNW-Net weight ranking)": scores(
+        meta["predicted"] != meta["given"], np.argsort(meta["rank"], kind="stable"), noisy)}
+    for name, run in (("cleanlab on RMNW-Net's pred_probs", meta), ("cleanlab on Base's pred_probs", base)):
+        flagged = find_label_issues(run["given"], run["probs"])
+        self_confidence = run["probs"][np.arange(len(run["given"])), run["given"]]
+        result[name] = scores(flagged, np.argsort(self_confidence, kind="stable"), noisy)
+    result["small loss (Base)"] = scores(base["predicted"] != base["given"], np.argsort(-base["loss"], kind="stable"),
+                                         noisy)
+    return result
+
+
+def markdown(result: dict[str, dict]) -> str:
+    k = next(iter(result.values()))["k"]
+    lines = [f"| detector | flagged | precision | recall | precision at k = {k} |", "|---|---|---|---|---|"]
+    for name, s in result.items():
+        lines.append(f"| {name} | {s['flagged']} | {s['precision']:.3f} | {s['recall']:.3f} | {s['precision_at_k']:.3f} |")
+    return "\n".join(lines)
+
+
+def main(argv):
+    del argv
+    if not FLAGS.meta_run or not FLAGS.base_run:
+        sys.exit("error: --meta_run and --base_run are both required")
+    print(markdown(compare(load_run(FLAGS.meta_run), load_run(FLAGS.base_run))))
+
+
+if __name__ == "__main__":
+    app.run(main)
