@@ -134,7 +134,7 @@ def markdown(text: str) -> str:
     return text.replace("*", "\\*")
 
 DEFAULT_SEEDS = (0, 1)
-DEFAULT_RUNS_DIR = "runs/reproduction_v2"  # protocol v1 cells: runs/reproduction
+DEFAULT_RUNS_DIR = "results/runs_v2"  # small files tracked (.gitignore drops the heavy ones)
 DEFAULT_OUT_DIR = "results"
 
 
