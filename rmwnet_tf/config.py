@@ -43,6 +43,8 @@ class Config:
         "probability eta from all K classes (its own included), so only eta*(K-1)/K of the labels "
         "change (0.36 at eta=0.4, K=10); flip/flip2: a fraction eta moves to the one/two flip "
         "target(s). Ignored with --noisy_labels.")
+    label_key: str = _field("", "For cifar10_n / cifar100_n: the human label set to train on (cifar10_n: "
+                            "aggre_label, random_label1..3, worse_label; cifar100_n: noise_label).")
     noisy_labels: str = _field("", "A .npy or .csv of training labels (source order) replacing synthetic "
                                "noise; needs --noise_type=none, and --noise_rate is then ignored.")
     source_labels_are_clean: bool = _field(
@@ -145,6 +147,16 @@ class Config:
                 bad("data_dir", f"{self.data_dir!r} is not a folder")
         elif self.data_dir:
             bad("data_dir", f"is only used with --dataset=image_folder (got --dataset={self.dataset})")
+        if dataset is not None and dataset.label_keys:
+            if self.label_key not in dataset.label_keys:
+                bad("label_key", f"{self.label_key!r} is not a label set of {self.dataset}; one of "
+                    f"{', '.join(dataset.label_keys)}")
+            if self.noise_type != "none":
+                bad("noise_type", f"must be 'none' with --dataset={self.dataset}: its human labels are the noise")
+            if self.noisy_labels:
+                bad("noisy_labels", f"--dataset={self.dataset} brings its own noisy labels (--label_key)")
+        elif self.label_key:
+            bad("label_key", f"is only used with cifar10_n and cifar100_n (got --dataset={self.dataset})")
         if self.noisy_labels:
             if not os.path.isfile(self.noisy_labels):
                 bad("noisy_labels", f"file {self.noisy_labels!r} does not exist")

@@ -15,6 +15,9 @@ class Dataset:
     num_classes: int | None  # None: decided by the data (folder names, generator setting)
     from_folder: bool  # reads --data_dir
     summary: str
+    # Human label sets shipped with the images (CIFAR-N), selected by --label_key; the source's
+    # own `label` stays the clean truth, so detection AUCs and fit rates still work.
+    label_keys: tuple[str, ...] = ()
 
 
 DATASETS: dict[str, Dataset] = {
@@ -22,6 +25,11 @@ DATASETS: dict[str, Dataset] = {
     for d in (
         Dataset("cifar10", 10, False, "CIFAR-10 through tensorflow-datasets"),
         Dataset("cifar100", 100, False, "CIFAR-100 through tensorflow-datasets"),
+        Dataset("cifar10_n", 10, False, "CIFAR-10 with the CIFAR-10N human labels (tensorflow-datasets, "
+                "manual download)", ("aggre_label", "random_label1", "random_label2", "random_label3",
+                                     "worse_label")),
+        Dataset("cifar100_n", 100, False, "CIFAR-100 with the CIFAR-100N human labels (tensorflow-datasets, "
+                "manual download)", ("noise_label",)),
         Dataset("image_folder", None, True, "a folder of image files: <data_dir>/{train,test}/<class>/*"),
         Dataset("synthetic", None, False, "generated class patterns, for tests and the quick start"),
     )

@@ -114,6 +114,7 @@ def load_data(config: Config) -> data_lib.NoisyData:
         synthetic_train_size=config.synthetic_train_size,
         synthetic_test_size=config.synthetic_test_size,
         seed=config.seed,
+        label_key=config.label_key,
     )
     method = get_method(config.method)
     return data_lib.prepare(

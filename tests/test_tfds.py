@@ -6,6 +6,7 @@ import re
 import socket
 import time
 
+import numpy as np
 import pytest
 import tensorflow_datasets as tfds
 
@@ -73,3 +74,38 @@ def test_config_json_of_a_start_that_never_trained_does_not_block(tmp_path):
                                method="base", model="tiny", batch_size=50, epochs=1, export=False,
                                model_dir=str(model_dir)))
     assert results["epochs_completed"] == 1
+
+
+@pytest.mark.parametrize("dataset, label_key, num_classes, method", [
+    ("cifar10_n", "worse_label", 10, "rmnwnet"), ("cifar100_n", "noise_label", 100, "base")])
+def test_cifar_n_trains_on_the_human_labels_and_keeps_the_clean_ones(tmp_path, monkeypatch, dataset, label_key,
+                                                                     num_classes, method):
+    monkeypatch.setattr(data.sources, "probe_download_host", lambda host: None)
+    with tfds.testing.mock_data(num_examples=200):  # random labels: every CIFAR-10 class present
+        source = data.load_source(dataset, tfds_data_dir=str(tmp_path / "tfds"), label_key=label_key)
+        split = tfds.load(dataset, split="train", data_dir=str(tmp_path / "tfds"))
+        features = next(iter(split.batch(200)))
+        config = Config(dataset=dataset, label_key=label_key, method=method, tfds_data_dir=str(tmp_path / "tfds"), model="tiny",
+                        meta_size=10, batch_size=10, meta_batch_size=10, epochs=1, lr_boundaries="",
+                        export=False, model_dir=str(tmp_path / "run"))
+        results = train.run(config)
+    # side by side as the builder yields them: images, clean `label`, the chosen human labels
+    np.testing.assert_array_equal(source.y_train, features["label"].numpy())
+    np.testing.assert_array_equal(source.given_train, features[label_key].numpy())
+    assert len(source.class_names) == num_classes
+    if dataset == "cifar10_n":
+        assert source.class_names[:3] == ["airplane", "automobile", "bird"]
+    assert results["noise_matrix_nominal"] is None  # no synthetic noise: the human labels are it
+    given = np.load(tmp_path / "run" / "given_labels.npy")
+    index = np.load(tmp_path / "run" / "sample_index.npy")
+    np.testing.assert_array_equal(given, features[label_key].numpy()[index])  # trained on the human labels
+    realised = np.mean(features["label"].numpy()[index] != given)
+    assert results["noise_realised"]["rate"] == pytest.approx(realised)  # measured against the clean ones
+
+
+def test_label_key_is_checked_against_the_dataset():
+    assert Config(dataset="cifar10_n", label_key="aggre_label").problems() == []
+    assert Config(dataset="cifar10_n", label_key="noise_label").problems()[0][0] == "label_key"
+    assert Config(dataset="cifar10", label_key="worse_label").problems()[0][0] == "label_key"
+    assert Config(dataset="cifar10_n", label_key="worse_label", noise_type="uniform",
+                  noise_rate=0.4).problems()[0][0] == "noise_type"

@@ -124,7 +124,11 @@ def prepare(
     # -- the label table: given labels for every source training sample, computed once --
     source_labels = np.asarray(source.y_train, np.int64)
     clean = source_labels if source_labels_are_clean else None
-    if noisy_labels_path is not None:
+    external = noisy_labels_path is not None or source.given_train is not None
+    if source.given_train is not None:  # labels that came with the images (CIFAR-N)
+        given = np.asarray(source.given_train, np.int64)
+        matrix = None
+    elif noisy_labels_path is not None:
         given = load_label_file(noisy_labels_path, num_samples, num_classes)
         if clean is not None:
             check_agreement(given, clean, num_classes, noisy_labels_path)
@@ -146,7 +150,7 @@ def prepare(
 
     if meta_label_kind == "clean":
         meta_labels = clean[meta]
-    elif meta_label_kind == "noisy" and noisy_labels_path is None:
+    elif meta_label_kind == "noisy" and not external:
         redrawn = noise_lib.corrupt_labels(
             source_labels, noise_type, noise_rate, num_classes, seed, draw=1
         )

@@ -39,6 +39,9 @@ class ImageSource:
     x_test: np.ndarray
     y_test: np.ndarray
     class_names: list
+    # Training labels to train on that came with the images (CIFAR-N's human labels), in the
+    # same sample order; y_train then stays the clean truth. None: y_train is what there is.
+    given_train: np.ndarray | None = None
 
     def __post_init__(self):
         """Catch hand-built sources that would fail far away, inside a tf.data graph."""
@@ -72,6 +75,7 @@ def load_source(
     synthetic_num_classes: int = 10,
     seed: int = 0,
     cache_dir="auto",
+    label_key: str = "",
 ) -> ImageSource:
     """Load a source as 3-channel uint8 images of ``image_size`` x ``image_size``.
 
@@ -80,6 +84,8 @@ def load_source(
     """
     if name in ("cifar10", "cifar100"):
         return _load_tfds(name, tfds_data_dir, image_size)
+    if name in ("cifar10_n", "cifar100_n"):
+        return _load_tfds(name, tfds_data_dir, image_size, label_key=label_key)
     if name == "image_folder":
         if data_dir is None:
             raise ValueError(
@@ -100,14 +106,17 @@ def load_source(
 
 
 # Where tensorflow-datasets downloads each source from (checked before a download is tried).
-DOWNLOAD_HOSTS = {"cifar10": "www.cs.toronto.edu", "cifar100": "www.cs.toronto.edu"}
+DOWNLOAD_HOSTS = {name: "www.cs.toronto.edu" for name in ("cifar10", "cifar100", "cifar10_n", "cifar100_n")}
+# CIFAR-N's tfds builders number their classes without names. CIFAR-10's ten are short enough to
+# keep here; CIFAR-100's come from a prepared cifar100 in the same data_dir when there is one.
+CIFAR10_NAMES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
 PROBE_SECONDS = 3.0
 # README sections that the offline message points to (a test keeps them in the README).
 README_TFDS_COPY = "A prepared tensorflow-datasets copy"
 README_IMAGE_FOLDER = "Offline, from an image folder"
 
 
-def _load_tfds(name: str, tfds_data_dir, image_size: int) -> ImageSource:
+def _load_tfds(name: str, tfds_data_dir, image_size: int, label_key: str = "") -> ImageSource:
     try:
         import tensorflow_datasets as tfds  # slow import; only this source needs it
     except ImportError as error:
@@ -130,34 +139,49 @@ def _load_tfds(name: str, tfds_data_dir, image_size: int) -> ImageSource:
                 f"--data_dir=<folder with train/ and test/> (README, '{README_IMAGE_FOLDER}')."
             )
     try:
-        (train, test), info = tfds.load(
-            name, split=["train", "test"], data_dir=tfds_data_dir, as_supervised=True, with_info=True
-        )
-        (x_train, y_train), (x_test, y_test) = _to_arrays(train), _to_arrays(test)
+        (train, test), info = tfds.load(name, split=["train", "test"], data_dir=tfds_data_dir, with_info=True)
+        # The tfds builder keeps CIFAR-N's labels aligned with its images (the CIFAR-N files index
+        # the official order; the builder maps them), so they are read side by side, never re-sorted.
+        keys = ("label", label_key) if label_key else ("label",)
+        (x_train, *train_labels), (x_test, y_test, *_) = _to_arrays(train, keys), _to_arrays(test, ("label",))
+        names = list(CIFAR10_NAMES) if name == "cifar10_n" else list(info.features["label"].names)
+        if name == "cifar100_n":
+            names = _cifar100_names(tfds_data_dir) or names
     except Exception as error:  # tfds raises many types when it cannot download or read
         raise _tfds_error(name, tfds_data_dir, error) from error
     return ImageSource(
         x_train=_to_rgb_size(x_train, image_size),
-        y_train=np.asarray(y_train, np.int64),
+        y_train=np.asarray(train_labels[0], np.int64),
         x_test=_to_rgb_size(x_test, image_size),
         y_test=np.asarray(y_test, np.int64),
-        class_names=list(info.features["label"].names),
+        class_names=names,
+        given_train=np.asarray(train_labels[1], np.int64) if label_key else None,
     )
 
 
-def _to_arrays(dataset, chunk: int = 5000):
-    """(images, labels) numpy arrays of a supervised tf.data split, read in chunks.
+def _cifar100_names(tfds_data_dir) -> list | None:
+    """CIFAR-100's class names if a prepared cifar100 says them (its names come with its files)."""
+    try:
+        names = list(tfds.builder("cifar100", data_dir=tfds_data_dir).info.features["label"].names)
+    except Exception:  # not prepared, or unreadable: numbered classes it is
+        return None
+    return names if len(names) == 100 and not names[0].isdigit() else None
+
+
+def _to_arrays(dataset, label_keys=("label",), chunk: int = 5000):
+    """(images, *labels) numpy arrays of a tfds split of feature dicts, read in chunks.
 
     Not tfds' ``batch_size=-1``: that sizes its one batch from the split counts in the
     dataset's metadata, which ``tfds.testing.mock_data`` leaves empty (a batch of
     sys.maxsize aborts the process), and it holds a second full copy while converting."""
-    images, labels = [], []
-    for x, y in dataset.batch(chunk).prefetch(1):
-        images.append(x.numpy())
-        labels.append(y.numpy())
+    images, labels = [], {key: [] for key in label_keys}
+    for batch in dataset.batch(chunk).prefetch(1):
+        images.append(batch["image"].numpy())
+        for key in label_keys:
+            labels[key].append(batch[key].numpy())
     if not images:
         raise ValueError("the split is empty")
-    return np.concatenate(images), np.concatenate(labels)
+    return (np.concatenate(images), *(np.concatenate(labels[key]) for key in label_keys))
 
 
 def _tfds_error(name, tfds_data_dir, error) -> RuntimeError:
