@@ -16,7 +16,8 @@ def choices(name):
 
 
 def test_flag_choices_are_the_registries_names():
-    assert choices("dataset") == ("cifar10", "cifar100", "image_folder", "synthetic") == tuple(DATASETS)
+    assert choices("dataset") == ("cifar10", "cifar100", "cifar10_n", "cifar100_n", "image_folder",
+                                  "synthetic") == tuple(DATASETS)
     assert choices("model") == ("resnet32", "wrn28_10", "small_cnn", "tiny") == tuple(CLASSIFIERS)
     assert choices("meta_step") == ("exact", "jvp", "nested", "head") == tuple(META_STEPS)
     assert Config().meta_step == "exact"
@@ -32,8 +33,9 @@ def test_meta_steps_map_to_one_gradient_and_scope_each():
 
 def test_class_counts_come_from_the_dataset_registry():
     assert {d.name: d.num_classes for d in DATASETS.values()} == {
-        "cifar10": 10, "cifar100": 100, "image_folder": None, "synthetic": None}
-    with pytest.raises(ValueError, match="unknown dataset 'mnist'; known: cifar10, cifar100, image_folder"):
+        "cifar10": 10, "cifar100": 100, "cifar10_n": 10, "cifar100_n": 100, "image_folder": None,
+        "synthetic": None}
+    with pytest.raises(ValueError, match="unknown dataset 'mnist'; known: cifar10, cifar100, cifar10_n, cifar100_n, image_folder"):
         get_dataset("mnist")
     # flip2 at 0.65 is allowed for 10 classes and for 100: the limit is 2/3 either way
     assert Config(dataset="cifar100", noise_type="flip2", noise_rate=0.65).problems() == []

@@ -106,8 +106,8 @@ def test_tfds_images_become_rgb_of_the_requested_size(monkeypatch):
     info = types.SimpleNamespace(features={"label": types.SimpleNamespace(names=["a", "b"])})
 
     def fake_load(name, **kwargs):
-        assert kwargs["as_supervised"]
-        split = tf.data.Dataset.from_tensor_slices((gray, np.array([0, 1, 0, 1, 1], np.int64)))
+        assert not kwargs.get("as_supervised")  # feature dicts: CIFAR-N's extra label keys ride along
+        split = tf.data.Dataset.from_tensor_slices({"image": gray, "label": np.array([0, 1, 0, 1, 1], np.int64)})
         return (split, split), info
 
     monkeypatch.setattr(tfds, "load", fake_load)
