@@ -34,7 +34,7 @@ class Evaluation:
     #                None), predicted, loss, weight, probs [N, K]
 
 
-def _predict_fn(model):
+def predict_fn(model):
     """One compiled inference function per model, shared by the three passes."""
 
     @tf.function
@@ -71,10 +71,10 @@ def spearman(a, b) -> float | None:
 def evaluate(model, data: data_lib.NoisyData, *, batch_size: int, predict=None) -> Evaluation:
     """Metrics and per-sample arrays of `model` (a MetaWeightModel) on `data`.
 
-    `predict` may be a function returned by `_predict_fn(model)` to reuse its compiled graph
+    `predict` may be a function returned by `predict_fn(model)` to reuse its compiled graph
     across calls (the training loop keeps one).
     """
-    predict = predict or _predict_fn(model)
+    predict = predict or predict_fn(model)
     metrics: dict = {}
 
     # ---- test set: what the user cares about

@@ -311,7 +311,7 @@ def _train_and_write(config, strategy, model_dir, write_dir, started) -> dict:
     writer = outputs.RunWriter(write_dir, total_epochs=config.epochs, history=history, print_fn=logging.info,
                                weight_function=model.weight_function if model.vnet is not None else None,
                                suspects=suspects)
-    predict = evaluate_lib._predict_fn(model)
+    predict = evaluate_lib.predict_fn(model)
     selected = tf.train.Checkpoint(classifier=model.classifier)  # the gold-free pick, see select_epoch
     # SIGTERM / Ctrl-C: a checkpoint at the next step boundary, then `checkpointing.Interrupted`.
     stopper = checkpointing.StepCheckpoints(
@@ -323,11 +323,13 @@ def _train_and_write(config, strategy, model_dir, write_dir, started) -> dict:
             epoch_started = time.perf_counter()
             first_step, start_step = start_step, 0  # only the epoch a run resumes in starts mid-way
             steps = steps_per_epoch - first_step
-            lr = float(keras.ops.convert_to_numpy(model.optimizer.learning_rate))  # what this epoch uses
             fitted = model.fit(epoch_dataset(config, data, epoch, steps_per_epoch, first_step), epochs=1,
                                steps_per_epoch=steps, shuffle=False, callbacks=[stopper],
                                verbose=1 if sys.stdout.isatty() else 0)
             train_seconds = time.perf_counter() - epoch_started
+            # The lr of the epoch's steps after its first (Keras' schedule drops one step after the
+            # boundary: at the boundary iteration itself the old value still applies).
+            lr = float(keras.ops.convert_to_numpy(model.optimizer.learning_rate))
             row = {"epoch": epoch + 1, "lr": lr, **{k: float(v[-1]) for k, v in fitted.history.items()}}
             last = epoch + 1 == config.epochs
             evaluation = None

@@ -180,6 +180,12 @@ def test_select_epoch_ties_and_missing_meta():
     assert train.select_epoch([{"epoch": 1, "test/accuracy": 0.3}]) is None
 
 
+def test_history_lr_is_the_lr_the_epoch_trained_with(finished_run):
+    """lr_boundaries=1: epoch 1 at 0.05, epoch 2 at 0.005 (not the value read before its first step)."""
+    _, results = finished_run
+    np.testing.assert_allclose([row["lr"] for row in results["history"]], [0.05, 0.005], rtol=1e-6)
+
+
 def test_evaluation_every_n_epochs_and_at_the_end(tmp_path):
     results = train.run(config(tmp_path, epochs=3, eval_every=2, export=False))
     evaluated = [row["epoch"] for row in results["history"] if "test/accuracy" in row]

@@ -63,6 +63,9 @@ class Protocol:
     augment: bool = True
     export: bool = False
     eval_every: int = 4
+    # The meta step: exact every step, as the paper. Cheap modes (issue #14) run as variants.
+    meta_step: str = "exact"
+    meta_every: int = 1
     base_holds_out_meta: bool = True
     # Only read with dataset=synthetic (smoke tests); kept at Config's defaults otherwise.
     synthetic_train_size: int = 4000
