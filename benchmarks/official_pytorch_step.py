@@ -67,13 +67,20 @@ def load_official_resnet(repo: str, rev: str = "HEAD"):
             stderr = getattr(error, "stderr", "") or str(error)
             raise app.UsageError(f"--official_repo={repo}: no resnet.py there, and `git show {rev}:resnet.py` "
                                  f"failed: {stderr.strip()}") from error
-        source = pathlib.Path(tempfile.mkdtemp(prefix="rmwnet_official_")) / "resnet.py"
-        source.write_text(text)
+        with tempfile.TemporaryDirectory(prefix="rmwnet_official_") as folder:
+            extracted = pathlib.Path(folder) / "resnet.py"
+            extracted.write_text(text)
+            module = _import_file(extracted)  # the module needs its file only while it loads
+        return module, f"{path}@{rev}:resnet.py"
+    return _import_file(source), str(source)
+
+
+def _import_file(source: pathlib.Path):
     spec = importlib.util.spec_from_file_location("rmwnet_official_resnet", source)
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module
     spec.loader.exec_module(module)
-    return module, source
+    return module
 
 
 def official_revision(repo: str, rev: str) -> str:
