@@ -1,5 +1,6 @@
 """The benchmark scripts run and print their figures (opt-in: `python -m pytest -m benchmark`)."""
 
+import os
 import pathlib
 import re
 import subprocess
@@ -60,3 +61,23 @@ def test_input_benchmark_reports_images_per_second():
                             capture_output=True, text=True, timeout=900)
     assert result.returncode == 0, result.stderr[-2000:]
     assert re.search(r"images/s", result.stdout)
+
+
+@pytest.mark.benchmark
+def test_official_pytorch_step_prints_both_times_and_the_ratio():
+    """Opt-in twice over: needs torch (the torch-reference extra) and the official code, a checkout
+    or git directory named by RMWNET_OFFICIAL_REPO."""
+    pytest.importorskip("torch")
+    repo = os.environ.get("RMWNET_OFFICIAL_REPO")
+    if not repo or not pathlib.Path(repo).exists():
+        pytest.skip("set RMWNET_OFFICIAL_REPO to a checkout (or git directory) of the official RMNW-Net code")
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks/official_pytorch_step.py"), f"--official_repo={repo}",
+         "--batch_size=4", "--image_size=8", "--steps=2", "--warmup=1", "--threads=1"],
+        capture_output=True, text=True, timeout=900,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    lines = result.stdout.strip().splitlines()
+    assert re.fullmatch(r"time torch_plain = \d+\.\d{4} s", lines[-3])
+    assert re.fullmatch(r"time torch_meta = \d+\.\d{4} s", lines[-2])
+    assert re.fullmatch(r"ratio torch_meta/torch_plain = \d+\.\d\d", lines[-1])
