@@ -390,6 +390,28 @@ def test_variant_reports_in_sub_folders_are_summarised_in_the_main_report(tmp_pa
     assert any("skipping variant report" in record.getMessage() for record in caplog.records)
 
 
+def test_cheap_meta_steps_are_rows_beside_the_exact_step():
+    from experiments.reproduction import report
+
+    exact = [full_entry("uniform40", "rmnwnet", seed, test_accuracy_final=acc, detection_auc_final=auc,
+                        seconds_per_step=0.2)
+             for seed, acc, auc in ((0, 0.40, 0.80), (1, 0.42, 0.82))]
+    head = {"name": "cheap_head", "protocol": {**rep.PROTOCOL.config_fields(), "meta_step": "head"},
+            "entries": [full_entry("uniform40", "rmnwnet", 0, test_accuracy_final=0.395, detection_auc_final=0.79,
+                                   seconds_per_step=0.1)]}
+    every4 = {"name": "cheap_every4", "protocol": {**rep.PROTOCOL.config_fields(), "meta_every": 4},
+              "entries": [full_entry("uniform40", "rmnwnet", 0, test_accuracy_final=0.38, detection_auc_final=0.80)]}
+    other = {"name": "no_augment", "protocol": {**rep.PROTOCOL.config_fields(), "augment": False}, "entries": []}
+    assert [v["name"] for v in report.cheap_mode_variants([head, every4, other], rep.PROTOCOL)] == [
+        "cheap_head", "cheap_every4"]
+    section = report._report_cheap_modes([head, every4, other], exact, rep.PROTOCOL)
+    assert "| uniform 40% | exact (this grid) | 0, 1 | 41.00 ± 1.41 | — | 0.8100 ± 0.0141 | — | 0.200 | — |" in section
+    # compared with the exact step on seed 0 only (40.00, 0.8000)
+    assert "| uniform 40% | `meta_step=head` | 0 | 39.50 | -0.50 | 0.7900 | -0.0100 | 0.100 | yes |" in section
+    assert "| uniform 40% | `meta_every=4` | 0 | 38.00 | -2.00 | 0.8000 | +0.0000 | — | **no** |" in section
+    assert "uniform 60%" not in section
+
+
 # ------------------------------------------------------------------------------------ the script
 def load_script():
     spec = importlib.util.spec_from_file_location("reproduce_script", REPO / "scripts" / "reproduce.py")

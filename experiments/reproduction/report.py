@@ -66,6 +66,7 @@ def render_report(entries: Sequence[dict], claims: Sequence[ClaimResult], cost: 
         _report_selection(entries, settings),
         _report_plots(plots, settings),
         _report_calibration(calibration),
+        _report_cheap_modes(variants, entries, protocol),
         _report_variants(variants, entries, protocol),
         _report_cost(cost),
         _report_progress(entries, settings),
@@ -495,6 +496,82 @@ def _report_variants(variants: Sequence[dict], entries: Sequence[dict], protocol
                     if c["comparisons"]]
         if verdicts:
             lines += ["", "Its own claims, on its finished cells: " + "; ".join(verdicts) + "."]
+    return "\n".join(lines)
+
+
+# Fields whose change makes a variant a cheaper meta step of the same method (issue #14).
+CHEAP_MODE_FIELDS = ("meta_step", "meta_every")
+# The issue's bar for a cheap mode, against the exact step on the same cells (seed means).
+CHEAP_MODE_ACCURACY_POINTS = 1.0
+CHEAP_MODE_AUC = 0.02
+
+
+def cheap_mode_variants(variants: Sequence[dict], protocol: Protocol) -> list[dict]:
+    """The variants that differ from this protocol only in how the meta step is computed."""
+    mine = protocol.config_fields()
+    cheap = []
+    for variant in variants:
+        changed = {k for k, v in variant["protocol"].items() if k in mine and mine[k] != v}
+        if changed and changed <= set(CHEAP_MODE_FIELDS):
+            cheap.append(variant)
+    return cheap
+
+
+def _mode_label(protocol_fields: dict) -> str:
+    if protocol_fields.get("meta_step", "exact") != "exact":
+        return f"`meta_step={protocol_fields['meta_step']}`"
+    if protocol_fields.get("meta_every", 1) != 1:
+        return f"`meta_every={protocol_fields['meta_every']}`"
+    return "exact (this grid)"
+
+
+def _report_cheap_modes(variants: Sequence[dict], entries: Sequence[dict], protocol: Protocol) -> str:
+    """Cheap meta steps as extra rows beside the exact step's cells (issue #14), not as methods."""
+    lines = [
+        "## Cheap meta steps (issue #14)",
+        "",
+        f"RMNW-Net with a cheaper meta step, on the same cells as the exact step. The bar: final test "
+        f"accuracy within {CHEAP_MODE_ACCURACY_POINTS:g} point and final detection AUC within "
+        f"{CHEAP_MODE_AUC:g} of the exact step's, on the seeds both have finished (means). "
+        "s / step is the training time per step of these runs (the machine's load at the time "
+        "included); the step benchmark in BUILD_NOTES.md gives the idle cost ratios.",
+    ]
+    cheap = cheap_mode_variants(variants, protocol)
+    if not cheap:
+        return "\n".join(lines + ["", "No cheap-mode variant run yet."])
+    lines += ["", "| noise | meta step | seeds | final test accuracy | Δ vs exact | detection AUC (final) "
+                  "| Δ vs exact | s / step | within the bar |",
+              "|---|---|---|---|---|---|---|---|---|"]
+    exact_entries = [e for e in entries if e["method"] == "rmnwnet" and e["status"] == "done"]
+    for setting in SETTINGS:
+        for label, rows in [("exact (this grid)", exact_entries)] + [
+                (_mode_label(v["protocol"]), [e for e in v["entries"] if e["method"] == "rmnwnet"
+                                              and e["status"] == "done"]) for v in cheap]:
+            mine = [e for e in rows if e["setting"] == setting.name]
+            if not mine:
+                continue
+            seeds = {e["seed"] for e in mine}
+            paired = [e for e in exact_entries if e["setting"] == setting.name and e["seed"] in seeds]
+            accuracy = summarize(mine, setting.name, "rmnwnet", "test_accuracy_final")
+            auc = summarize(mine, setting.name, "rmnwnet", "detection_auc_final")
+            exact_accuracy = summarize(paired, setting.name, "rmnwnet", "test_accuracy_final")
+            exact_auc = summarize(paired, setting.name, "rmnwnet", "detection_auc_final")
+            seconds = [e["seconds_per_step"] for e in mine if e.get("seconds_per_step")]
+            is_exact = rows is exact_entries
+            d_acc = d_auc = verdict = "—"
+            if not is_exact and exact_accuracy and accuracy and len(paired) == len(mine):
+                delta_acc = (accuracy.mean - exact_accuracy.mean) * 100.0
+                d_acc = f"{delta_acc:+.2f}"
+                ok = abs(delta_acc) <= CHEAP_MODE_ACCURACY_POINTS
+                if auc and exact_auc:
+                    delta_auc = auc.mean - exact_auc.mean
+                    d_auc = f"{delta_auc:+.4f}"
+                    ok = ok and abs(delta_auc) <= CHEAP_MODE_AUC
+                verdict = "yes" if ok else "**no**"
+            lines.append(
+                f"| {setting.label} | {label} | {', '.join(str(s) for s in sorted(seeds))} | "
+                f"{format_mean_std(accuracy, scale=100.0)} | {d_acc} | {format_mean_std(auc, digits=4)} | {d_auc} | "
+                f"{_seconds(sum(seconds) / len(seconds) if seconds else None)} | {verdict} |")
     return "\n".join(lines)
 
 
