@@ -557,12 +557,14 @@ def meta_gradient(model: MetaWeightModel, train, meta) -> list[tf.Tensor]:
 
 
 def default_jit_compile(uses_meta: bool) -> bool:
-    """XLA by device type and step kind, as measured (BUILD_NOTES.md, scripts/benchmark_step.py).
+    """XLA by device type, as measured (BUILD_NOTES.md "XLA on CPU", scripts/benchmark_step.py).
 
-    On this project's 2-core CPU, XLA made the plain CE step ~10% slower (TensorFlow's own
-    convolution kernels win) but the meta steps 9-16% faster (it fuses the many small ops of
-    the double backward and the lookahead). On GPU XLA is the usual win for both.
+    On CPU, off for every step kind: with oneDNN's convolution kernels (AVX-512 machine, 2
+    cores, ResNet-32, batch 100, interleaved in one process) XLA made the plain step 1.67x
+    slower at 32x32 and 1.19x at 16x16, and the exact meta step 1.48x and 1.22x slower (an
+    older CPU had measured XLA 9-16% faster for the meta steps; the kernels, not the step
+    kind, decide). On GPU XLA is the usual win. `uses_meta` is kept for callers that ask per
+    step kind.
     """
-    if tf.config.list_physical_devices("GPU"):
-        return True
-    return uses_meta
+    del uses_meta
+    return bool(tf.config.list_physical_devices("GPU"))

@@ -210,7 +210,7 @@ def select_epoch(history) -> int | None:
     return min(scored)[1] if scored else None
 
 
-def final_results(config, data, history, *, steps, wall_seconds, images_per_second) -> dict:
+def final_results(config, data, history, *, steps, wall_seconds, images_per_second, xla=None) -> dict:
     """results.json: the final evaluation, the best epoch by test accuracy (which needs clean
     test labels: the paper's and the official code's "best"), and the run's cost."""
     evaluated = [row for row in history if row.get("test/accuracy") is not None]
@@ -243,6 +243,7 @@ def final_results(config, data, history, *, steps, wall_seconds, images_per_seco
         "data": data.describe(),
         "wall_seconds": wall_seconds,
         "train_images_per_second": images_per_second,
+        "xla": xla,  # what --jit_compile resolved to (in the last sitting, if resumed)
         "config": config.to_dict(),
         "history": history,
     }
@@ -354,6 +355,7 @@ def _train_and_write(config, strategy, model_dir, write_dir, started) -> dict:
         config, data, history, steps=int(model.optimizer.iterations.numpy()),
         wall_seconds=earlier_sittings_seconds + time.perf_counter() - started,
         images_per_second=steps_per_epoch * config.batch_size * len(history) / train_seconds if train_seconds else None,
+        xla=jit,
     )
     outputs.write_json(write_dir / "results.json", results)
     if config.export:

@@ -15,7 +15,7 @@ meta_every=2, 4, 8). Output, in order:
   `memory MODE = M MiB (ratio to plain R)`             with --memory: peak RSS of the step over
       the RSS after building, each mode in a fresh process (benchmarks/step_memory.py says why);
 and last `ratio meta/plain = X.XX` for the default configuration on this machine: the default
-meta step against the plain step, each with XLA as `default_jit_compile` picks it for this device
+meta step against the plain step, each with XLA as a run's `--jit_compile=auto` picks it for this device
 type and step kind.
 
 Settings for measurement only (issue #15; no product default changes): --intra_op_threads,
@@ -106,19 +106,25 @@ def main(argv):
     start_tensorflow()
     from benchmarks import step_benchmark as sb
     from benchmarks import tfnn_resnet
-    from rmwnet_tf.meta_model import default_jit_compile
+    import tensorflow as tf
+
+    from rmwnet_tf.train import resolve_jit
+
+    def default_jit_compile(variant):
+        """XLA as a run's `--jit_compile=auto` picks it (one device): per device type and step kind."""
+        return resolve_jit("auto", tf.distribute.get_strategy(), variant.uses_meta, variant.meta_every)
 
     modes = ["plain"] + [m for m in MODES if m in FLAGS.modes and m != "plain"]
     variants = [sb.VARIANTS_BY_MODE[m] for m in modes]
 
     def settings_for(variant):
         if FLAGS.xla == "default":
-            return (default_jit_compile(variant.uses_meta),)
+            return (default_jit_compile(variant),)
         return {"both": (False, True), "on": (True,), "off": (False,), "autoclustering": ("auto",)}[FLAGS.xla]
 
     def default_key(variant):
         jits = settings_for(variant)
-        jit = default_jit_compile(variant.uses_meta)
+        jit = default_jit_compile(variant)
         return (variant.mode, jit if jit in jits else jits[0])
 
     shape = (FLAGS.image_size, FLAGS.image_size, 3)

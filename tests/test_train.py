@@ -48,6 +48,7 @@ def test_run_writes_results_json(finished_run):
     assert saved["epochs_completed"] == 2
     assert saved["steps"] == 2 * (250 // 50)  # 300 train - 50 meta = 250 samples, batch 50
     assert saved["config"] == cfg.to_dict()
+    assert saved["xla"] is False  # --jit_compile=auto on CPU (the tests' device)
     for key in ("test_accuracy_final", "test_accuracy_best", "best_epoch", "detection_auc_final",
                 "detection_auc_best", "detection_auc_loss_final", "wall_seconds", "train_images_per_second"):
         assert saved[key] is not None, key
