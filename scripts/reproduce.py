@@ -93,6 +93,12 @@ def run(flag_values: flags.FlagValues, argv: list[str], run_fn=None) -> int:
     except (ValueError, reproduction.StaleRunError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
+    except Exception as error:
+        checkpointing = sys.modules.get("rmwnet_tf.checkpointing")
+        if checkpointing and isinstance(error, checkpointing.Interrupted):  # SIGTERM / Ctrl-C mid-cell
+            print(f"{error}; the same reproduce.py command resumes the grid there", file=sys.stderr)
+            return error.exit_code
+        raise
     _print_summary(outcome)
     return 0
 

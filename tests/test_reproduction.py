@@ -436,6 +436,24 @@ def test_missing_cifar_copy_is_reported_before_any_work(tmp_path, capsys):
     assert "--data_dir:" in capsys.readouterr().err
 
 
+def test_a_stopped_cell_ends_the_grid_with_one_line_and_the_signal_exit_code(tmp_path, capsys):
+    import signal
+
+    from rmwnet_tf import checkpointing
+
+    script = load_script()
+    argv = ["--dataset=synthetic", "--settings=uniform40", "--methods=base", "--seeds=0",
+            f"--runs_dir={tmp_path / 'runs'}", f"--out_dir={tmp_path / 'out'}"]
+
+    def stopped_run(config):
+        raise checkpointing.Interrupted(signal.SIGTERM, "ckpt-7", 3, 0, 20)
+
+    assert script.run(parse(script, argv), argv, run_fn=stopped_run) == 128 + signal.SIGTERM
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "stopped by SIGTERM: saved checkpoint ckpt-7 (after epoch 3)" in err
+    assert "resumes the grid" in err
+
+
 def test_smoke_run_writes_report_and_second_run_trains_nothing(tmp_path):
     from rmwnet_tf import train
 
