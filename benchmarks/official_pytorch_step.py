@@ -22,6 +22,8 @@ both alike):
 Output: one `s/step` line per step, then `time torch_plain = X s`, `time torch_meta = Y s`
 (medians over --steps rounds) and last `ratio torch_meta/torch_plain = R`, in the style of
 scripts/benchmark_step.py, whose `time exact = ...` is the figure to compare with.
+With --with_ours, this project's plain and default meta steps are timed in the same rounds and
+`ratio ours_meta/torch_meta = R` is printed (issue #15's target: at most 0.5).
 """
 
 from __future__ import annotations
@@ -48,6 +50,8 @@ flags.DEFINE_integer("warmup", 3, "Untimed steps of each kind before timing.", l
 flags.DEFINE_integer("threads", 0, "torch.set_num_threads (0: torch's default).", lower_bound=0)
 flags.DEFINE_float("lr", 0.05, "Classifier learning rate, also the virtual step's (trainer.py before iter 20000).")
 flags.DEFINE_integer("seed", 0, "Seed of the initial weights and of the synthetic batches.")
+flags.DEFINE_bool("with_ours", False, "Also build this project's plain and default meta step (ResNet-32, XLA as "
+                  "--jit_compile=auto picks) and time all four round-robin in this one process.")
 flags.mark_flag_as_required("official_repo")
 
 # The official optimizers (trainer.py lines 97-106): the classifier's lr is a flag (0.05, the
@@ -229,15 +233,43 @@ def main(argv):
     steps = OfficialSteps(torch, resnet, num_classes=FLAGS.num_classes, lr=FLAGS.lr, train=train, meta=meta)
     print(f"official resnet.py {source} (commit {official_revision(FLAGS.official_repo, FLAGS.official_rev)}); "
           f"torch {torch.__version__}, {torch.get_num_threads()} threads")
-    medians = time_interleaved({"torch_plain": steps.plain_step, "torch_meta": steps.meta_step},
-                               warmup=FLAGS.warmup, rounds=FLAGS.steps)
+    timed = {"torch_plain": steps.plain_step, "torch_meta": steps.meta_step}
     labels = {"torch_plain": "official plain CE step", "torch_meta": "official meta step (trainer.py loop)"}
+    if FLAGS.with_ours:
+        timed.update(our_steps())
+        labels.update(ours_plain="our plain CE step (Keras)", ours_meta="our default meta step (exact)")
+    medians = time_interleaved(timed, warmup=FLAGS.warmup, rounds=FLAGS.steps)
     for name, median in medians.items():
-        print(f"resnet32 batch {FLAGS.batch_size} torch {labels[name]:40s} {median:7.3f} s/step "
+        framework = "torch" if name.startswith("torch") else "tf"
+        print(f"resnet32 batch {FLAGS.batch_size} {framework:5s} {labels[name]:40s} {median:7.3f} s/step "
               f"(median of {FLAGS.steps})")
     for name, median in medians.items():
         print(f"time {name} = {median:.4f} s")
+    if FLAGS.with_ours:
+        print(f"ratio ours_plain/torch_plain = {medians['ours_plain'] / medians['torch_plain']:.2f}")
+        print(f"ratio ours_meta/torch_meta = {medians['ours_meta'] / medians['torch_meta']:.2f}")
     print(f"ratio torch_meta/torch_plain = {medians['torch_meta'] / medians['torch_plain']:.2f}")
+
+
+def our_steps() -> dict:
+    """This project's plain and default meta steps as callables (ResNet-32, same batch size),
+    each compiled as a run's --jit_compile=auto would; a call returns when its step is done."""
+    import tensorflow as tf
+
+    sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
+    from benchmarks import step_benchmark as sb
+    from rmwnet_tf.train import resolve_jit
+
+    shape = (FLAGS.image_size, FLAGS.image_size, 3)
+    batch = sb.synthetic_batch(FLAGS.batch_size, shape, FLAGS.num_classes, seed=FLAGS.seed)
+    steps = {}
+    for name, mode in (("ours_plain", "plain"), ("ours_meta", "exact")):
+        variant = sb.VARIANTS_BY_MODE[mode]
+        jit = resolve_jit("auto", tf.distribute.get_strategy(), variant.uses_meta, variant.meta_every)
+        step = sb.build_step(variant, model_name="resnet32", batch_size=FLAGS.batch_size, input_shape=shape,
+                             num_classes=FLAGS.num_classes, jit_compile=jit)
+        steps[name] = lambda step=step: float(step(batch)["train/loss"])
+    return steps
 
 
 if __name__ == "__main__":
