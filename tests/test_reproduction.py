@@ -390,6 +390,20 @@ def test_variant_reports_in_sub_folders_are_summarised_in_the_main_report(tmp_pa
     assert any("skipping variant report" in record.getMessage() for record in caplog.records)
 
 
+def test_a_cell_whose_training_loss_ends_above_its_start_is_marked_diverged():
+    from experiments.reproduction import report
+    from experiments.reproduction.cells import diverged
+
+    assert diverged([{"train/loss": 3.9}, {"train/loss": 46.7}, {"train/loss": 29.0}]) is True
+    assert diverged([{"train/loss": 3.0}, {"train/loss": 2.2}, {"train/loss": 0.4}]) is False
+    assert diverged([{"train/loss": 3.0}]) is None
+    entries = [full_entry("uniform40", "rmnwnet", 1, test_accuracy_final=0.1, diverged=True),
+               full_entry("uniform40", "rmnwnet", 0, test_accuracy_final=0.39, diverged=False)]
+    section = report._report_diverged(entries)
+    assert section.endswith("\n\n- uniform 40%, RMNW-Net, seed 1: final test accuracy 10.0%")
+    assert report._report_diverged(entries[1:]).endswith("\n\nNone.")
+
+
 def test_cheap_meta_steps_are_rows_beside_the_exact_step():
     from experiments.reproduction import report
 

@@ -161,6 +161,14 @@ FINAL_KEYS = {
 FIT_KEYS = ("clean_fitted_final", "noisy_fitted_final", "noisy_corrected_final")
 
 
+def diverged(history) -> bool | None:
+    """A run diverged when its training CE after the last epoch is above its first epoch's:
+    every healthy run of the protocol ends far below it (3.0 -> 0.4-1.9), a diverged one far
+    above (uniform40/rmnwnet/seed1: 3.9 -> 29)."""
+    losses = [row.get("train/loss") for row in history if row.get("train/loss") is not None]
+    return None if len(losses) < 2 else bool(losses[-1] > losses[0])
+
+
 def entry_for(cell: Cell, config: Config, state: CellState) -> dict:
     """One line of reproduction.json: a cell's identity, status and (when done) its numbers.
 
@@ -185,6 +193,7 @@ def entry_for(cell: Cell, config: Config, state: CellState) -> dict:
     entry["seconds_per_step"] = (
         entry["train_seconds"] / entry["steps"] if entry["train_seconds"] and entry["steps"] else None
     )
+    entry["diverged"] = None if results is None else diverged(results.get("history") or [])
     realised = None if results is None else results.get("noise_realised")
     entry["noise_rate_realised"] = realised.get("rate") if realised else None
     return entry

@@ -60,6 +60,7 @@ def render_report(entries: Sequence[dict], claims: Sequence[ClaimResult], cost: 
         _report_protocol(protocol, command),
         _report_accuracy(entries, settings),
         _report_targets(targets, paper_targets),
+        _report_diverged(entries),
         _report_claims(claims, sanity),
         _report_auc(entries, settings),
         _report_fit(entries, settings),
@@ -138,6 +139,23 @@ def _report_targets(targets: Sequence[TargetResult], paper_targets: Sequence[Tar
         "|---|---|---|---|",
         *rows,
     ])
+
+
+def _report_diverged(entries: Sequence[dict]) -> str:
+    """Finished cells whose training diverged: they count in the verdicts as the rules say, and
+    the reader must see that a mean or a pooled std containing one is dominated by it."""
+    bad = [e for e in entries if e.get("diverged")]
+    lines = ["## Diverged cells", "",
+             "A cell diverged when its training CE after the last epoch is above its first epoch's "
+             "(healthy cells end far below it). Diverged cells stay in every table and verdict, as the "
+             "rules were fixed; a mean, std or pooled std that includes one is dominated by it, so an "
+             "≈ claim can hold and a > claim fail through the spread alone."]
+    if not bad:
+        return "\n".join(lines + ["", "None."])
+    labels = {setting.name: setting.label for setting in SETTINGS}
+    lines += [""] + [f"- {labels.get(e['setting'], e['setting'])}, {markdown(METHOD_LABELS[e['method']])}, seed {e['seed']}: final test "
+                     f"accuracy {_percent(e.get('test_accuracy_final'))}%" for e in bad]
+    return "\n".join(lines)
 
 
 def _report_claims(claims: Sequence[ClaimResult], sanity: Sequence[ClaimResult]) -> str:
