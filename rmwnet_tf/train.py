@@ -71,12 +71,13 @@ def worker_role(strategy: tf.distribute.Strategy) -> tuple[bool, int]:
 def resolve_jit(setting: str, strategy: tf.distribute.Strategy, uses_meta: bool, meta_every: int = 1) -> bool:
     """XLA per device type and step kind; refused where TF cannot run it (several CPU replicas).
 
-    `auto` leaves XLA off for `meta_every > 1` on CPU: its tf.cond step under XLA ran 20-35x
-    slower than the plain meta step through `fit` (ResNet-32 at 16x16, measured; BUILD_NOTES)."""
+    `auto` never compiles a `meta_every > 1` step with XLA, on any device: its tf.cond step
+    under XLA took 120-196x the plain step on CPU (BUILD_NOTES, "Step cost on an idle machine";
+    unmeasured on GPU, so not risked there either). On CPU `default_jit_compile` is off anyway."""
     on_cpu = not tf.config.list_logical_devices("GPU")
     several = strategy.num_replicas_in_sync > 1
     if setting == "auto":
-        if on_cpu and uses_meta and meta_every > 1:
+        if uses_meta and meta_every > 1:
             return False
         return default_jit_compile(uses_meta) and not (on_cpu and several)
     if setting == "true" and on_cpu and several:
