@@ -410,6 +410,7 @@ def test_cheap_meta_steps_are_rows_beside_the_exact_step():
     exact = [full_entry("uniform40", "rmnwnet", seed, test_accuracy_final=acc, detection_auc_final=auc,
                         seconds_per_step=0.2)
              for seed, acc, auc in ((0, 0.40, 0.80), (1, 0.42, 0.82))]
+    exact[1]["diverged"] = True
     head = {"name": "cheap_head", "protocol": {**rep.PROTOCOL.config_fields(), "meta_step": "head"},
             "entries": [full_entry("uniform40", "rmnwnet", 0, test_accuracy_final=0.395, detection_auc_final=0.79,
                                    seconds_per_step=0.1)]}
@@ -419,10 +420,10 @@ def test_cheap_meta_steps_are_rows_beside_the_exact_step():
     assert [v["name"] for v in report.cheap_mode_variants([head, every4, other], rep.PROTOCOL)] == [
         "cheap_head", "cheap_every4"]
     section = report._report_cheap_modes([head, every4, other], exact, rep.PROTOCOL)
-    assert "| uniform 40% | exact (this grid) | 0, 1 | 41.00 ± 1.41 | — | 0.8100 ± 0.0141 | — | 0.200 | — |" in section
+    assert "| uniform 40% | exact (this grid) | 0, 1 | 41.00 ± 1.41 | — | 0.8100 ± 0.0141 | — | 0.200 | 1 of 2 | — |" in section
     # compared with the exact step on seed 0 only (40.00, 0.8000)
-    assert "| uniform 40% | `meta_step=head` | 0 | 39.50 | -0.50 | 0.7900 | -0.0100 | 0.100 | yes |" in section
-    assert "| uniform 40% | `meta_every=4` | 0 | 38.00 | -2.00 | 0.8000 | +0.0000 | — | **no** |" in section
+    assert "| uniform 40% | `meta_step=head` | 0 | 39.50 | -0.50 | 0.7900 | -0.0100 | 0.100 | 0 of 1 | yes |" in section
+    assert "| uniform 40% | `meta_every=4` | 0 | 38.00 | -2.00 | 0.8000 | +0.0000 | — | 0 of 1 | **no** |" in section
     assert "uniform 60%" not in section
 
 

@@ -552,14 +552,16 @@ def _report_cheap_modes(variants: Sequence[dict], entries: Sequence[dict], proto
         f"accuracy within {CHEAP_MODE_ACCURACY_POINTS:g} point and final detection AUC within "
         f"{CHEAP_MODE_AUC:g} of the exact step's, on the seeds both have finished (means). "
         "s / step is the training time per step of these runs (the machine's load at the time "
-        "included); the step benchmark in BUILD_NOTES.md gives the idle cost ratios.",
+        "included); the step benchmark in BUILD_NOTES.md gives the idle cost ratios. \"diverged\" "
+        "counts the row's cells whose training diverged (see Diverged cells): a mean over a diverged "
+        "cell says more about that cell than about the meta step.",
     ]
     cheap = cheap_mode_variants(variants, protocol)
     if not cheap:
         return "\n".join(lines + ["", "No cheap-mode variant run yet."])
     lines += ["", "| noise | meta step | seeds | final test accuracy | Δ vs exact | detection AUC (final) "
-                  "| Δ vs exact | s / step | within the bar |",
-              "|---|---|---|---|---|---|---|---|---|"]
+                  "| Δ vs exact | s / step | diverged | within the bar |",
+              "|---|---|---|---|---|---|---|---|---|---|"]
     exact_entries = [e for e in entries if e["method"] == "rmnwnet" and e["status"] == "done"]
     for setting in SETTINGS:
         for label, rows in [("exact (this grid)", exact_entries)] + [
@@ -586,10 +588,12 @@ def _report_cheap_modes(variants: Sequence[dict], entries: Sequence[dict], proto
                     d_auc = f"{delta_auc:+.4f}"
                     ok = ok and abs(delta_auc) <= CHEAP_MODE_AUC
                 verdict = "yes" if ok else "**no**"
+            n_diverged = sum(bool(e.get("diverged")) for e in mine)
             lines.append(
                 f"| {setting.label} | {label} | {', '.join(str(s) for s in sorted(seeds))} | "
                 f"{format_mean_std(accuracy, scale=100.0)} | {d_acc} | {format_mean_std(auc, digits=4)} | {d_auc} | "
-                f"{_seconds(sum(seconds) / len(seconds) if seconds else None)} | {verdict} |")
+                f"{_seconds(sum(seconds) / len(seconds) if seconds else None)} | {n_diverged} of {len(mine)} | "
+                f"{verdict} |")
     return "\n".join(lines)
 
 
