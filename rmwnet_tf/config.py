@@ -17,6 +17,11 @@ from rmwnet_tf.meta_steps import META_STEPS
 from rmwnet_tf.methods import METHODS
 
 STRATEGIES = ("default", "mirrored", "multi_worker")
+# Fields only the weighting net and its meta step read. A method without one (Base) trains the
+# same whatever they say, so two of its runs that differ only there are the same run: a Base run
+# resumes, and a finished Base cell of the reproduction counts, under any weighting-net setting.
+WEIGHTING_NET_FIELDS = ("vnet_optimizer", "vnet_lr", "vnet_momentum", "vnet_weight_decay", "weight_norm",
+                        "meta_step", "meta_every")
 JIT_CHOICES = ("auto", "true", "false")
 
 
@@ -104,6 +109,17 @@ class Config:
         so they are left out: adding one must not make every earlier run folder "different"."""
         return {field.name: getattr(self, field.name) for field in dataclasses.fields(self)
                 if field.metadata.get("recorded", True)}
+
+    def differences_from(self, saved: dict, ignore=()) -> dict:
+        """{field: (saved value, this value)} for every recorded field in which a run folder's
+        (upgraded) config.json differs from this one, except `ignore` and the fields this run's
+        method never reads (WEIGHTING_NET_FIELDS for Base)."""
+        skip = set(ignore)
+        method = METHODS.get(self.method)
+        if method is not None and not method.uses_meta:
+            skip |= set(WEIGHTING_NET_FIELDS)
+        return {key: (saved.get(key), value) for key, value in self.to_dict().items()
+                if key not in skip and saved.get(key) != value}
 
     # ------------------------------------------------------------------ checks
     def problems(self) -> list[tuple[str, str]]:

@@ -93,11 +93,7 @@ def check_model_dir(config: Config, model_dir: pathlib.Path) -> dict | None:
     saved = upgrade_saved(outputs.read_json(model_dir / "config.json"))
     if saved is None:
         return None
-    changed = {
-        key: (saved.get(key), value)
-        for key, value in config.to_dict().items()
-        if key not in RESUMABLE_CHANGES and saved.get(key) != value
-    }
+    changed = config.differences_from(saved, ignore=RESUMABLE_CHANGES)
     if changed:
         details = ", ".join(f"--{k}: {old!r} there, {new!r} now" for k, (old, new) in changed.items())
         raise RunError(

@@ -89,3 +89,13 @@ def test_fields_added_since_a_run_was_written_take_their_defaults():
                       if k not in ("meta_every", "eval_every", "hold_out_meta")}
     assert upgrade_saved(written_before) == Config(seed=4, method="base").to_dict()
     assert "checkpoint_every_steps" not in upgrade_saved(written_before)  # not recorded
+
+
+def test_weighting_net_fields_do_not_make_a_base_run_different():
+    saved = Config(method="base").to_dict()
+    other_vnet = {"vnet_optimizer": "adam", "vnet_lr": 0.02, "meta_step": "head", "meta_every": 4}
+    assert Config(method="base", **other_vnet).differences_from(saved) == {}
+    assert Config(method="base", lr=0.1).differences_from(saved) == {"lr": (0.05, 0.1)}
+    meta_saved = Config(method="rmnwnet").to_dict()
+    assert Config(method="rmnwnet", vnet_lr=0.02).differences_from(meta_saved) == {"vnet_lr": (0.001, 0.02)}
+    assert Config(method="rmnwnet", vnet_lr=0.02).differences_from(meta_saved, ignore=("vnet_lr",)) == {}

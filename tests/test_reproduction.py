@@ -110,6 +110,13 @@ def test_run_of_another_protocol_is_neither_reused_nor_overwritten(tmp_path):
     assert calls == [] and not out_dir.exists()  # refused before training or rewriting the report
 
 
+def test_base_cell_counts_under_another_weighting_net_setting_a_meta_cell_does_not(tmp_path):
+    cells = rep.grid([rep.SETTINGS[0]], ["base", "rmnwnet"], [0])
+    rep.run_cells(cells, rep.PROTOCOL, tmp_path, run_fn=fake_run([]))
+    adam = dataclasses.replace(rep.PROTOCOL, vnet_optimizer="adam", vnet_lr=1e-3)
+    assert [e["status"] for e in rep.collect_entries(cells, adam, tmp_path)] == ["done", "stale"]
+
+
 def test_cell_finished_before_the_meta_step_rename_still_counts(tmp_path):
     cells = rep.grid([rep.SETTINGS[0]], ["rmnwnet"], [0])
     fake_run([])(rep.cell_config(cells[0], rep.PROTOCOL, tmp_path))

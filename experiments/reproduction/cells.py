@@ -47,12 +47,7 @@ def inspect_cell(config: Config) -> CellState:
     saved = upgrade_saved(read_json(model_dir / "config.json"))
     if saved is None:
         return CellState("not run")
-    expected = config.to_dict()
-    differences = {
-        key: (saved.get(key), value)
-        for key, value in expected.items()
-        if key not in RUN_ONLY_KEYS + ("epochs",) and saved.get(key) != value
-    }
+    differences = config.differences_from(saved, ignore=RUN_ONLY_KEYS + ("epochs",))
     if differences:
         return CellState("stale", differences=differences)
     results = read_json(model_dir / "results.json")

@@ -369,11 +369,11 @@ VARIANT_NOTES = {
            "methods' 5,000. There Base never memorised the noisy labels, so that grid tested another "
            "regime than the paper's. Its own report lists its variants (e.g. no augmentation) and its "
            "own claim list (numbered differently from this one)."),
-    "vnet_adam": ("A diagnostic, not a protocol candidate (the VNet optimizer was fixed before the grid "
-                  "by the noisy-meta MAE of RMNW-Net): MW-Net\\* with the weighting net on Adam (lr 1e-3, "
-                  "v1's choice) instead of SGD, to see whether its increasing W under v2 comes from the "
-                  "optimizer (v1's MW-Net\\* on Adam learned the decreasing W, AUC 0.89–0.90) or from the "
-                  "CE meta loss itself (BUILD_NOTES.md, *Why MW-Net\\* learned an increasing W*)."),
+    "vnet_adam": ("Candidate for protocol v2.1: the weighting net on Adam (lr 1e-3, v1's choice) instead of "
+                  "SGD at lr 0.0185, after 3 of v2's 4 uniform RMNW-Net cells diverged (W collapsed, the "
+                  "normalised weights concentrated on a few samples, the training CE exploded). Its check, "
+                  "fixed before the runs (BUILD_NOTES.md, *A VNet setting that does not diverge*): RMNW-Net "
+                  "on the 4 uniform cells, no cell's training CE above its epoch-1 value after epoch 5."),
 }
 
 
