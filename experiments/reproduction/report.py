@@ -369,11 +369,17 @@ VARIANT_NOTES = {
            "methods' 5,000. There Base never memorised the noisy labels, so that grid tested another "
            "regime than the paper's. Its own report lists its variants (e.g. no augmentation) and its "
            "own claim list (numbered differently from this one)."),
-    "vnet_adam": ("Candidate for protocol v2.1: the weighting net on Adam (lr 1e-3, v1's choice) instead of "
-                  "SGD at lr 0.0185, after 3 of v2's 4 uniform RMNW-Net cells diverged (W collapsed, the "
-                  "normalised weights concentrated on a few samples, the training CE exploded). Its check, "
-                  "fixed before the runs (BUILD_NOTES.md, *A VNet setting that does not diverge*): RMNW-Net "
-                  "on the 4 uniform cells, no cell's training CE above its epoch-1 value after epoch 5."),
+    "vnet_adam": ("Candidate 1 for protocol v2.1, **rejected**: the weighting net on Adam (lr 1e-3, v1's "
+                  "choice) instead of SGD at lr 0.0185, after 3 of v2's 4 uniform RMNW-Net cells diverged (W "
+                  "collapsed, the normalised weights concentrated on a few samples, the training CE exploded). "
+                  "Its check, fixed before the runs (BUILD_NOTES.md, *A VNet setting that does not diverge*): "
+                  "RMNW-Net on the 4 uniform cells, no cell's training CE above its epoch-1 value after epoch 5. "
+                  "The first cell, uniform 60% seed 1, diverged the same way (CE 3.67 at epoch 1, 4.70 at 17) and "
+                  "was stopped at epoch 20."),
+    "vnet_sgd_paper_lr": ("Candidate 2 for protocol v2.1: the weighting net on SGD at the paper's own lr 1e-3, "
+                          "not scaled by the ratio of pre-drop steps (v2: 0.0185), after v2's SGD and candidate "
+                          "1's Adam both diverged. Same check as candidate 1 (BUILD_NOTES.md, *A VNet setting "
+                          "that does not diverge*)."),
 }
 
 
