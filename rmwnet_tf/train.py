@@ -28,6 +28,7 @@ from rmwnet_tf import export as export_lib
 from rmwnet_tf import models
 from rmwnet_tf import outputs
 from rmwnet_tf import run_folder
+from rmwnet_tf import selection
 from rmwnet_tf import noise as noise_lib
 from rmwnet_tf.config import Config, upgrade_saved
 from rmwnet_tf.meta_model import MetaWeightModel, default_jit_compile
@@ -194,19 +195,6 @@ def checkpoint_for(model: MetaWeightModel, epoch: tf.Variable) -> tf.train.Check
     return tf.train.Checkpoint(**parts)
 
 
-def select_epoch(history) -> int | None:
-    """The epoch whose model has the lowest MAE on the (noisy) meta set: a checkpoint choice that
-    needs no clean labels.
-
-    Under uniform noise of rate eta, the expected MAE on noisy labels is an affine function of
-    the MAE on clean labels with a positive slope (1 - eta K/(K-1), the symmetry argument of the
-    paper's Theorem 1), so both rank models alike; under flip noise the two can disagree.
-    Ties go to the earlier epoch. None when no evaluation had a meta set.
-    """
-    scored = [(row["meta/mae"], row["epoch"]) for row in history if row.get("meta/mae") is not None]
-    return min(scored)[1] if scored else None
-
-
 def final_results(config, data, history, *, steps, wall_seconds, images_per_second, xla=None) -> dict:
     """results.json: the final evaluation, the best epoch by test accuracy (which needs clean
     test labels: the paper's and the official code's "best"), and the run's cost."""
@@ -214,7 +202,7 @@ def final_results(config, data, history, *, steps, wall_seconds, images_per_seco
     final = evaluated[-1] if evaluated else {}
     best = max(evaluated, key=lambda row: row["test/accuracy"]) if evaluated else {}
     aucs = [row["detection/auc"] for row in evaluated if row.get("detection/auc") is not None]
-    selected_epoch = select_epoch(history)
+    selected_epoch = selection.select_epoch(history)
     selected = next((row for row in history if row["epoch"] == selected_epoch), {})
     realised = None
     if data.clean_labels is not None:
@@ -229,7 +217,8 @@ def final_results(config, data, history, *, steps, wall_seconds, images_per_seco
         "test_accuracy_final": final.get("test/accuracy"),
         "test_accuracy_best": best.get("test/accuracy"),
         "best_epoch": best.get("epoch"),
-        "selected_epoch": selected_epoch,  # by the meta set's MAE: no clean labels needed
+        "selected_epoch": selected_epoch,  # by the meta set's accuracy: no clean labels needed
+        "selected_by": selection.DEFAULT_CRITERION,
         "test_accuracy_selected": selected.get("test/accuracy"),
         "detection_auc_final": final.get("detection/auc"),
         "detection_auc_best": max(aucs) if aucs else None,
@@ -310,7 +299,7 @@ def _train_and_write(config, strategy, model_dir, write_dir, started) -> dict:
                                weight_function=model.weight_function if model.vnet is not None else None,
                                suspects=suspects)
     predict = evaluate_lib.predict_fn(model)
-    selected = tf.train.Checkpoint(classifier=model.classifier)  # the gold-free pick, see select_epoch
+    selected = tf.train.Checkpoint(classifier=model.classifier)  # the gold-free pick, see selection.py
     # SIGTERM / Ctrl-C: a checkpoint at the next step boundary, then `checkpointing.Interrupted`.
     stopper = checkpointing.StepCheckpoints(
         checkpoints, every_steps=config.checkpoint_every_steps, on_stop=[writer.close],
@@ -336,8 +325,9 @@ def _train_and_write(config, strategy, model_dir, write_dir, started) -> dict:
                 row.update(evaluation.metrics)
             row.update(train_seconds=train_seconds, wall_seconds=time.perf_counter() - epoch_started,
                        images_per_second=steps * config.batch_size / train_seconds)
-            if evaluation is not None and select_epoch(history + [row]) == epoch + 1:
+            if evaluation is not None and selection.select_epoch(history + [row]) == epoch + 1:
                 selected.write(str(write_dir / "selected" / "classifier"))
+                (write_dir / "selected" / "epoch").write_text(str(epoch + 1))
             writer.epoch(row, evaluation)
             epoch_var.assign(epoch + 1)
             stopper.stop_if_requested(checkpoints.save())  # a stop asked for during evaluation
@@ -360,7 +350,13 @@ def _train_and_write(config, strategy, model_dir, write_dir, started) -> dict:
             model.classifier, str(write_dir / "export"), mean=data.mean, std=data.std,
             image_shape=data.source.x_train.shape[1:],
         )
-        if results["selected_epoch"] is not None:
+        saved_epoch = write_dir / "selected" / "epoch"
+        if results["selected_epoch"] is not None and (
+                not saved_epoch.exists() or saved_epoch.read_text() != str(results["selected_epoch"])):
+            # A run begun before the criterion changed kept another epoch's weights.
+            logging.warning("export_selected/ not written: the selected checkpoint on disk is not epoch %s",
+                            results["selected_epoch"])
+        elif results["selected_epoch"] is not None:
             selected.read(str(write_dir / "selected" / "classifier")).assert_existing_objects_matched()
             export_lib.export_classifier(
                 model.classifier, str(write_dir / "export_selected"), mean=data.mean, std=data.std,

@@ -311,12 +311,18 @@ def test_entry_reads_results_and_final_metrics(tmp_path):
         "detection_auc_best": 0.95, "detection_auc_loss_final": 0.91, "wall_seconds": 700.0,
         "final": {"fit/noisy_memorised": 0.2, "fit/clean_fitted": 0.8, "fit/noisy_corrected": 0.5,
                   "weights/loss_spearman": -0.97, "meta/mae": 1.1},
-        "history": [{"epoch": 1, "train_seconds": 320.0}], "noise_realised": {"rate": 0.55},
+        "history": [{"epoch": 4, "train_seconds": 320.0, "meta/accuracy": 0.5, "meta/mae": 1.0, "test/accuracy": 0.61},
+                    {"epoch": 8, "train_seconds": 0.0, "meta/accuracy": 0.4, "meta/mae": 0.9, "test/accuracy": 0.6}],
+        "noise_realised": {"rate": 0.55},
     })
     e = rep.collect_entries([cell], rep.PROTOCOL, tmp_path)[0]
     assert (e["setting"], e["method"], e["seed"], e["status"]) == ("uniform60", "rmnwnet", 0, "done")
-    assert (e["test_accuracy_final"], e["test_accuracy_best"], e["test_accuracy_selected"]) == (0.6, 0.65, 0.63)
-    assert (e["best_epoch"], e["selected_epoch"]) == (52, 60)
+    assert (e["test_accuracy_final"], e["test_accuracy_best"]) == (0.6, 0.65)
+    assert e["best_epoch"] == 52
+    # The selection is recomputed from the history (today's criterion, and the MAE it replaced),
+    # whatever results.json recorded.
+    assert (e["selected_epoch"], e["test_accuracy_selected"]) == (4, 0.61)
+    assert (e["selected_epoch_mae"], e["test_accuracy_selected_mae"]) == (8, 0.6)
     assert (e["detection_auc_final_pass"], e["detection_auc_final"], e["detection_auc_best"]) == (0.9, 0.9, 0.95)
     assert e["detection_auc_loss_final"] == 0.91
     assert (e["noisy_fitted_final"], e["clean_fitted_final"], e["noisy_corrected_final"]) == (0.2, 0.8, 0.5)
@@ -352,7 +358,7 @@ def test_report_tables_show_ours_beside_the_paper():
         full_entry("uniform40", "base", 1, test_accuracy_final=0.52, test_accuracy_best=0.57,
                    test_accuracy_selected=0.50, detection_auc_loss_final=0.82),
         full_entry("uniform40", "rmnwnet", 0, test_accuracy_final=0.60, test_accuracy_best=0.62,
-                   test_accuracy_selected=0.61, detection_auc_final=0.9, detection_auc_final_pass=0.9,
+                   test_accuracy_selected=0.61, test_accuracy_selected_mae=0.58, detection_auc_final=0.9, detection_auc_final_pass=0.9,
                    detection_auc_best=0.93, detection_auc_loss_final=0.9, weights_loss_spearman_final=-0.99),
     ]
     report = render(entries)
@@ -361,8 +367,8 @@ def test_report_tables_show_ours_beside_the_paper():
     assert "| flip 30% | Base | 0 | — | — | not in the paper |" in report
     assert "| uniform 40% | RMNW-Net | 0.9000 | 0.9300 | 0.9000 | 0.8100 ± 0.0141 | -0.99 | 0.9848 |" in report
     assert "| uniform 40% | MW-Net\\* | — | — | — | 0.8100 ± 0.0141 | — | 0.9714 |" in report
-    assert "| uniform 40% | Base | 2 | 51.00 ± 1.41 | 56.00 ± 1.41 | 51.00 ± 1.41 | -5.00 | +0.00 |" in report
-    assert "| uniform 40% | RMNW-Net | 1 | 60.00 | 62.00 | 61.00 | -1.00 | +1.00 |" in report
+    assert "| uniform 40% | Base | 2 | 51.00 ± 1.41 | 56.00 ± 1.41 | 51.00 ± 1.41 | -5.00 | +0.00 | — | — |" in report
+    assert "| uniform 40% | RMNW-Net | 1 | 60.00 | 62.00 | 61.00 | -1.00 | +1.00 | 58.00 | -4.00 |" in report
     assert ("| RMNW-Net ≥ Base + 5 points | final test accuracy | RMNW-Net 60.00 vs Base 51.00 ± 1.41: "
             "Δ +9.00 → **HOLDS** |") in report
     assert "| RMNW-Net within 1.5 points of MW-Net\\* | final test accuracy | NOT YET MEASURED |" in report

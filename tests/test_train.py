@@ -166,19 +166,16 @@ def test_resumed_run_equals_uninterrupted_run(tmp_path):
     np.testing.assert_allclose(scores[0][:, 3:5], scores[1][:, 3:5], rtol=1e-4, atol=1e-6)
 
 
-def test_gold_free_selection_picks_the_lowest_meta_mae(finished_run):
+def test_gold_free_selection_picks_the_highest_meta_accuracy(finished_run):
     cfg, results = finished_run
-    maes = {row["epoch"]: row["meta/mae"] for row in results["history"]}
-    assert results["selected_epoch"] == min(maes, key=maes.get)
+    assert results["selected_by"] == "meta_accuracy"
+    best = max(row["meta/accuracy"] for row in results["history"] if "meta/accuracy" in row)
     picked = next(r for r in results["history"] if r["epoch"] == results["selected_epoch"])
+    assert picked["meta/accuracy"] == best
     assert results["test_accuracy_selected"] == picked["test/accuracy"]
-    assert (pathlib.Path(cfg.model_dir) / "export_selected" / "saved_model.pb").exists()
-
-
-def test_select_epoch_ties_and_missing_meta():
-    assert train.select_epoch([{"epoch": 1, "meta/mae": 0.5}, {"epoch": 2}, {"epoch": 3, "meta/mae": 0.5},
-                               {"epoch": 4, "meta/mae": 0.7}]) == 1
-    assert train.select_epoch([{"epoch": 1, "test/accuracy": 0.3}]) is None
+    run_dir = pathlib.Path(cfg.model_dir)
+    assert (run_dir / "selected" / "epoch").read_text() == str(results["selected_epoch"])
+    assert (run_dir / "export_selected" / "saved_model.pb").exists()
 
 
 def test_history_lr_is_the_lr_the_epoch_trained_with(finished_run):

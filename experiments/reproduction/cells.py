@@ -14,6 +14,7 @@ from typing import Callable, Iterable, Sequence
 import numpy as np
 from absl import logging
 
+from rmwnet_tf import selection
 from rmwnet_tf.config import Config, upgrade_saved
 from experiments.reproduction.protocol import Cell, Protocol, cell_config
 
@@ -181,6 +182,13 @@ def entry_for(cell: Cell, config: Config, state: CellState) -> dict:
     for key in RESULT_KEYS:
         entry[key] = None if results is None else results.get(key)
     entry["detection_auc_final_pass"] = entry["detection_auc_final"]
+    if results is not None:  # every run judged by today's criterion, and by the MAE it replaced
+        history = results.get("history") or []
+        for criterion, suffix in (("meta_accuracy", ""), ("meta_mae", "_mae")):
+            epoch = selection.select_epoch(history, criterion)
+            entry["selected_epoch" + suffix] = epoch
+            entry["test_accuracy_selected" + suffix] = next(
+                (row.get("test/accuracy") for row in history if row["epoch"] == epoch), None)
     final = (results or {}).get("final") or {}
     for key, metric in FINAL_KEYS.items():
         entry[key] = final.get(metric)

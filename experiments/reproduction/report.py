@@ -279,6 +279,9 @@ def selection_rows(entries: Sequence[dict], settings: Sequence[Setting]) -> list
                 "final": summarize(done, setting.name, method, "test_accuracy_final"),
                 "best": summarize(done, setting.name, method, "test_accuracy_best"),
                 "selected": summarize(done, setting.name, method, "test_accuracy_selected"),
+                "selected_mae": summarize(done, setting.name, method, "test_accuracy_selected_mae"),
+                "selected_mae_minus_best": _mean([e["test_accuracy_selected_mae"] - e["test_accuracy_best"]
+                                                  for e in complete if e.get("test_accuracy_selected_mae") is not None]),
                 "selected_minus_best": _mean([e["test_accuracy_selected"] - e["test_accuracy_best"] for e in complete]),
                 "selected_minus_final": _mean([e["test_accuracy_selected"] - e["test_accuracy_final"] for e in complete]),
                 "seeds": len(done),
@@ -297,22 +300,28 @@ def _points(value: float | None) -> str:
 def _report_selection(entries, settings) -> str:
     rows = [f"| {r['setting'].label} | {markdown(METHOD_LABELS[r['method']])} | {r['seeds']} | {_acc(r['final'])} | "
             f"{_acc(r['best'])} | {_acc(r['selected'])} | {_points(r['selected_minus_best'])} | "
-            f"{_points(r['selected_minus_final'])} |" for r in selection_rows(entries, settings)]
+            f"{_points(r['selected_minus_final'])} | {_acc(r['selected_mae'])} | {_points(r['selected_mae_minus_best'])} |"
+            for r in selection_rows(entries, settings)]
     lines = [
         "## Gold-free checkpoint selection (issue #13)",
         "",
-        "Test accuracy (%) of three picks among a run's evaluations: “final” (the last), “best” (the "
+        "Test accuracy (%) of picks among a run's evaluations: “final” (the last), “best” (the "
         "highest *test* accuracy: picked with the test labels, an upper bound no user has), "
-        "“selected” (the lowest MAE on the run's own meta set, noisy for MNW-Net and RMNW-Net: needs "
-        "no clean label; `selected_epoch` in results.json). Means over finished seeds; the gaps in "
-        "points. Base holds its meta set out of training and is scored on it too.",
+        "“selected” (the highest accuracy on the run's own meta set with its own labels, noisy for "
+        "MNW-Net and RMNW-Net, ties to the lower meta MAE: needs no clean label; the tool's "
+        "`selected_epoch`, `rmwnet_tf/selection.py`), and “by meta MAE” (the lowest MAE on the same "
+        "set: the first criterion, replaced after protocol v2.1's uniform cells, BUILD_NOTES.md "
+        "“Gold-free selection: accuracy, not MAE”). Both are recomputed here from each run's history, "
+        "whichever criterion the run itself used. Means over finished seeds; the gaps in points. "
+        "Base holds its meta set out of training and is scored on it too.",
         "",
-        "| noise | method | seeds | final | best (test-picked) | selected (meta MAE) | selected − best | selected − final |",
-        "|---|---|---|---|---|---|---|---|",
+        "| noise | method | seeds | final | best (test-picked) | selected (meta accuracy) | selected − best | "
+        "selected − final | by meta MAE | by MAE − best |",
+        "|---|---|---|---|---|---|---|---|---|---|",
         *rows,
     ]
     if not rows:
-        lines.append("| — | — | 0 | — | — | — | — | — |")
+        lines.append("| — | — | 0 | — | — | — | — | — | — | — |")
     return "\n".join(lines)
 
 
