@@ -11,8 +11,8 @@ it ranks checkpoints as the clean accuracy does. The same argument holds for the
 (the symmetry of the paper's Theorem 1), which was the first criterion; measured on protocol
 v2.1's 16 uniform cells it was the wrong one (BUILD_NOTES, "Gold-free selection: accuracy, not
 MAE"): MAE rewards the confidence a memorising network keeps gaining after its accuracy has
-peaked, so it picked late epochs 2-5 points below the test-picked best, with *clean* meta labels
-(MW-Net*) as with noisy ones. The meta accuracy came within 0.3-1.6 points of that best.
+peaked, so it picked late epochs well below the test-picked best, with *clean* meta labels
+(MW-Net*) as with noisy ones, where the meta accuracy came close to that best.
 Under flip noise neither is an affine function of its clean counterpart.
 
 This module imports no TensorFlow, so the reproduction report can apply it to old histories.
@@ -36,3 +36,9 @@ def select_epoch(history: Sequence[Mapping], criterion: str = DEFAULT_CRITERION)
     metric, sign = CRITERIA[criterion]
     scored = [(-sign * row[metric], row["epoch"]) for row in history if row.get(metric) is not None]
     return min(scored)[1] if scored else None
+
+
+def selected_row(history: Sequence[Mapping], criterion: str = DEFAULT_CRITERION) -> Mapping:
+    """The history row of the selected epoch; empty when nothing was selected."""
+    epoch = select_epoch(history, criterion)
+    return next((row for row in history if row["epoch"] == epoch), {})

@@ -202,8 +202,7 @@ def final_results(config, data, history, *, steps, wall_seconds, images_per_seco
     final = evaluated[-1] if evaluated else {}
     best = max(evaluated, key=lambda row: row["test/accuracy"]) if evaluated else {}
     aucs = [row["detection/auc"] for row in evaluated if row.get("detection/auc") is not None]
-    selected_epoch = selection.select_epoch(history)
-    selected = next((row for row in history if row["epoch"] == selected_epoch), {})
+    selected = selection.selected_row(history)
     realised = None
     if data.clean_labels is not None:
         train_clean, train_given = data.clean_labels[data.train_indices], data.given_labels[data.train_indices]
@@ -217,7 +216,7 @@ def final_results(config, data, history, *, steps, wall_seconds, images_per_seco
         "test_accuracy_final": final.get("test/accuracy"),
         "test_accuracy_best": best.get("test/accuracy"),
         "best_epoch": best.get("epoch"),
-        "selected_epoch": selected_epoch,  # by the meta set's accuracy: no clean labels needed
+        "selected_epoch": selected.get("epoch"),  # by the meta set's accuracy: no clean labels needed
         "selected_by": selection.DEFAULT_CRITERION,
         "test_accuracy_selected": selected.get("test/accuracy"),
         "detection_auc_final": final.get("detection/auc"),

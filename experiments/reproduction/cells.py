@@ -185,10 +185,9 @@ def entry_for(cell: Cell, config: Config, state: CellState) -> dict:
     if results is not None:  # every run judged by today's criterion, and by the MAE it replaced
         history = results.get("history") or []
         for criterion, suffix in (("meta_accuracy", ""), ("meta_mae", "_mae")):
-            epoch = selection.select_epoch(history, criterion)
-            entry["selected_epoch" + suffix] = epoch
-            entry["test_accuracy_selected" + suffix] = next(
-                (row.get("test/accuracy") for row in history if row["epoch"] == epoch), None)
+            row = selection.selected_row(history, criterion)
+            entry["selected_epoch" + suffix] = row.get("epoch")
+            entry["test_accuracy_selected" + suffix] = row.get("test/accuracy")
     final = (results or {}).get("final") or {}
     for key, metric in FINAL_KEYS.items():
         entry[key] = final.get(metric)

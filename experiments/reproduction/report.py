@@ -308,7 +308,7 @@ def _report_selection(entries, settings) -> str:
         "Test accuracy (%) of picks among a run's evaluations: “final” (the last), “best” (the "
         "highest *test* accuracy: picked with the test labels, an upper bound no user has), "
         "“selected” (the highest accuracy on the run's own meta set with its own labels, noisy for "
-        "MNW-Net and RMNW-Net, ties to the lower meta MAE: needs no clean label; the tool's "
+        "MNW-Net and RMNW-Net, ties to the earlier epoch: needs no clean label; the tool's "
         "`selected_epoch`, `rmwnet_tf/selection.py`), and “by meta MAE” (the lowest MAE on the same "
         "set: the first criterion, replaced after protocol v2.1's uniform cells, BUILD_NOTES.md "
         "“Gold-free selection: accuracy, not MAE”). Both are recomputed here from each run's history, "
