@@ -12,7 +12,7 @@ import os
 
 from rmwnet_tf import noise
 from rmwnet_tf.classifiers import CLASSIFIERS
-from rmwnet_tf.datasets import DATASETS
+from rmwnet_tf.datasets import DATASETS, TRAINING_PARTS
 from rmwnet_tf.meta_steps import META_STEPS
 from rmwnet_tf.methods import METHODS
 
@@ -39,6 +39,11 @@ class Config:
     synthetic_train_size: int = _field(4000, "For dataset=synthetic: number of training images.")
     synthetic_test_size: int = _field(1000, "For dataset=synthetic: number of test images.")
     train_size: int = _field(0, "Use a seeded, class-balanced subset of this many training images (0: all).")
+    part: str = _field("all", "Train on one fixed half of the source's training set: a or b (disjoint, "
+                       "class-stratified, drawn by --part_seed alone, whatever --seed says), e.g. pretrain on "
+                       "a, then fine-tune on b with --init_from; all: the whole set. The test set is never "
+                       "part of either.", choices=TRAINING_PARTS)
+    part_seed: int = _field(0, "Seed of the a/b halving of the training set (--part).")
     augment: bool = _field(True, "Reflect-pad 4, random crop and random flip per training example.")
     # ---- label noise
     noise_type: str = _field("none", "Synthetic label noise injected into the training labels.",
@@ -58,7 +63,7 @@ class Config:
     method: str = _field("rmnwnet", "base | mwnet (clean meta, CE) | mnwnet (noisy meta, CE) | rmnwnet "
                          "(noisy meta, MAE).", choices=tuple(METHODS))
     meta_size: int = _field(1000, "Meta samples taken (class-balanced) out of the training set.")
-    hold_out_meta: bool = _field(False, "method=base: leave out of training the meta_size samples a meta "
+    hold_out_meta: bool = _field(False, "Methods without a meta set (base, gce, oracle): leave out of training the meta_size samples a meta "
                                  "method would take, so every method trains on the same images.")
     weight_norm: str = _field("sum", "Normalise sample weights by their batch sum (official code) or by n.",
                               choices=("sum", "mean"))
@@ -68,6 +73,8 @@ class Config:
                              "multiple of it); the other steps only weight the loss by the current net.")
     # ---- model and optimisation
     model: str = _field("resnet32", "Classifier architecture.", choices=tuple(CLASSIFIERS))
+    init_from: str = _field("", "Start the classifier from weights this tool trained: a run folder (its "
+                            "newest checkpoint) or a .weights.h5 file; same --model, classes and image size.")
     epochs: int = _field(120, "Training epochs.")
     batch_size: int = _field(100, "Global train batch size (split across replicas).")
     meta_batch_size: int = _field(100, "Global meta batch size.")
@@ -190,10 +197,22 @@ class Config:
             except ValueError as error:
                 bad("noise_rate", str(error))
 
+        if self.init_from:
+            if not os.path.exists(self.init_from):
+                bad("init_from", f"{self.init_from!r} does not exist (a run folder or a .weights.h5 file)")
+            elif not os.path.isdir(self.init_from) and not self.init_from.endswith(".weights.h5"):
+                bad("init_from", f"{self.init_from!r} is neither a run folder nor a .weights.h5 file")
+
         method = METHODS.get(self.method)
         holds_meta = method is not None and (method.uses_meta or self.hold_out_meta)
         if self.hold_out_meta and method is not None and method.uses_meta:
-            bad("hold_out_meta", f"only applies to method base ({self.method} holds out its meta set anyway)")
+            bad("hold_out_meta", f"only applies to methods without a meta set ({self.method} holds out "
+                "its meta set anyway)")
+        if method is not None and method.clean_samples_only and (
+                not self.source_labels_are_clean or (self.noise_type == "none" and not self.noisy_labels
+                                                     and not (dataset and dataset.label_keys))):
+            bad("method", f"{self.method} trains on the correctly labelled samples only, so it needs the "
+                "clean labels (--source_labels_are_clean) and noisy ones to leave out")
         if holds_meta:
             if self.meta_size < 1:
                 bad("meta_size", f"method {self.method} needs meta samples (got --meta_size={self.meta_size})")

@@ -92,6 +92,12 @@ def evaluate(model, data: data_lib.NoisyData, *, batch_size: int, predict=None) 
     metrics["fit/given_accuracy"] = float((predicted == given).mean())
     if model.vnet is not None:
         metrics["weights/mean"] = float(weight.mean())
+        # Effective sample size of the normalised weights over the training set, as a fraction
+        # of it: (sum w)^2 / (N sum w^2). Near 1: every sample counts; a W that collapsed onto a
+        # few samples (what preceded every divergence at v2) drives it towards 0.
+        square_sum = float(np.square(weight, dtype=np.float64).sum())
+        if square_sum > 0:
+            metrics["weights/ess_fraction"] = float(weight.sum(dtype=np.float64) ** 2 / (len(weight) * square_sum))
         rho = spearman(weight, loss)
         if rho is not None:
             metrics["weights/loss_spearman"] = rho

@@ -38,6 +38,24 @@ def mean_absolute_error(labels: tf.Tensor, logits: tf.Tensor) -> tf.Tensor:
     return 2.0 * (1.0 - p_true)
 
 
+GCE_Q = 0.7  # Zhang & Sabuncu (2018)'s choice for CIFAR
+
+
+def generalized_cross_entropy(labels: tf.Tensor, logits: tf.Tensor) -> tf.Tensor:
+    """Per-sample GCE (1 - p_y^q) / q, Keras' own implementation: a robust loss between CE
+    (q -> 0) and MAE (q = 1), the baseline a robust meta loss should beat."""
+    import keras  # the losses module stays importable where only TensorFlow is needed
+
+    probs = tf.nn.softmax(tf.cast(logits, tf.float32))
+    return keras.losses.categorical_generalized_cross_entropy(tf.cast(labels, tf.int32), probs, q=GCE_Q)
+
+
+# The per-sample losses a classifier can be trained on (methods.Method.train_loss).
+TRAIN_LOSSES: dict[str, PerSampleLoss] = {
+    "ce": cross_entropy,
+    "gce": generalized_cross_entropy,
+}
+
 _META_LOSSES: dict[str, PerSampleLoss] = {
     "ce": cross_entropy,
     "mae": mean_absolute_error,

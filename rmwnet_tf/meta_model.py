@@ -159,6 +159,9 @@ class MetaWeightModel(keras.Model):
         self.meta_loss_fn = (
             losses_lib.get_meta_loss(self.spec.meta_loss) if self.spec.uses_meta else None
         )
+        self.train_loss_fn = losses_lib.TRAIN_LOSSES[self.spec.train_loss]
+        if self.spec.uses_meta and self.spec.train_loss != "ce":
+            raise ValueError(f"method {method!r}: the meta step weights CE losses only")
         self.weight_norm = weight_norm
         self.meta_step = step.name
         self.meta_grad, self.meta_scope = step.grad, step.scope  # how _meta_train_step computes it
@@ -334,8 +337,9 @@ class MetaWeightModel(keras.Model):
         global_n = tf.cast(tf.shape(y)[0] * _num_replicas(), tf.float32)
         with tf.GradientTape() as tape:
             logits = self.classifier(x, training=True)
-            losses = losses_lib.cross_entropy(y, logits)
-            local_objective = tf.reduce_sum(losses) / global_n
+            losses = losses_lib.cross_entropy(y, logits)  # train/loss is CE for every method
+            objective = losses if self.spec.train_loss == "ce" else self.train_loss_fn(y, logits)
+            local_objective = tf.reduce_sum(objective) / global_n
         self._apply_classifier_step(tape.gradient(local_objective, self.classifier.trainable_variables))
         global_losses = _all_gather(losses)
         return dict(

@@ -25,6 +25,7 @@ from rmwnet_tf import checkpointing
 from rmwnet_tf import data as data_lib
 from rmwnet_tf import evaluate as evaluate_lib
 from rmwnet_tf import export as export_lib
+from rmwnet_tf import init_from
 from rmwnet_tf import models
 from rmwnet_tf import outputs
 from rmwnet_tf import run_folder
@@ -131,6 +132,9 @@ def load_data(config: Config) -> data_lib.NoisyData:
         source_labels_are_clean=config.source_labels_are_clean,
         train_size=config.train_size or None,
         hold_out_meta=config.hold_out_meta,
+        part=config.part,
+        part_seed=config.part_seed,
+        clean_samples_only=method.clean_samples_only,
     )
 
 
@@ -281,6 +285,8 @@ def _train_and_write(config, strategy, model_dir, write_dir, started) -> dict:
     # ---- model
     with strategy.scope():
         model = build_model(config, data, steps_per_epoch, jit)
+        if config.init_from:  # where training starts; a resumed run's own checkpoint overrides it
+            init_from.load_initial_weights(model.classifier, config.init_from)
         epoch_var = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
         checkpoint = checkpoint_for(model, epoch_var)
     checkpoints.attach(checkpoint, epoch_var, model.optimizer, steps_per_epoch)

@@ -17,7 +17,16 @@ from typing import Callable, Sequence
 from absl import logging
 
 from rmwnet_tf.config import Config
-from experiments.reproduction.cells import RunTally, check_cells, collect_entries, refuse_stale_cells, run_cells
+from experiments.reproduction.cells import (
+    RunTally,
+    StaleRunError,
+    check_cells,
+    collect_entries,
+    inspect_cell,
+    refuse_stale_cells,
+    run_cells,
+    stale_message,
+)
 from experiments.reproduction.claims import (
     ClaimResult,
     Summary,
@@ -39,6 +48,7 @@ from experiments.reproduction.protocol import (
     Protocol,
     Setting,
     grid,
+    pretrain_config,
 )
 from experiments.reproduction.report import paper_json, render_report
 
@@ -189,6 +199,7 @@ def reproduce(*, settings: Sequence[Setting], methods: Sequence[str], seeds: Seq
             raise ProtocolError(problems)
         refuse_stale_cells(cells, protocol, runs_dir)
         try:
+            ensure_pretrained(protocol, run_fn=run_fn, log=log)
             tally = run_cells(cells, protocol, runs_dir, max_cells=max_cells, run_fn=run_fn, log=log)
         finally:
             outcome = write_report(protocol, runs_dir, out_dir, seeds=seeds, command=command,
@@ -197,6 +208,26 @@ def reproduce(*, settings: Sequence[Setting], methods: Sequence[str], seeds: Seq
         return outcome
     return write_report(protocol, runs_dir, out_dir, seeds=seeds, command=command,
                         calibration_runs=calibration_runs)
+
+
+def ensure_pretrained(protocol: Protocol, *, run_fn: Callable[[Config], dict] | None = None,
+                      log=logging.info) -> None:
+    """Train the classifier a protocol's cells start from (`init_from`), once: a finished
+    pretraining run is reused by every cell; a half-done one resumes."""
+    config = pretrain_config(protocol)
+    if config is None:
+        return
+    state = inspect_cell(config)
+    if state.status == "done":
+        return
+    if state.status == "stale":
+        raise StaleRunError(stale_message(config, state))
+    if run_fn is None:
+        from rmwnet_tf import train  # heavy import, only when something will train
+
+        run_fn = train.run
+    log(f"pretraining {config.model_dir} (once, for every cell)")
+    run_fn(config)
 
 
 def command_line(argv: Sequence[str]) -> str:

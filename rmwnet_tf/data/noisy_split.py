@@ -18,12 +18,13 @@ import tensorflow as tf
 
 from rmwnet_tf import noise as noise_lib
 from rmwnet_tf.data.sources import ImageSource
+from rmwnet_tf.datasets import TRAINING_PARTS
 
 META_LABEL_KINDS = ("clean", "noisy", "none")
 
 # numpy streams of ``prepare`` (the noise module uses spawn keys 0 and 1, the synthetic
 # source 102).
-_SUBSET_STREAM, _META_STREAM = 100, 101
+_SUBSET_STREAM, _META_STREAM, _PART_STREAM = 100, 101, 103
 
 
 @dataclasses.dataclass(eq=False)
@@ -89,6 +90,9 @@ def prepare(
     source_labels_are_clean: bool = True,
     train_size: int | None = None,
     hold_out_meta: bool = False,
+    part: str = "all",
+    part_seed: int = 0,
+    clean_samples_only: bool = False,
 ) -> NoisyData:
     """Build the label table, the (optional) subset and the meta split.
 
@@ -98,6 +102,12 @@ def prepare(
     unless ``hold_out_meta``: then the meta split is made as for the meta methods (same
     samples, labels as given) and left out of training, so that a Base run trains on exactly
     the images a meta method trains on (comparisons need the same training set).
+
+    ``part`` ("a" or "b") restricts everything (subset, meta set, training set) to one half of
+    the source's training samples (`training_part`), so a run on b never sees an image a run on
+    a trained on, e.g. a backbone pretrained on a and fine-tuned on b's noisy labels.
+    ``clean_samples_only`` (the oracle) then drops the training samples whose given label is
+    wrong, after the meta split, so it trains on the clean part of the same images.
 
     Checked here: only what needs the data (sample and class counts; the noise rate against
     the class count, inside `noise.corrupt_labels`). The rules about the settings alone (meta
@@ -118,8 +128,12 @@ def prepare(
         raise ValueError(
             f"meta_size={meta_size} leaves no training samples out of {num_samples}"
         )
-    if train_size is not None and train_size > num_samples:
-        raise ValueError(f"train_size={train_size} exceeds the {num_samples} source training samples")
+    pool = training_part(source.y_train, part, part_seed)
+    if meta_size >= len(pool):
+        raise ValueError(f"meta_size={meta_size} leaves no training samples out of the {len(pool)} of part {part}")
+    if train_size is not None and train_size > len(pool):
+        where = "source training samples" if part == "all" else f"training samples of part {part}"
+        raise ValueError(f"train_size={train_size} exceeds the {len(pool)} {where}")
 
     # -- the label table: given labels for every source training sample, computed once --
     source_labels = np.asarray(source.y_train, np.int64)
@@ -140,13 +154,16 @@ def prepare(
         )
 
     # -- subset, then the meta split out of it --
-    pool = np.arange(num_samples, dtype=np.int64)
     if train_size is not None:
-        pool = _stratified_subset(source_labels, train_size, _numpy_rng(seed, _SUBSET_STREAM))
+        pool = pool[_stratified_subset(source_labels[pool], train_size, _numpy_rng(seed, _SUBSET_STREAM))]
     balance_by = clean if clean is not None else given
     meta_rng = _numpy_rng(seed, _META_STREAM)
     meta = _balanced_meta(pool, balance_by[pool], meta_size, num_classes, meta_rng)
     train = np.setdiff1d(pool, meta).astype(np.int64)
+    if clean_samples_only:
+        if clean is None:
+            raise ValueError("training on the clean samples only needs the clean labels")
+        train = train[given[train] == clean[train]]
 
     if meta_label_kind == "clean":
         meta_labels = clean[meta]
@@ -170,6 +187,27 @@ def prepare(
         std=std,
         noise_matrix=matrix,
     )
+
+
+def training_part(labels, part: str, part_seed: int) -> np.ndarray:
+    """Source indices (sorted) of one half of the training set: "a", "b", or "all" of it.
+
+    Each class is shuffled by `part_seed` alone and split in two (a takes the first
+    floor(n_c / 2)), so the halves are disjoint, cover the set, keep the class frequencies, and
+    are the same for every run seed: the pretraining run and every noisy run agree on them.
+    """
+    labels = np.asarray(labels)
+    if part == "all":
+        return np.arange(len(labels), dtype=np.int64)
+    if part not in TRAINING_PARTS:
+        raise ValueError(f"part must be one of {', '.join(TRAINING_PARTS)}, got {part!r}")
+    rng = _numpy_rng(part_seed, _PART_STREAM)
+    halves = {"a": [], "b": []}
+    for c in np.unique(labels):
+        members = rng.permutation(np.flatnonzero(labels == c))
+        halves["a"].append(members[: len(members) // 2])
+        halves["b"].append(members[len(members) // 2:])
+    return np.sort(np.concatenate(halves[part])).astype(np.int64)
 
 
 def _numpy_rng(seed: int, stream: int) -> np.random.Generator:
