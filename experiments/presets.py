@@ -148,6 +148,6 @@ def all_presets() -> list[Preset]:
             label="Reduced CPU protocol v2.1 of the reproduction (experiments/reproduction/protocol.py PROTOCOL)",
             expect=("Expect: protocol v2.1 (ResNet-32 at 16x16, 2,000 training + 1,000 meta images, 160 epochs);",
                     "~6 min (base) / ~15 min (meta methods) on 2 CPU cores (measured). Accuracies:",
-                    "(results/REPRODUCTION.md; protocol v1's in results/v1/)."),
+                    "(results/v2_1/REPRODUCTION.md; protocol v1's in results/v2_1/v1/)."),
         ),
     ]

@@ -37,18 +37,23 @@ _DEFINE_BY_TYPE = {"int": flags.DEFINE_integer, "float": flags.DEFINE_float, "st
 
 def define_flags(flag_values: flags.FlagValues = flags.FLAGS) -> None:
     """The job's own flags, plus one override flag per protocol field (unset: keep PROTOCOL's)."""
+    flags.DEFINE_enum("protocol", "v2.1", list(reproduction.PROTOCOLS),
+                      "The protocol whose values the override flags below start from (v3: the fine-tune "
+                      "regime, which pretrains its classifier once first).", flag_values=flag_values)
     flags.DEFINE_string("settings", ",".join(s.name for s in reproduction.SETTINGS),
                         "Comma-separated settings to run, in this order.", flag_values=flag_values)
     flags.DEFINE_string("methods", ",".join(reproduction.METHOD_ORDER), "Comma-separated methods to run.",
                         flag_values=flag_values)
-    flags.DEFINE_string("seeds", ",".join(map(str, reproduction.DEFAULT_SEEDS)), "Comma-separated seeds.",
+    flags.DEFINE_string("seeds", None, "Comma-separated seeds (default: 0,1 for v2.1, 0-4 for v3).",
                         flag_values=flag_values)
     flags.DEFINE_integer("max_cells", None, "Stop after this many newly run cells (default: all).",
                          lower_bound=0, flag_values=flag_values)
-    flags.DEFINE_string("out_dir", reproduction.DEFAULT_OUT_DIR,
-                        "Where reproduction.json, REPRODUCTION.md and plots/ go.", flag_values=flag_values)
-    flags.DEFINE_string("runs_dir", reproduction.DEFAULT_RUNS_DIR,
-                        "Where the runs go: <runs_dir>/<setting>/<method>/seed<k>/.", flag_values=flag_values)
+    flags.DEFINE_string("out_dir", None, "Where reproduction.json, REPRODUCTION.md and plots/ go (default: "
+                        f"{reproduction.DEFAULT_OUT_DIR} for v2.1, {reproduction.V3_OUT_DIR} for v3).",
+                        flag_values=flag_values)
+    flags.DEFINE_string("runs_dir", None, "Where the runs go: <runs_dir>/<setting>/<method>/seed<k>/ (default: "
+                        f"{reproduction.DEFAULT_RUNS_DIR} for v2.1, {reproduction.V3_RUNS_DIR} for v3).",
+                        flag_values=flag_values)
     flags.DEFINE_bool("report_only", False, "Only rebuild the report from the runs on disk.",
                       flag_values=flag_values)
     flags.DEFINE_string("calibration_runs", None,
@@ -67,7 +72,8 @@ def define_flags(flag_values: flags.FlagValues = flags.FLAGS) -> None:
 
 def protocol_from_flags(flag_values: flags.FlagValues) -> reproduction.Protocol:
     return reproduction.protocol_with(
-        {field.name: flag_values[field.name].value for field in dataclasses.fields(reproduction.Protocol)})
+        {field.name: flag_values[field.name].value for field in dataclasses.fields(reproduction.Protocol)},
+        base=reproduction.PROTOCOLS[flag_values.protocol])
 
 
 def run(flag_values: flags.FlagValues, argv: list[str], run_fn=None) -> int:
@@ -75,11 +81,15 @@ def run(flag_values: flags.FlagValues, argv: list[str], run_fn=None) -> int:
     try:
         settings = reproduction.parse_settings(flag_values.settings)
         methods = reproduction.parse_methods(flag_values.methods)
-        seeds = reproduction.parse_seeds(flag_values.seeds)
+        v3 = flag_values.protocol.startswith("v3")
+        default_seeds = reproduction.V3_SEEDS if v3 else reproduction.DEFAULT_SEEDS
+        seeds = reproduction.parse_seeds(flag_values.seeds or ",".join(map(str, default_seeds)))
         protocol = protocol_from_flags(flag_values)
+        runs_dir = flag_values.runs_dir or (reproduction.V3_RUNS_DIR if v3 else reproduction.DEFAULT_RUNS_DIR)
+        out_dir = flag_values.out_dir or (reproduction.V3_OUT_DIR if v3 else reproduction.DEFAULT_OUT_DIR)
         outcome = reproduction.reproduce(
             settings=settings, methods=methods, seeds=seeds, protocol=protocol,
-            runs_dir=flag_values.runs_dir, out_dir=flag_values.out_dir, max_cells=flag_values.max_cells,
+            runs_dir=runs_dir, out_dir=out_dir, max_cells=flag_values.max_cells,
             report_only=flag_values.report_only, command=reproduction.command_line(argv), run_fn=run_fn,
             calibration_runs=_calibration_runs(flag_values.calibration_runs),
         )

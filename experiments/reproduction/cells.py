@@ -16,7 +16,7 @@ from absl import logging
 
 from rmwnet_tf import selection
 from rmwnet_tf.config import Config, upgrade_saved
-from experiments.reproduction.protocol import Cell, Protocol, cell_config
+from experiments.reproduction.protocol import Cell, Protocol, cell_config, pretrain_config
 
 
 # ------------------------------------------------------------------------------------ cells on disk
@@ -85,8 +85,14 @@ class RunTally:
 def check_cells(cells: Sequence[Cell], protocol: Protocol, runs_dir) -> list[str]:
     """Every config problem of the cells about to run, as `--flag: message` lines, before any work."""
     problems = {}
+    pretraining = pretrain_config(protocol)
+    if pretraining is not None:
+        for flag, message in pretraining.problems():
+            problems.setdefault(f"--{flag}: {message} (the pretraining run)", None)
     for cell in cells:
         for flag, message in cell_config(cell, protocol, runs_dir).problems():
+            if flag == "init_from" and pretraining is not None:
+                continue  # the pretraining step makes it before any cell runs
             problems.setdefault(f"--{flag}: {message}", None)
     return list(problems)
 
@@ -188,6 +194,9 @@ def entry_for(cell: Cell, config: Config, state: CellState) -> dict:
             row = selection.selected_row(history, criterion)
             entry["selected_epoch" + suffix] = row.get("epoch")
             entry["test_accuracy_selected" + suffix] = row.get("test/accuracy")
+    history = (results or {}).get("history") or []
+    small_loss = [row["detection/auc_loss"] for row in history if row.get("detection/auc_loss") is not None]
+    entry["detection_auc_loss_best"] = max(small_loss) if small_loss else None  # Base's rule, best over training
     final = (results or {}).get("final") or {}
     for key, metric in FINAL_KEYS.items():
         entry[key] = final.get(metric)
@@ -225,7 +234,7 @@ def collect_entries(cells: Sequence[Cell], protocol: Protocol, runs_dir) -> list
     entries = []
     for cell in cells:
         config = cell_config(cell, protocol, runs_dir)
-        entries.append(entry_for(cell, config, inspect_cell(config)))
+        entries.append({"protocol": protocol.name, **entry_for(cell, config, inspect_cell(config))})
     return entries
 
 

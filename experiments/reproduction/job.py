@@ -43,13 +43,16 @@ from experiments.reproduction.protocol import (
     DEFAULT_RUNS_DIR,
     DEFAULT_SEEDS,
     METHOD_ORDER,
+    REFERENCE_METHODS,
     SETTINGS,
+    V3_SEEDS,
     Cell,
     Protocol,
     Setting,
     grid,
     pretrain_config,
 )
+from experiments.reproduction import report_v3
 from experiments.reproduction.report import paper_json, render_report
 
 
@@ -101,6 +104,64 @@ def targets_as_json(targets: Sequence[TargetResult]) -> list[dict]:
     } for r in targets]
 
 
+V3_REPORT_SETTINGS = ("uniform40", "uniform60")  # the headline; other settings appear once they have runs
+
+
+def write_report_v3(protocol: Protocol, runs_dir, out_dir, *, seeds: Sequence[int], command: str) -> Outcome:
+    """Protocol v3's reproduction.json, REPRODUCTION.md and plots/, from the run folders on disk."""
+    out_dir = pathlib.Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    json_path, report_path = out_dir / "reproduction.json", out_dir / "REPRODUCTION.md"
+    settings = [s for s in SETTINGS if s.name in V3_REPORT_SETTINGS or (pathlib.Path(runs_dir) / s.name).is_dir()]
+    seeds = list(dict.fromkeys([*V3_SEEDS, *seeds]))
+    entries = collect_entries(grid(settings, METHOD_ORDER + REFERENCE_METHODS, seeds), protocol, runs_dir)
+    idle = idle_timings(pathlib.Path(runs_dir))
+    gates = report_v3.evaluate_gates(entries, protocol, [(row["cell"], row["seconds"]) for row in idle])
+    claims, target_rows = report_v3.judge_claims(entries, settings), report_v3.targets(entries)
+    pretrain = report_v3.pretrain_summary(protocol)
+    plots = make_plots(entries, out_dir / "plots", settings)
+    _write_text(json_path, json.dumps({
+        "protocol": protocol.name, "protocol_fields": protocol.config_fields(), "runs_dir": str(runs_dir),
+        "command": command, "pretrain": pretrain, "entry_keys": ENTRY_KEYS_DOC, "entries": entries,
+        "gates": [dataclasses.asdict(g) for g in gates], "targets": target_rows,
+        "claims": [{"number": c.claim.number, "statement": c.claim.statement, "verdict": c.verdict,
+                    "coverage": c.coverage, "comparisons": [
+                        {"setting": st, "a": a, "b": b, "verdict": v,
+                         "difference": None if d is None else {"mean": d.mean, "low": d.low, "high": d.high,
+                                                               "per_seed": dict(d.per_seed)}}
+                        for st, a, b, d, v in c.comparisons]} for c in claims],
+        "idle_timings": idle, "paper": paper_json(),
+        "earlier": [{"protocol": name, "report": link} for name, link in report_v3.EARLIER_REPORTS],
+    }, indent=2) + "\n")
+    _write_text(report_path, report_v3.render_v3(
+        entries, protocol, command=command, gates=gates, claims=claims, target_rows=target_rows, plots=plots,
+        settings=settings, seeds=seeds, pretrain=pretrain, cleaning=report_v3.cleaning_section(out_dir)))
+    return Outcome(None, json_path, report_path, entries, [])
+
+
+# What an entry of v3's reproduction.json holds (README, "Reduced-scale reproduction").
+ENTRY_KEYS_DOC = {
+    "protocol": "the protocol's name (v3...)", "setting": "noise setting (uniform40, ...)", "method": "--method",
+    "seed": "--seed", "status": "done | partial | not run | stale",
+    "test_accuracy_final": "test accuracy after the last epoch",
+    "test_accuracy_best": "best test accuracy over the evaluations (picked on the test set)",
+    "test_accuracy_selected": "test accuracy at the epoch of best meta-set accuracy (gold-free)",
+    "detection_auc_final": "AUC of W as a clean-label score, final model, whole training set (meta methods)",
+    "detection_auc_best": "the same, best over the evaluations (the paper's Table 3 definition)",
+    "detection_auc_loss_final": "AUC of -loss (the small-loss rule), final model",
+    "detection_auc_loss_best": "the same, best over the evaluations",
+    "noisy_fitted_final": "share of wrongly labelled training samples predicted as their wrong label (memorised)",
+}
+
+
+def idle_timings(runs_dir: pathlib.Path) -> list[dict]:
+    """Cells timed with nothing else running on the machine (G6), recorded by hand with their command."""
+    try:
+        return json.loads((runs_dir / "idle_timings.json").read_text())
+    except (OSError, ValueError):
+        return []
+
+
 def write_report(protocol: Protocol, runs_dir, out_dir, *, seeds: Sequence[int], command: str,
                  calibration_runs: Sequence[str] | None = None) -> Outcome:
     """Read every cell of the grid from disk and write reproduction.json, REPRODUCTION.md and plots/.
@@ -108,6 +169,8 @@ def write_report(protocol: Protocol, runs_dir, out_dir, *, seeds: Sequence[int],
     `calibration_runs`: run folders for the calibration section; None keeps the ones the previous
     report in `out_dir` named (so a training sitting does not drop the section), [] drops them.
     """
+    if protocol.name.startswith("v3"):
+        return write_report_v3(protocol, runs_dir, out_dir, seeds=seeds, command=command)
     out_dir = pathlib.Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     json_path, report_path = out_dir / "reproduction.json", out_dir / "REPRODUCTION.md"

@@ -16,9 +16,19 @@ import numpy as np
 
 from rmwnet_tf import figures
 from experiments.reproduction.cells import read_json, read_sample_scores
-from experiments.reproduction.protocol import META_METHODS, METHOD_LABELS, METHOD_ORDER, SETTINGS, Setting
+from experiments.reproduction.protocol import (
+    META_METHODS,
+    METHOD_LABELS,
+    METHOD_ORDER,
+    REFERENCE_METHODS,
+    SETTINGS,
+    Setting,
+)
 
-METHOD_COLORS = {"base": "tab:gray", "mwnet": "tab:green", "mnwnet": "tab:orange", "rmnwnet": "tab:blue"}
+PLOTTED_METHODS = METHOD_ORDER + REFERENCE_METHODS  # a method without finished cells is left out
+
+METHOD_COLORS = {"base": "tab:gray", "mwnet": "tab:green", "mnwnet": "tab:orange", "rmnwnet": "tab:blue",
+                 "gce": "tab:purple", "oracle": "black"}
 FIT_CURVES = (("fit/clean_fitted", "clean fitted", "tab:blue"),
               ("fit/noisy_memorised", "noisy memorised", "tab:red"),
               ("fit/noisy_corrected", "noisy corrected", "tab:green"))
@@ -100,7 +110,7 @@ def make_plots(entries: Sequence[dict], plots_dir, settings: Sequence[Setting] =
         if not done:
             continue
         histories = {method: [run_history(e["model_dir"]) for e in done if e["method"] == method]
-                     for method in METHOD_ORDER}
+                     for method in PLOTTED_METHODS}
         drops = next((run_lr_drops(e["model_dir"], run_history(e["model_dir"])) for e in done), [])
         files = []
         for name, figure in (("accuracy", _accuracy_figure(setting, histories, drops)),
@@ -116,7 +126,7 @@ def _accuracy_figure(setting: Setting, histories: dict[str, list], drops: Sequen
     """Test accuracy at every evaluation, mean over each method's finished seeds; lr drops dotted."""
     figure = figures.new_figure((720, 420))
     axes = figure.add_subplot()
-    for method in METHOD_ORDER:
+    for method in PLOTTED_METHODS:
         curve = _mean_curve(histories[method], "test/accuracy")
         if curve is None:
             continue
@@ -135,7 +145,7 @@ def _accuracy_figure(setting: Setting, histories: dict[str, list], drops: Sequen
 
 def _fit_figure(setting: Setting, histories: dict[str, list], drops: Sequence[int]):
     """Per method: shares of clean labels fitted, wrong labels memorised and corrected, per evaluation."""
-    methods = [m for m in METHOD_ORDER if _mean_curve(histories[m], "fit/clean_fitted") is not None]
+    methods = [m for m in PLOTTED_METHODS if _mean_curve(histories[m], "fit/clean_fitted") is not None]
     if not methods:
         return None
     figure = figures.new_figure((max(300 * len(methods) + 60, 560), 340))

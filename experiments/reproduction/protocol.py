@@ -86,34 +86,35 @@ class Protocol:
         return fields
 
 
-# Protocol v1 (sessions 1-3, results/v1/): the first reduced protocol. It tests a different
+# Protocol v1 (sessions 1-3, results/v2_1/v1/): the first reduced protocol. It tests a different
 # regime: late lr drops (79% and 92% of training), a 4-px pad at 16x16 (25% of the side),
 # Base on 6,000 images against the meta methods' 5,000, small_cnn; there Base never memorises.
 PROTOCOL_V1 = dataclasses.replace(
     Protocol(), model="small_cnn", train_size=6000, epochs=24, lr_boundaries="19,22", eval_every=1,
     base_holds_out_meta=False, vnet_optimizer="adam", vnet_lr=1e-3,
 )
-# Protocol v2 (sessions 4-6, results/v2/, runs in results/runs_v2/): v2.1 with the weighting
+# Protocol v2 (sessions 4-6, results/v2_1/v2/, runs in results/runs_v2/): v2.1 with the weighting
 # net's lr scaled to 0.0185; 3 of its 4 uniform RMNW-Net cells diverged.
 PROTOCOL_V2 = dataclasses.replace(Protocol(), vnet_lr=0.0185)
 PROTOCOL = Protocol()
 
 
-def protocol_with(overrides: dict) -> Protocol:
-    """PROTOCOL with the given fields replaced; a None value keeps the protocol's value.
+def protocol_with(overrides: dict, base: Protocol | None = None) -> Protocol:
+    """`base` (default PROTOCOL) with the given fields replaced; a None value keeps its value.
 
     Leaving image_folder without naming a data_dir drops the folder, which Config refuses for
     any other dataset (e.g. `--dataset=cifar10` on a machine with internet).
     """
+    base = base or PROTOCOL
     changes = {key: value for key, value in overrides.items() if value is not None}
     unknown = sorted(set(changes) - {field.name for field in dataclasses.fields(Protocol)})
     if unknown:
         raise ValueError(f"not protocol fields: {', '.join(unknown)}")
     if changes.get("dataset") == "cifar100":
         raise ValueError("--dataset: this reproduces the paper's CIFAR-10 tables; cifar100 is not one of them")
-    if changes.get("dataset", PROTOCOL.dataset) != "image_folder" and "data_dir" not in changes:
+    if changes.get("dataset", base.dataset) != "image_folder" and "data_dir" not in changes:
         changes["data_dir"] = ""
-    return dataclasses.replace(PROTOCOL, **changes)
+    return dataclasses.replace(base, **changes)
 
 
 # ------------------------------------------------------------------------------------ grid
@@ -154,7 +155,7 @@ def markdown(text: str) -> str:
 
 DEFAULT_SEEDS = (0, 1)
 DEFAULT_RUNS_DIR = "results/runs_v2_1"  # small files tracked (.gitignore drops the heavy ones)
-DEFAULT_OUT_DIR = "results"
+DEFAULT_OUT_DIR = "results/v2_1"  # v3 writes results/REPRODUCTION.md, linking here
 
 
 @dataclasses.dataclass(frozen=True)
@@ -237,18 +238,21 @@ def cell_config(cell: Cell, protocol: Protocol, runs_dir) -> Config:
 # memorises them within the budget. A seed varies the noise draw, the meta split, the subset of b
 # and the weighting net's initialisation; the pretrained classifier is one fixed starting point.
 V3_RUNS_DIR = "results/runs_v3"
+V3_OUT_DIR = "results"
 V3_PRETRAIN_DIR = f"{V3_RUNS_DIR}/pretrain"
 V3_SEEDS = (0, 1, 2, 3, 4)
 
 # The pretraining run: ResNet-32 on all 25,000 images of half a, clean labels, crop+flip (2 px
-# at 16 px), 15 epochs, lr 0.1 divided by 10 after epochs 7 and 11 (about 50% and 75%). Run once,
-# reused by every cell through `init_from`.
+# at 16 px), 15 epochs, lr 0.1 divided by 10 after epochs 7 and 11 (about 50% and 75%). Run once
+# into the protocol's `init_from` folder, reused by every cell. The data source, image size,
+# model, batch size and halving come from the protocol (so a smoke test on synthetic data
+# pretrains on synthetic data); these are its own settings.
 PRETRAIN_V3 = dict(
-    dataset="image_folder", data_dir="data/cifar10", image_size=16, part="a", part_seed=0,
-    method="base", noise_type="none", noise_rate=0.0, meta_size=0, model="resnet32", epochs=15,
-    batch_size=100, lr=0.1, lr_boundaries="7,11", augment=True, eval_every=5, seed=0, export=False,
-    suspects=0, model_dir=V3_PRETRAIN_DIR,
+    part="a", method="base", noise_type="none", noise_rate=0.0, meta_size=0, train_size=0, epochs=15,
+    lr=0.1, lr_boundaries="7,11", augment=True, eval_every=5, seed=0, export=False, suspects=0,
 )
+SHARED_WITH_PRETRAINING = ("dataset", "data_dir", "image_size", "model", "batch_size", "part_seed",
+                           "momentum", "weight_decay", "synthetic_train_size", "synthetic_test_size")
 
 # Every cell: 11,000 images of half b (a seeded, class-balanced subset), of which 1,000 form the
 # meta set, 10,000 are trained on (100 steps an epoch); 30 epochs, lr 0.05 divided by 10 after
@@ -262,7 +266,8 @@ PROTOCOLS = {"v2.1": PROTOCOL, "v3": PROTOCOL_V3}
 
 
 def pretrain_config(protocol: Protocol) -> Config | None:
-    """The run a protocol's `init_from` names, when it is one this study trains (else None)."""
-    if protocol.init_from != V3_PRETRAIN_DIR:
+    """The run a v3 protocol's `init_from` names, which this study trains first (None otherwise)."""
+    if not (protocol.name.startswith("v3") and protocol.init_from):
         return None
-    return Config(**PRETRAIN_V3)
+    shared = {name: getattr(protocol, name) for name in SHARED_WITH_PRETRAINING}
+    return Config(**shared, **PRETRAIN_V3, model_dir=protocol.init_from)

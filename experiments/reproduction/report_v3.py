@@ -1,0 +1,269 @@
+"""results/REPRODUCTION.md for protocol v3 (the fine-tune regime): pretraining, gates, tables
+beside the paper's, paired differences with 95% intervals, the issue's targets, the paper's
+claims judged on those intervals, the references a user would compare against (oracle, GCE,
+Base's small-loss rule), plots, and links to the earlier protocols' reports.
+
+Reads entries and run histories only (no TensorFlow). Cells not yet run show "—".
+"""
+
+from __future__ import annotations
+
+import json
+import pathlib
+from typing import Mapping, Sequence
+
+from experiments.reproduction import gates as gates_lib
+from experiments.reproduction.claims import ACCURACY, AUC_BEST, HOLDS, Metric, format_mean_std, paper_claims, summarize
+from experiments.reproduction.paired import PairedClaim, judge_claim, paired_difference, values_by_seed
+from experiments.reproduction.plots import run_history
+from experiments.reproduction.protocol import (
+    METHOD_LABELS,
+    METHOD_ORDER,
+    REFERENCE_METHODS,
+    Protocol,
+    Setting,
+    markdown,
+    pretrain_config,
+)
+from experiments.reproduction.report import _report_protocol, paper_accuracy, paper_auc
+
+GATE_SETTING = "uniform40"
+MEMORISED = Metric("noisy_fitted_final", "wrong labels memorised at the end", 100.0, 1, " points")
+# Links to the earlier protocols' reports (relative to the results folder).
+EARLIER_REPORTS = (
+    ("v2.1 (from scratch, 2,000 images, 160 epochs; its variants v1, v2, cheap steps, Adam inside)",
+     "v2_1/REPRODUCTION.md"),
+)
+
+
+# ------------------------------------------------------------------------------------ inputs
+def histories(entries: Sequence[Mapping], setting: str) -> dict[str, dict[int, list]]:
+    """method -> seed -> history of every cell of `setting` that trained at least one epoch."""
+    found: dict[str, dict[int, list]] = {}
+    for entry in entries:
+        if entry["setting"] == setting and entry["epochs_completed"]:
+            history = run_history(entry["model_dir"])
+            if history:
+                found.setdefault(entry["method"], {})[entry["seed"]] = history
+    return found
+
+
+def evaluate_gates(entries: Sequence[Mapping], protocol: Protocol, idle_seconds=()) -> list[gates_lib.Gate]:
+    runs = histories(entries, GATE_SETTING)
+    first_drop = int(protocol.lr_boundaries.split(",")[0])
+    base = {s: h for s, h in runs.get("base", {}).items() if s in (0, 1)}
+    oracle = {s: h for s, h in runs.get("oracle", {}).items() if s in (0, 1)}
+    meta = {m: runs.get(m, {}) for m in gates_lib.G4_METHODS}
+    return [
+        gates_lib.g1_separation(base, first_drop),
+        gates_lib.g2_memorisation({s: h for s, h in base.items() if _finished(entries, "base", s)}),
+        gates_lib.g3_headroom(base, oracle),
+        gates_lib.g4_travel(meta, first_drop),
+        gates_lib.g5_stability(meta),
+        gates_lib.g6_cost(list(idle_seconds)),
+    ]
+
+
+def _finished(entries, method, seed) -> bool:
+    return any(e["setting"] == GATE_SETTING and e["method"] == method and e["seed"] == seed
+               and e["status"] == "done" for e in entries)
+
+
+def pretrain_summary(protocol: Protocol) -> dict | None:
+    config = pretrain_config(protocol)
+    if config is None:
+        return None
+    path = pathlib.Path(config.model_dir) / "results.json"
+    try:
+        results = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {"model_dir": config.model_dir, "status": "not run"}
+    return {"model_dir": config.model_dir, "status": "done",
+            "test_accuracy_final": results.get("test_accuracy_final"),
+            "epochs": results.get("epochs_completed"), "wall_seconds": results.get("wall_seconds")}
+
+
+def targets(entries: Sequence[Mapping]) -> list[dict]:
+    """The issue's target at uniform 40% (from the paper's Tables 1 and 3)."""
+    rmnw_base = paired_difference(entries, GATE_SETTING, "rmnwnet", "base", ACCURACY)
+    rmnw_mw = paired_difference(entries, GATE_SETTING, "rmnwnet", "mwnet", ACCURACY)
+    aucs = values_by_seed(entries, GATE_SETTING, "rmnwnet", AUC_BEST.key)
+    rows = []
+    if rmnw_base is None:
+        rows.append(dict(statement="RMNW-Net ≥ Base + 5 points in every seed", verdict="NOT YET MEASURED", value="—"))
+    else:
+        every = all(v >= 5.0 for _, v in rmnw_base.per_seed)
+        rows.append(dict(statement="RMNW-Net ≥ Base + 5 points in every seed", verdict=HOLDS if every else "FAILS",
+                         value=rmnw_base.text()))
+    if rmnw_mw is None:
+        rows.append(dict(statement="RMNW-Net within 1.5 points of MW-Net*", verdict="NOT YET MEASURED", value="—"))
+    else:
+        rows.append(dict(statement="RMNW-Net within 1.5 points of MW-Net* (mean paired difference)",
+                         verdict=HOLDS if abs(rmnw_mw.mean) <= 1.5 else "FAILS", value=rmnw_mw.text()))
+    if not aucs:
+        rows.append(dict(statement="RMNW-Net's detection AUC (best over training) ≥ 0.95", verdict="NOT YET MEASURED",
+                         value="—"))
+    else:
+        mean = sum(aucs.values()) / len(aucs)
+        rows.append(dict(statement="RMNW-Net's detection AUC (best over training) ≥ 0.95 (mean over seeds)",
+                         verdict=HOLDS if mean >= 0.95 else "FAILS",
+                         value=f"{mean:.4f} (n={len(aucs)}: {', '.join(f'{v:.4f}' for _, v in sorted(aucs.items()))})"))
+    return rows
+
+
+def judge_claims(entries: Sequence[Mapping], settings: Sequence[Setting]) -> list[PairedClaim]:
+    names = [s.name for s in settings]
+    return [judged for judged in (judge_claim(c, entries, names) for c in paper_claims()) if judged.comparisons]
+
+
+def cleaning_section(out_dir) -> str:
+    """The cleaning comparison (experiments/cleaning_comparison.py on a v3 Base run), if it was run."""
+    path = pathlib.Path(out_dir) / "cleaning_v3.md"
+    return path.read_text().strip() if path.exists() else ""
+
+
+# ------------------------------------------------------------------------------------ markdown
+def _methods_present(entries) -> list[str]:
+    present = {e["method"] for e in entries}
+    return [m for m in METHOD_ORDER + REFERENCE_METHODS if m in present]
+
+
+def _mean(entries, setting, method, key, scale=100.0, digits=2) -> str:
+    summary = summarize(entries, setting, method, key)
+    return format_mean_std(summary, scale=scale, digits=digits) if summary else "—"
+
+
+def _accuracy_table(entries, settings) -> str:
+    rows = ["| noise | method | seeds done | final test acc. (%) | best (%) | selected, gold-free (%) | "
+            "the paper's (%) |", "|---|---|---|---|---|---|---|"]
+    for setting in settings:
+        for method in _methods_present(entries):
+            done = len(values_by_seed(entries, setting.name, method, "test_accuracy_final"))
+            paper = paper_accuracy(setting.name, method) if method in METHOD_ORDER else "—"
+            rows.append(f"| {setting.label} | {markdown(METHOD_LABELS[method])} | {done} | "
+                        f"{_mean(entries, setting.name, method, 'test_accuracy_final')} | "
+                        f"{_mean(entries, setting.name, method, 'test_accuracy_best')} | "
+                        f"{_mean(entries, setting.name, method, 'test_accuracy_selected')} | {paper} |")
+    return "\n".join(rows)
+
+
+def _detection_table(entries, settings) -> str:
+    rows = ["| noise | method | AUC of W, best (Table 3's) | AUC of W, final | small-loss AUC, best | "
+            "small-loss AUC, final | wrong labels memorised at the end (%) | the paper's AUC |",
+            "|---|---|---|---|---|---|---|---|"]
+    for setting in settings:
+        for method in _methods_present(entries):
+            paper = paper_auc(setting.name, method) if method in METHOD_ORDER else "—"
+            rows.append(f"| {setting.label} | {markdown(METHOD_LABELS[method])} | "
+                        f"{_mean(entries, setting.name, method, 'detection_auc_best', 1.0, 4)} | "
+                        f"{_mean(entries, setting.name, method, 'detection_auc_final', 1.0, 4)} | "
+                        f"{_mean(entries, setting.name, method, 'detection_auc_loss_best', 1.0, 4)} | "
+                        f"{_mean(entries, setting.name, method, 'detection_auc_loss_final', 1.0, 4)} | "
+                        f"{_mean(entries, setting.name, method, 'noisy_fitted_final', 100.0, 1)} | {paper} |")
+    return "\n".join(rows)
+
+
+PAIRS = (("rmnwnet", "base"), ("rmnwnet", "mwnet"), ("rmnwnet", "mnwnet"), ("rmnwnet", "gce"),
+         ("mwnet", "base"), ("mnwnet", "base"), ("gce", "base"), ("oracle", "rmnwnet"))
+
+
+def _paired_table(entries, settings) -> str:
+    rows = ["| noise | a − b | final test accuracy, points: mean [95% interval] (per seed) | "
+            "AUC best over training |", "|---|---|---|---|"]
+    for setting in settings:
+        for a, b in PAIRS:
+            accuracy = paired_difference(entries, setting.name, a, b, ACCURACY)
+            if accuracy is None:
+                continue
+            auc = paired_difference(entries, setting.name, a, b, AUC_BEST)
+            rows.append(f"| {setting.label} | {markdown(METHOD_LABELS[a])} − {markdown(METHOD_LABELS[b])} | "
+                        f"{accuracy.text()} | {auc.text() if auc else '—'} |")
+    return "\n".join(rows) if len(rows) > 2 else "No pair of methods has a common finished seed yet."
+
+
+def _gates_section(gates: Sequence[gates_lib.Gate]) -> str:
+    lines = ["## The gates (fixed in BUILD_NOTES.md before any meta cell ran)", ""]
+    for gate in gates:
+        verdict = {True: "PASSES", False: "FAILS", None: "NOT YET DECIDED"}[gate.passed]
+        lines.append(f"- **{gate.name}: {verdict}.** {gate.statement}.")
+        lines += [f"  - {line}" for line in gate.details]
+    return "\n".join(lines)
+
+
+def _claims_section(claims: Sequence[PairedClaim]) -> str:
+    lines = ["## The paper's claims, judged on paired 95% intervals", "",
+             "HOLDS: the whole interval satisfies the claim; FAILS: none of it does; UNDECIDED: it "
+             "straddles the bound (more seeds would decide); n=1: the single difference decides.", ""]
+    for judged in claims:
+        claim = judged.claim
+        bound = f", margin {claim.margin:g}{claim.metric.unit}" if claim.margin else ""
+        lines.append(f"- **Claim {claim.number}: {markdown(claim.statement)} — {judged.verdict}** "
+                     f"({judged.coverage}; {claim.metric.name}{bound}). Source: {claim.source}")
+        for setting, a, b, difference, verdict in judged.comparisons:
+            value = difference.text() if difference else "—"
+            lines.append(f"  - {setting}: {markdown(METHOD_LABELS[a])} − {markdown(METHOD_LABELS[b])} = "
+                         f"{value}: {verdict}")
+    return "\n".join(lines)
+
+
+def _targets_section(rows: Sequence[dict]) -> str:
+    lines = ["## The issue's targets at uniform 40% (from the paper's Tables 1 and 3)", "",
+             f"The paper at uniform 40%: RMNW-Net {paper_accuracy('uniform40', 'rmnwnet')}, MW-Net\\* "
+             f"{paper_accuracy('uniform40', 'mwnet')}, Base {paper_accuracy('uniform40', 'base')}; detection AUC "
+             f"of RMNW-Net {paper_auc('uniform40', 'rmnwnet')}.", ""]
+    lines += [f"- {markdown(r['statement'])}: **{r['verdict']}** — {markdown(r['value'])}" for r in rows]
+    return "\n".join(lines)
+
+
+def _pretrain_section(pretrain: dict | None) -> str:
+    if pretrain is None:
+        return ""
+    accuracy = pretrain.get("test_accuracy_final")
+    seconds = pretrain.get("wall_seconds")
+    text = "not trained yet" if accuracy is None else (
+        f"{100 * accuracy:.2f}% test accuracy after {pretrain['epochs']} epochs"
+        + ("" if seconds is None else f" ({seconds / 60:.0f} min)"))
+    return (f"## Step 1: the pretrained classifier\n\n`{pretrain['model_dir']}`: ResNet-32 trained on the clean "
+            f"labels of half a of CIFAR-10's training set (25,000 images, crop+flip, 15 epochs): **{text}**. "
+            "Every cell starts from it (`--init_from`) and fine-tunes the whole network on half b.")
+
+
+def _plots_section(plots: Mapping[str, list[str]], settings) -> str:
+    lines = ["## Plots", ""]
+    for setting in settings:
+        for name in plots.get(setting.name, []):
+            lines.append(f"![{setting.label}: {name}](plots/{name})")
+    return "\n".join(lines) if len(lines) > 2 else ""
+
+
+def _progress(entries, settings, seeds) -> str:
+    done = sum(e["status"] == "done" for e in entries)
+    return f"{done} of {len(entries)} cells finished ({len(settings)} settings × methods × seeds {list(seeds)})."
+
+
+def render_v3(entries: Sequence[Mapping], protocol: Protocol, *, command: str, gates, claims, target_rows,
+              plots, settings: Sequence[Setting], seeds: Sequence[int], pretrain: dict | None,
+              cleaning: str = "") -> str:
+    sections = [
+        f"# Reproduction, protocol {protocol.name}: fine-tuning a pretrained classifier on noisy labels\n\n"
+        "Ghosh & Lan (WACV 2021), CIFAR-10 (JPEG copy), reduced to 2 CPU cores in the regime where the "
+        "paper's preconditions hold: a classifier whose loss separates clean from noisy samples, and "
+        "cross-entropy that memorises the noisy labels within the budget. Why and how: BUILD_NOTES.md, "
+        f"*Reproduction protocol v3*. {_progress(entries, settings, seeds)}",
+        _pretrain_section(pretrain),
+        _gates_section(gates),
+        _targets_section(target_rows),
+        "## Test accuracy beside the paper's\n\nFinal = after the last epoch; best = picked on the test set "
+        "(the paper's and the official code's number, flattering); selected = the epoch with the best "
+        "meta-set accuracy (no clean labels needed). Mean ± std over seeds.\n\n" + _accuracy_table(entries, settings),
+        "## Paired differences (same seed = same noisy labels, meta set and subset)\n\n" + _paired_table(entries, settings),
+        _claims_section(claims),
+        "## Detection and memorisation\n\nAUC of a \"this label is clean\" score over the whole un-augmented "
+        "training set: the learned weight W, and Base's small-loss rule (−loss), which any weighting must "
+        "beat to add value.\n\n" + _detection_table(entries, settings),
+        cleaning,
+        _plots_section(plots, settings),
+        _report_protocol(protocol, command),
+        "## Earlier protocols\n\n" + "\n".join(f"- [{name}]({link})" for name, link in EARLIER_REPORTS),
+    ]
+    return "\n\n".join(s for s in sections if s) + "\n"

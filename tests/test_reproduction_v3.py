@@ -1,0 +1,207 @@
+"""Protocol v3 (the fine-tune regime): its cells and pretraining, the gates, paired intervals and
+verdicts, and one end-to-end smoke run on synthetic data (pretraining included)."""
+
+import json
+import math
+import pathlib
+
+import pytest
+
+from experiments import reproduction as rep
+from experiments.reproduction import gates, paired, report_v3
+from experiments.reproduction.claims import ACCURACY, FAILS, HOLDS, NOT_YET_MEASURED
+
+
+# ------------------------------------------------------------------------------------ protocol
+def test_v3_cells_fine_tune_on_half_b_from_the_pretraining_run(tmp_path):
+    protocol = rep.PROTOCOL_V3
+    u40 = rep.SETTINGS_BY_NAME["uniform40"]
+    cells = {m: rep.cell_config(rep.Cell(u40, m, 2), protocol, tmp_path) for m in ("rmnwnet", "base", "oracle", "gce")}
+    rmnw = cells["rmnwnet"]
+    assert (rmnw.part, rmnw.init_from, rmnw.train_size, rmnw.meta_size) == ("b", rep.V3_PRETRAIN_DIR, 11000, 1000)
+    assert (rmnw.epochs, rmnw.lr_boundaries, rmnw.augment, rmnw.eval_every) == (30, "10,13", False, 2)
+    assert not rmnw.hold_out_meta
+    assert all(cells[m].hold_out_meta for m in ("base", "oracle", "gce"))  # the meta methods' images
+    pretrain = rep.pretrain_config(protocol)
+    assert (pretrain.part, pretrain.method, pretrain.noise_type, pretrain.augment) == ("a", "base", "none", True)
+    assert (pretrain.model_dir, pretrain.model, pretrain.image_size) == (rep.V3_PRETRAIN_DIR, "resnet32", 16)
+    assert rep.pretrain_config(rep.PROTOCOL) is None  # v2.1 trains from scratch
+
+
+# ------------------------------------------------------------------------------------ gates
+def history(*rows):
+    return [dict(epoch=e, **values) for e, values in rows]
+
+
+def base_run(auc_before_drop, memorised, accuracies):
+    rows = [(2 * i + 2, {"detection/auc_loss": auc, "test/accuracy": acc})
+            for i, (auc, acc) in enumerate(zip(auc_before_drop, accuracies))]
+    rows[-1][1]["fit/noisy_memorised"] = memorised
+    return history(*rows)
+
+
+def test_g1_takes_the_best_small_loss_auc_up_to_the_first_drop_in_every_seed():
+    good = base_run([0.80, 0.86, 0.70], 0.9, [0.6, 0.6, 0.5])
+    late = history((2, {"detection/auc_loss": 0.84}), (12, {"detection/auc_loss": 0.99}))
+    assert gates.g1_separation({0: good, 1: good}, first_drop=10).passed is True
+    result = gates.g1_separation({0: good, 1: late}, first_drop=10)
+    assert result.passed is False and result.details[1] == "seed 1: best detection/auc_loss up to epoch 10 = 0.840"
+    assert gates.g1_separation({0: good}, first_drop=10).passed is None  # two seeds needed
+
+
+def test_g2_needs_memorisation_and_a_fall_of_five_points():
+    ok = base_run([0.9] * 3, 0.70, [0.66, 0.60, 0.61])
+    assert gates.g2_memorisation({0: ok, 1: ok}).passed is True
+    small_fall = base_run([0.9] * 3, 0.95, [0.66, 0.62, 0.6101])
+    assert gates.g2_memorisation({0: ok, 1: small_fall}).passed is False
+    little_memorised = base_run([0.9] * 3, 0.69, [0.66, 0.50, 0.40])
+    assert gates.g2_memorisation({0: ok, 1: little_memorised}).passed is False
+
+
+def test_g3_is_the_mean_paired_gap_to_the_oracle():
+    base = {s: history((30, {"test/accuracy": 0.50})) for s in (0, 1)}
+    oracle = {0: history((30, {"test/accuracy": 0.60})), 1: history((30, {"test/accuracy": 0.565}))}
+    result = gates.g3_headroom(base, oracle)
+    assert result.passed is True and result.details[-1] == "mean +8.25 points"
+    assert gates.g3_headroom(base, {0: oracle[0], 1: history((30, {"test/accuracy": 0.555}))}).passed is False
+    assert gates.g3_headroom(base, {0: oracle[0]}).passed is None
+
+
+def meta_run(first_rho, rho, noisy, clean):
+    return history((2, {"weights/loss_spearman": first_rho}),
+                   (10, {"weights/loss_spearman": rho, "weights/noisy_mean": noisy, "weights/clean_mean": clean}))
+
+
+def test_g4_every_seed_of_both_methods_at_the_first_drop_with_one_that_rose_first():
+    fell = meta_run(-0.5, -0.95, 0.3, 0.6)
+    rose = meta_run(+0.5, -0.92, 0.35, 0.6)
+    runs = {"rmnwnet": {0: fell, 1: rose, 2: fell}, "mwnet": {0: fell, 1: fell, 2: fell}}
+    assert gates.g4_travel(runs, first_drop=10).passed is True
+    runs["mwnet"][2] = meta_run(-0.5, -0.95, 0.37, 0.6)  # noisy/clean 0.617 > 0.6
+    assert gates.g4_travel(runs, first_drop=10).passed is False
+    none_rose = {"rmnwnet": {s: fell for s in range(3)}, "mwnet": {s: fell for s in range(3)}}
+    result = gates.g4_travel(none_rose, first_drop=10)
+    assert result.passed is None and "more seeds are needed" in result.details[-1]
+    assert gates.g4_travel({"rmnwnet": {0: rose}}, first_drop=10).passed is None
+
+
+def test_g5_looks_at_every_evaluation_and_g6_at_idle_timings():
+    steady = history(*[(e, {"weights/mean": 0.5, "weights/ess_fraction": 0.8}) for e in (2, 4, 6)])
+    collapsed = history((2, {"weights/mean": 0.5, "weights/ess_fraction": 0.8}),
+                        (4, {"weights/mean": 0.5, "weights/ess_fraction": 0.45}))
+    assert gates.g5_stability({"rmnwnet": {0: steady, 1: steady}, "mwnet": {0: steady}}).passed is True
+    assert gates.g5_stability({"rmnwnet": {0: steady, 1: collapsed}, "mwnet": {0: steady}}).passed is False
+    assert gates.g6_cost([("uniform40/rmnwnet/seed0", 1199.0)]).passed is True
+    assert gates.g6_cost([("uniform40/rmnwnet/seed0", 1201.0)]).passed is False
+    assert gates.g6_cost([]).passed is None
+
+
+# ------------------------------------------------------------------------------------ paired statistics
+def test_interval_is_the_students_t_interval_of_the_mean():
+    mean, low, high = paired.interval([1.0, 2.0, 3.0])
+    half = 4.303 * 1.0 / math.sqrt(3)
+    assert mean == 2.0 and low == pytest.approx(2.0 - half) and high == pytest.approx(2.0 + half)
+    assert paired.interval([4.0]) == (4.0, None, None)
+
+
+def entry(setting, method, seed, accuracy):
+    return dict(setting=setting, method=method, seed=seed, status="done", test_accuracy_final=accuracy)
+
+
+def test_paired_difference_uses_common_seeds_in_points():
+    entries = [entry("uniform40", "rmnwnet", s, a) for s, a in ((0, 0.60), (1, 0.62), (2, 0.64))] + \
+              [entry("uniform40", "base", s, a) for s, a in ((0, 0.50), (1, 0.51))]
+    difference = paired.paired_difference(entries, "uniform40", "rmnwnet", "base", ACCURACY)
+    assert [s for s, _ in difference.per_seed] == [0, 1]
+    assert [round(v, 6) for _, v in difference.per_seed] == [10.0, 11.0]
+    assert difference.mean == pytest.approx(10.5)
+
+
+@pytest.mark.parametrize("relation, values, margin, expected", [
+    ("greater", [1.0, 1.2, 1.4], 0.0, HOLDS),
+    ("greater", [-1.0, -1.2, -1.4], 0.0, FAILS),
+    ("greater", [-1.0, 1.0, 2.0], 0.0, paired.UNDECIDED),
+    ("approx", [0.1, -0.1, 0.0], 1.0, HOLDS),
+    ("approx", [3.0, 3.1, 3.2], 1.0, FAILS),
+    ("not_lower", [-2.0, -2.1, -2.2], 3.0, HOLDS),
+    ("not_lower", [-4.0, -4.1, -4.2], 3.0, FAILS),
+])
+def test_verdicts_on_the_interval(relation, values, margin, expected):
+    mean, low, high = paired.interval(values)
+    difference = paired.PairedDifference("u", "a", "b", ACCURACY, tuple(enumerate(values)), mean, low, high)
+    assert paired.verdict(relation, difference, margin) == expected
+    assert paired.verdict(relation, None, margin) == NOT_YET_MEASURED
+
+
+# ------------------------------------------------------------------------------------ end to end
+SMOKE = dict(dataset="synthetic", data_dir="", model="tiny", image_size=8, synthetic_train_size=400,
+             synthetic_test_size=100, train_size=150, meta_size=50, batch_size=50, meta_batch_size=50,
+             epochs=2, lr_boundaries="1", eval_every=1)
+
+
+def fake_run(calls):
+    """Stands in for train.run: a finished run's config, history and results, Base-like numbers."""
+
+    def run(config):
+        calls.append(config.model_dir)
+        model_dir = pathlib.Path(config.model_dir)
+        model_dir.mkdir(parents=True, exist_ok=True)
+        rows = [{"epoch": e, "train_seconds": 1.0, "test/accuracy": 0.5 + 0.01 * config.seed,
+                 "detection/auc_loss": 0.9, "fit/noisy_memorised": 0.8} for e in range(1, config.epochs + 1)]
+        (model_dir / "config.json").write_text(json.dumps(config.to_dict()))
+        (model_dir / "history.json").write_text(json.dumps(rows))
+        (model_dir / "results.json").write_text(json.dumps({
+            "epochs_completed": config.epochs, "steps": 10, "test_accuracy_final": rows[-1]["test/accuracy"],
+            "final": rows[-1], "history": rows}))
+        return {}
+
+    return run
+
+
+def test_v3_job_pretrains_first_then_reuses_everything(tmp_path):
+    protocol = rep.protocol_with({**SMOKE, "init_from": str(tmp_path / "pretrain")}, base=rep.PROTOCOL_V3)
+    calls, settings = [], [rep.SETTINGS_BY_NAME["uniform40"]]
+    for expected in (5, 0):
+        calls.clear()
+        rep.reproduce(settings=settings, methods=["base", "rmnwnet"], seeds=[0, 1], protocol=protocol,
+                      runs_dir=tmp_path / "runs", out_dir=tmp_path / "out", run_fn=fake_run(calls))
+        assert len(calls) == expected
+        if expected:
+            assert calls[0] == str(tmp_path / "pretrain")
+    saved = json.loads((tmp_path / "out" / "reproduction.json").read_text())
+    assert saved["protocol"] == "v3" and saved["pretrain"]["status"] == "done"
+    g1 = next(g for g in saved["gates"] if g["name"] == "G1 separation")
+    assert g1["passed"] is True and g1["details"][0] == "seed 0: best detection/auc_loss up to epoch 1 = 0.900"
+    claims_text = (tmp_path / "out" / "REPRODUCTION.md").read_text()
+    assert "RMNW-Net − Base | +0.00 [+0.00, +0.00] (n=2: +0.00, +0.00)" in claims_text
+
+
+@pytest.mark.slow
+def test_smoke_v3_pretrains_once_then_fills_cells_and_writes_the_report(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    protocol = rep.protocol_with({**SMOKE, "init_from": str(tmp_path / "pretrain")}, base=rep.PROTOCOL_V3)
+    calls = []
+
+    def run(config):
+        from rmwnet_tf import train
+
+        calls.append(config.model_dir)
+        return train.run(config)
+
+    settings = [rep.SETTINGS_BY_NAME["uniform40"]]
+    outcome = rep.reproduce(settings=settings, methods=["base", "rmnwnet", "oracle"], seeds=[0], protocol=protocol,
+                            runs_dir=tmp_path / "runs", out_dir=tmp_path / "out", run_fn=run)
+    assert calls[0] == str(tmp_path / "pretrain") and len(calls) == 4
+    saved = json.loads((tmp_path / "out" / "reproduction.json").read_text())
+    done = [e for e in saved["entries"] if e["status"] == "done"]
+    assert {(e["protocol"], e["method"]) for e in done} == {("v3", "base"), ("v3", "rmnwnet"), ("v3", "oracle")}
+    for key in ("test_accuracy_final", "detection_auc_best", "detection_auc_loss_best", "noisy_fitted_final"):
+        assert key in saved["entry_keys"] and all(key in e for e in done)
+    assert [g["name"] for g in saved["gates"]][:2] == ["G1 separation", "G2 memorisation"]
+    text = (tmp_path / "out" / "REPRODUCTION.md").read_text()
+    assert text.startswith("# Reproduction, protocol v3") and "Step 1: the pretrained classifier" in text
+    assert "[v2.1" in text  # the earlier protocols are linked below
+    calls.clear()
+    rep.reproduce(settings=settings, methods=["base", "rmnwnet", "oracle"], seeds=[0], protocol=protocol,
+                  runs_dir=tmp_path / "runs", out_dir=tmp_path / "out", run_fn=run)
+    assert calls == []  # the pretraining and every cell are reused
