@@ -6,7 +6,7 @@ because the meta step needs global-batch semantics across replicas.
 The meta loss is what makes RMNW-Net work without gold samples: a *symmetric* loss
 (sum over classes of loss(c, f(x)) is a constant) gives, under uniform label noise, a
 meta-gradient equal to the clean one times (1 - eta). MAE is the symmetric loss the paper uses;
-register other symmetric losses with `register_meta_loss`.
+a method names its meta loss and its training loss by their keys in the two registries below.
 """
 
 from __future__ import annotations
@@ -60,13 +60,6 @@ _META_LOSSES: dict[str, PerSampleLoss] = {
     "ce": cross_entropy,
     "mae": mean_absolute_error,
 }
-
-
-def register_meta_loss(name: str, fn: PerSampleLoss) -> None:
-    """Adds a per-sample meta loss under `name` (e.g. another symmetric loss)."""
-    if name in _META_LOSSES:
-        raise ValueError(f"meta loss {name!r} is already registered")
-    _META_LOSSES[name] = fn
 
 
 def meta_loss_names() -> tuple[str, ...]:

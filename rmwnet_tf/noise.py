@@ -11,22 +11,67 @@ Keeping them apart means a second, independent corruption of the same labels und
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import operator
+from typing import Callable
 
 import numpy as np
 
-NOISE_TYPES = ("none", "uniform", "flip", "flip2")
-
-# Largest rate (exclusive) at which the true class still has the largest probability in
-# its row; at or above it a noisy class ties with or beats the true one and nothing can be
-# learned from the labels.
-_MAJORITY_LIMIT = {"uniform": 1.0, "flip": 0.5, "flip2": 2.0 / 3.0}
-_LIMIT_TEXT = {"uniform": "1", "flip": "0.5", "flip2": "2/3"}
-_MIN_CLASSES = {"none": 2, "uniform": 2, "flip": 2, "flip2": 3}
-
 _MATRIX_STREAM = 0
 _LABEL_STREAM = 1
+
+
+def _no_noise(k: int, rate: float, rng) -> np.ndarray:
+    return np.eye(k)
+
+
+def _uniform(k: int, rate: float, rng) -> np.ndarray:
+    """Each label redrawn with probability `rate` from all K classes, its own included."""
+    return (1.0 - rate) * np.eye(k) + (rate / k) * np.ones((k, k))
+
+
+def _flip_to(targets_per_class: int):
+    """A fraction `rate` of each class moves to `targets_per_class` random other classes, equally.
+
+    The targets are random (from the seed) rather than ``c -> c+1`` because that is how the
+    reference experiments draw them; several classes may share a target."""
+
+    def matrix(k: int, rate: float, rng) -> np.ndarray:
+        result = (1.0 - rate) * np.eye(k)
+        for c in range(k):
+            others = np.delete(np.arange(k), c)
+            targets = rng.choice(others, size=targets_per_class, replace=False)
+            result[c, targets] += rate / targets_per_class
+        return result
+
+    return matrix
+
+
+@dataclasses.dataclass(frozen=True)
+class NoiseModel:
+    """One synthetic noise type: its transition matrix and the settings it can be used with.
+
+    Adding a noise type is one entry in NOISE_MODELS (its name becomes a --noise_type choice)."""
+
+    name: str
+    matrix: Callable[[int, float, np.random.Generator], np.ndarray]  # (K, rate, rng) -> T
+    min_classes: int
+    # Largest rate (exclusive) at which the true class still has the largest probability in its
+    # row; at or above it a noisy class ties with or beats the true one and nothing can be
+    # learned from the labels. None: no limit (no noise).
+    majority_limit: float | None
+    limit_text: str = ""
+    wrong_class: str = "a wrong class"  # what becomes the majority past the limit
+
+
+NOISE_MODELS: dict[str, NoiseModel] = {m.name: m for m in (
+    NoiseModel("none", _no_noise, 2, None),
+    NoiseModel("uniform", _uniform, 2, 1.0, "1"),
+    NoiseModel("flip", _flip_to(1), 2, 0.5, "0.5", "the flipped class"),
+    NoiseModel("flip2", _flip_to(2), 3, 2.0 / 3.0, "2/3", "the flipped class"),
+)}
+NOISE_TYPES = tuple(NOISE_MODELS)
 
 
 def validate_noise(noise_type: str, rate: float, num_classes: int) -> None:
@@ -34,15 +79,16 @@ def validate_noise(noise_type: str, rate: float, num_classes: int) -> None:
 
     ``rate`` is ignored (beyond being a finite, non-negative number) for ``"none"``.
     """
-    if noise_type not in NOISE_TYPES:
+    if noise_type not in NOISE_MODELS:
         raise ValueError(f"unknown noise_type={noise_type!r}; expected one of {NOISE_TYPES}")
+    model = NOISE_MODELS[noise_type]
     try:
         num_classes = operator.index(num_classes)
     except TypeError:
         raise ValueError(f"num_classes must be an integer, got {num_classes!r}") from None
-    if num_classes < _MIN_CLASSES[noise_type]:
+    if num_classes < model.min_classes:
         raise ValueError(
-            f"noise_type={noise_type!r} needs num_classes >= {_MIN_CLASSES[noise_type]}, "
+            f"noise_type={noise_type!r} needs num_classes >= {model.min_classes}, "
             f"got {num_classes}"
         )
     try:
@@ -53,13 +99,10 @@ def validate_noise(noise_type: str, rate: float, num_classes: int) -> None:
         raise ValueError(f"noise_rate must be finite, got {rate}")
     if rate < 0:
         raise ValueError(f"noise_rate must be >= 0, got {rate}")
-    if noise_type == "none":
-        return
-    if rate >= _MAJORITY_LIMIT[noise_type]:
-        what = "the flipped class" if noise_type.startswith("flip") else "a wrong class"
+    if model.majority_limit is not None and rate >= model.majority_limit:
         raise ValueError(
-            f"noise_rate={rate:g} makes {what} the majority for noise_type={noise_type!r} "
-            f"(needs rate < {_LIMIT_TEXT[noise_type]})"
+            f"noise_rate={rate:g} makes {model.wrong_class} the majority for noise_type={noise_type!r} "
+            f"(needs rate < {model.limit_text})"
         )
 
 
@@ -68,26 +111,12 @@ def _rng(seed: int, *spawn_key: int) -> np.random.Generator:
 
 
 def transition_matrix(noise_type: str, rate: float, num_classes: int, seed: int) -> np.ndarray:
-    """T[i, j] = P(given label j | true label i); float64 [K, K], rows sum to 1.
-
-    The flip targets are random (from ``seed``) rather than ``c -> c+1`` because that is how
-    the reference experiments draw them; several classes may share a target.
-    """
+    """T[i, j] = P(given label j | true label i); float64 [K, K], rows sum to 1."""
     validate_noise(noise_type, rate, num_classes)
     k, rate = int(num_classes), float(rate)
-    eye = np.eye(k)
-    if noise_type == "none" or rate == 0.0:
-        return eye
-    if noise_type == "uniform":
-        return (1.0 - rate) * eye + (rate / k) * np.ones((k, k))
-    rng = _rng(seed, _MATRIX_STREAM)
-    matrix = (1.0 - rate) * eye
-    targets_per_class = 1 if noise_type == "flip" else 2
-    for c in range(k):
-        others = np.delete(np.arange(k), c)
-        targets = rng.choice(others, size=targets_per_class, replace=False)
-        matrix[c, targets] += rate / targets_per_class
-    return matrix
+    if rate == 0.0:
+        return np.eye(k)
+    return NOISE_MODELS[noise_type].matrix(k, rate, _rng(seed, _MATRIX_STREAM))
 
 
 def corrupt_labels(
