@@ -20,6 +20,8 @@ STRATEGIES = ("default", "mirrored", "multi_worker")
 # Fields only the weighting net and its meta step read. A method without one (Base) trains the
 # same whatever they say, so two of its runs that differ only there are the same run: a Base run
 # resumes, and a finished Base cell of the reproduction counts, under any weighting-net setting.
+# Fields marked run_only say how or where a run executes, not what it trains: they may change
+# between a run and its resumption, and a finished reproduction cell still counts under others.
 WEIGHTING_NET_FIELDS = ("vnet_optimizer", "vnet_lr", "vnet_momentum", "vnet_weight_decay", "weight_norm",
                         "meta_step", "meta_every")
 JIT_CHOICES = ("auto", "true", "false")
@@ -89,18 +91,18 @@ class Config:
     vnet_weight_decay: float = _field(5e-4, "Weighting-net L2 coefficient (coupled).")
     # ---- run
     seed: int = _field(0, "Seed of the noise, the meta split, the data order and the initial weights.")
-    model_dir: str = _field("runs/default", "Where checkpoints, TensorBoard logs and results go.")
-    overwrite: bool = _field(False, "Delete an existing model_dir instead of resuming it.")
+    model_dir: str = _field("runs/default", "Where checkpoints, TensorBoard logs and results go.", run_only=True)
+    overwrite: bool = _field(False, "Delete an existing model_dir instead of resuming it.", run_only=True)
     jit_compile: str = _field("auto", "XLA for the train step: auto picks by device type (off on CPU, "
-                              "where it was measured slower; on on GPU).", choices=JIT_CHOICES)
+                              "where it was measured slower; on on GPU).", choices=JIT_CHOICES, run_only=True)
     strategy: str = _field("default", "default (one device), mirrored (all local GPUs), multi_worker "
-                           "(TF_CONFIG).", choices=STRATEGIES)
-    export: bool = _field(True, "Write a SavedModel of the classifier to model_dir/export at the end.")
+                           "(TF_CONFIG).", choices=STRATEGIES, run_only=True)
+    export: bool = _field(True, "Write a SavedModel of the classifier to model_dir/export at the end.", run_only=True)
     suspects: int = _field(64, "Images in suspects.png and TensorBoard's `suspects` sheet: the most suspicious "
                            "training labels (0: no sheet).")
-    steps_per_execution: int = _field(1, "Train steps per compiled call (fewer Python round trips).")
+    steps_per_execution: int = _field(1, "Train steps per compiled call (fewer Python round trips).", run_only=True)
     eval_every: int = _field(1, "Evaluate (test set, un-augmented training set, meta set) every this many "
-                             "epochs, and always after the last one.")
+                             "epochs, and always after the last one.", run_only=True)
     checkpoint_every_steps: int = _field(
         0, "Also save a checkpoint every this many steps inside an epoch (0: only at epoch ends). "
         "SIGTERM and Ctrl-C always save one at the next step boundary.", recorded=False)
@@ -275,3 +277,6 @@ def parse_boundaries(text: str) -> list[int]:
     if any(v < 1 for v in values) or values != sorted(set(values)):
         raise ValueError(f"epochs must be positive and increasing, got {text!r}")
     return values
+
+
+RUN_ONLY_FIELDS = tuple(field.name for field in dataclasses.fields(Config) if field.metadata.get("run_only"))

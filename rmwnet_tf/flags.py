@@ -23,15 +23,21 @@ _DEFINE_BY_TYPE = {
 }
 
 
+def define_field_flag(field: dataclasses.Field, default, help_text: str,
+                      flag_values: flags.FlagValues = flags.FLAGS) -> None:
+    """One flag for a Config field: an enum where the field has choices, else by its type.
+    scripts/reproduce.py defines its protocol overrides with it too (default None: unset)."""
+    choices = field.metadata.get("choices")
+    if choices:
+        flags.DEFINE_enum(field.name, default, list(choices), help_text, flag_values=flag_values)
+    else:
+        _DEFINE_BY_TYPE[field.type](field.name, default, help_text, flag_values=flag_values)
+
+
 def define_flags(flag_values: flags.FlagValues = flags.FLAGS) -> None:
-    """Defines one flag per Config field (enums for fields with choices) and the validator."""
+    """Defines one flag per Config field (enums for fields with choices)."""
     for field in dataclasses.fields(Config):
-        help_text = field.metadata["help"]
-        choices = field.metadata.get("choices")
-        if choices:
-            flags.DEFINE_enum(field.name, field.default, list(choices), help_text, flag_values=flag_values)
-        else:
-            _DEFINE_BY_TYPE[field.type](field.name, field.default, help_text, flag_values=flag_values)
+        define_field_flag(field, field.default, field.metadata["help"], flag_values)
 
 
 def first_problem(config: Config) -> str | None:

@@ -31,13 +31,12 @@ from rmwnet_tf import outputs
 from rmwnet_tf import run_folder
 from rmwnet_tf import selection
 from rmwnet_tf import noise as noise_lib
-from rmwnet_tf.config import Config, upgrade_saved
+from rmwnet_tf.config import RUN_ONLY_FIELDS, Config, upgrade_saved
 from rmwnet_tf.meta_model import MetaWeightModel, default_jit_compile
 from rmwnet_tf.methods import get_method
 
 # Settings that may change between a run and its resumption without changing what is trained.
-RESUMABLE_CHANGES = ("epochs", "model_dir", "overwrite", "jit_compile", "strategy", "export", "eval_every",
-                     "steps_per_execution")
+RESUMABLE_CHANGES = ("epochs", *RUN_ONLY_FIELDS)
 
 
 class RunError(ValueError):

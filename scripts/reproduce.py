@@ -27,12 +27,10 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 from absl import app, flags, logging  # noqa: E402
 
 from experiments import reproduction  # noqa: E402
+from rmwnet_tf import flags as flags_lib  # noqa: E402
 from rmwnet_tf.config import Config  # noqa: E402
 
-_FIELD_HELP = {field.name: field.metadata.get("help", "") for field in dataclasses.fields(Config)}
-_FIELD_CHOICES = {field.name: field.metadata.get("choices") for field in dataclasses.fields(Config)}
-_DEFINE_BY_TYPE = {"int": flags.DEFINE_integer, "float": flags.DEFINE_float, "str": flags.DEFINE_string,
-                   "bool": flags.DEFINE_bool}
+_CONFIG_FIELDS = {field.name: field for field in dataclasses.fields(Config)}
 
 
 def define_flags(flag_values: flags.FlagValues = flags.FLAGS) -> None:
@@ -60,19 +58,21 @@ def define_flags(flag_values: flags.FlagValues = flags.FLAGS) -> None:
                         "Comma-separated run folders (Base runs of the calibration) drawn in the report's "
                         "calibration section. Unset: keep the ones the previous report named; empty: none.",
                         flag_values=flag_values)
-    for field in dataclasses.fields(reproduction.Protocol):
+    for field in _override_fields():
+        config_field = _CONFIG_FIELDS.get(field.name, field)  # a protocol-only field: its own type
         help_text = f"Protocol override (default {getattr(reproduction.PROTOCOL, field.name)!r}): " \
-                    f"{_FIELD_HELP.get(field.name, '')}"
-        choices = _FIELD_CHOICES.get(field.name)
-        if choices:
-            flags.DEFINE_enum(field.name, None, list(choices), help_text, flag_values=flag_values)
-        else:
-            _DEFINE_BY_TYPE[field.type](field.name, None, help_text, flag_values=flag_values)
+                    f"{config_field.metadata.get('help', '')}"
+        flags_lib.define_field_flag(config_field, None, help_text, flag_values)
+
+
+def _override_fields():
+    """Every protocol field but its name, which --protocol picks."""
+    return [field for field in dataclasses.fields(reproduction.Protocol) if field.name != "name"]
 
 
 def protocol_from_flags(flag_values: flags.FlagValues) -> reproduction.Protocol:
     return reproduction.protocol_with(
-        {field.name: flag_values[field.name].value for field in dataclasses.fields(reproduction.Protocol)},
+        {field.name: flag_values[field.name].value for field in _override_fields()},
         base=reproduction.PROTOCOLS[flag_values.protocol])
 
 

@@ -15,15 +15,14 @@ import numpy as np
 from absl import logging
 
 from rmwnet_tf import selection
-from rmwnet_tf.config import Config, upgrade_saved
+from rmwnet_tf.config import RUN_ONLY_FIELDS, Config, upgrade_saved
 from experiments.reproduction.protocol import Cell, Protocol, cell_config, pretrain_config
 
 
 # ------------------------------------------------------------------------------------ cells on disk
 # Config fields that say how or where a run is executed, not what is trained: a finished run
-# still counts when only these differ. Kept equal to train.RESUMABLE_CHANGES minus "epochs"
-# (a test checks it); copied because importing train would pull in TensorFlow.
-RUN_ONLY_KEYS = ("model_dir", "overwrite", "jit_compile", "strategy", "export", "eval_every", "steps_per_execution")
+# still counts when only these differ (`epochs` is compared separately: more is "partial").
+RUN_ONLY_KEYS = RUN_ONLY_FIELDS
 
 
 @dataclasses.dataclass
