@@ -106,7 +106,7 @@ def draw_batch(data, pool, labels, rng, size, config, key):
     from rmwnet_tf.data import pipelines
 
     index = rng.choice(pool, size=size, replace=False)
-    table = data.cached_tensor("x_train", lambda: data.source.x_train)
+    table = pipelines.cached_tensor(data, "x_train", lambda: data.source.x_train)
     if config.augment:
         pixels = pipelines.gather_crop_flip(table, index, key, pipelines.augment_pad(config.image_size))
     else:

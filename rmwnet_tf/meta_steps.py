@@ -1,9 +1,10 @@
 """The ways to compute the meta step, by name, as data: one `--meta_step` flag picks one.
 
-Three are exact and differ only in speed; `head` is an approximation. Each entry says how
-`MetaWeightModel` computes it: `grad`, how the directional derivatives of the per-sample losses
-are obtained, and `scope`, which weights the virtual step moves. Naming whole steps (rather than
-crossing a gradient flag with a scope flag) leaves no meaningless combination to refuse.
+Three are exact and differ only in speed; `head` is an approximation. Each name is also the
+name of the function in `lookahead.py` that computes the step (adding one: an entry here and
+that function there). `grad` and `scope` describe it: how the directional derivatives of the
+per-sample losses are obtained, and which weights the virtual step moves. Naming whole steps
+(rather than crossing a gradient flag with a scope flag) leaves no meaningless combination.
 """
 
 from __future__ import annotations

@@ -32,7 +32,7 @@ from rmwnet_tf import run_folder
 from rmwnet_tf import selection
 from rmwnet_tf import noise as noise_lib
 from rmwnet_tf.config import RUN_ONLY_FIELDS, Config, upgrade_saved
-from rmwnet_tf.meta_model import MetaWeightModel, default_jit_compile
+from rmwnet_tf.meta_model import MetaWeightModel
 from rmwnet_tf.methods import get_method
 
 # Settings that may change between a run and its resumption without changing what is trained.
@@ -69,6 +69,18 @@ def worker_role(strategy: tf.distribute.Strategy) -> tuple[bool, int]:
     return task_type == "chief" or (task_type == "worker" and task_id == 0 and not has_chief), task_id
 
 
+def default_jit_compile() -> bool:
+    """XLA by device type, as measured (BUILD_NOTES.md "XLA on CPU", scripts/benchmark_step.py).
+
+    On CPU, off for every step kind: with oneDNN's convolution kernels (AVX-512 machine, 2
+    cores, ResNet-32, batch 100, interleaved in one process) XLA made the plain step 1.67x
+    slower at 32x32 and 1.19x at 16x16, and the exact meta step 1.48x and 1.22x slower (an
+    older CPU had measured XLA 9-16% faster for the meta steps; the kernels, not the step
+    kind, decide). On GPU XLA is the usual win.
+    """
+    return bool(tf.config.list_physical_devices("GPU"))
+
+
 def resolve_jit(setting: str, strategy: tf.distribute.Strategy, uses_meta: bool, meta_every: int = 1) -> bool:
     """XLA per device type and step kind; refused where TF cannot run it (several CPU replicas).
 
@@ -80,7 +92,7 @@ def resolve_jit(setting: str, strategy: tf.distribute.Strategy, uses_meta: bool,
     if setting == "auto":
         if uses_meta and meta_every > 1:
             return False
-        return default_jit_compile(uses_meta) and not (on_cpu and several)
+        return default_jit_compile() and not (on_cpu and several)
     if setting == "true" and on_cpu and several:
         raise RunError(
             "--jit_compile=true with a multi-replica strategy on CPU fails in TensorFlow "

@@ -4,12 +4,12 @@
 
 Each step kind is built as in scripts/benchmark_step.py (benchmarks/step_benchmark.py), warmed up,
 timed for --steps calls without the profiler, then run --steps more calls under
-`tf.profiler.experimental`, one step kind at a time; benchmarks/profile_step.py sums the trace's op
+`tf.profiler.experimental`, one step kind at a time; benchmarks/step_trace.py sums the trace's op
 times per category. Output per step kind:
 
   `profile MODE (LABEL) MODEL batch B xla=X: N steps, W ms/step under the profiler, U ms/step without`
   a table: category, wall ms per step, share of the step, op (thread) ms per step; conv rows
-      are split by layer width; the wall column adds up to the step (benchmarks/profile_step.py
+      are split by layer width; the wall column adds up to the step (benchmarks/step_trace.py
       says how concurrent ops share it, and what `remainder` is);
   with --top=K, the K op names with the most wall time;
 or, when the trace cannot be read, one line `profile MODE: no op times (REASON)` after the first.
@@ -50,16 +50,16 @@ flags.DEFINE_integer("top", 0, "Also list this many op names with the most time 
 
 
 def jit_for(variant):
-    from rmwnet_tf.meta_model import default_jit_compile
+    from rmwnet_tf.train import default_jit_compile
 
-    return {"off": False, "on": True}.get(FLAGS.xla, default_jit_compile(variant.uses_meta))
+    return {"off": False, "on": True}.get(FLAGS.xla, default_jit_compile())
 
 
 def profile_mode(mode, logdir):
     """Build, warm up, time and profile one step kind; print its header and table."""
     import numpy as np
 
-    from benchmarks import profile_step as ps
+    from benchmarks import step_trace as ps
     from benchmarks import step_benchmark as sb
 
     variant, shape = sb.VARIANTS_BY_MODE[mode], (FLAGS.image_size, FLAGS.image_size, 3)

@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from rmwnet_tf import losses, models
-from rmwnet_tf.meta_model import MetaWeightModel, lookahead_meta_loss, meta_gradient
+from rmwnet_tf import lookahead, losses, models
+from rmwnet_tf.meta_model import MetaWeightModel
 from rmwnet_tf.methods import METHODS
 from rmwnet_tf.noise import transition_matrix
 
@@ -34,6 +34,20 @@ def make_model(method="rmnwnet", *, lr=0.1, vnet_lr=1.0, weight_decay=0.0, vnet_
     model.compile(keras.optimizers.SGD(lr),
                   keras.optimizers.SGD(vnet_lr) if vnet is not None else None)
     return model
+
+
+def lookahead_meta_loss(model, train, meta, vnet_values=None, sample_weights=None):
+    return lookahead.lookahead_meta_loss(model.lookahead_context(), train, meta, vnet_values, sample_weights)
+
+
+def meta_gradient(model, train, meta):
+    """Reference dL_meta/dTheta by nested tapes (second order) through the virtual step, straight
+    to the weighting net's parameters, without updating anything."""
+    vnet_values = [tf.convert_to_tensor(v) for v in model.vnet.trainable_variables]
+    with tf.GradientTape() as tape:
+        tape.watch(vnet_values)
+        value = lookahead_meta_loss(model, train, meta, vnet_values)
+    return tape.gradient(value, vnet_values)
 
 
 def values(variables):
@@ -166,8 +180,8 @@ def test_head_step_runs_and_updates_theta():
 
 def _per_sample_meta_gradient(model, train, meta):
     """dL_meta/d(weight_i) at the current weights: the signal the VNet is trained on (-lr s_i)."""
-    raw = model._raw_weights(losses.cross_entropy(train["label"], model.classifier(train["image"])))
-    weights = tf.convert_to_tensor(model._normalise(raw))
+    raw = model.raw_weights(losses.cross_entropy(train["label"], model.classifier(train["image"])))
+    weights = tf.convert_to_tensor(model.normalise(raw))
     with tf.GradientTape() as tape:
         tape.watch(weights)
         value = lookahead_meta_loss(model, train, meta, sample_weights=weights)

@@ -13,7 +13,7 @@ import pytest
 from tensorflow.compiler.xla.service import hlo_pb2
 from tensorflow.tsl.profiler.protobuf import xplane_pb2
 
-from benchmarks import profile_step as ps
+from benchmarks import step_trace as ps
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 LAYERS = ps.Layers(

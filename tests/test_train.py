@@ -271,5 +271,5 @@ def test_rmnwnet_beats_base_under_40_percent_uniform_noise(tmp_path):
 def test_auto_xla_stays_off_for_meta_every_on_cpu():
     strategy = train.make_strategy("default")
     assert train.resolve_jit("auto", strategy, uses_meta=True, meta_every=4) is False
-    assert train.resolve_jit("auto", strategy, uses_meta=True, meta_every=1) == train.default_jit_compile(True)
+    assert train.resolve_jit("auto", strategy, uses_meta=True, meta_every=1) == train.default_jit_compile()
     assert train.resolve_jit("true", strategy, uses_meta=True, meta_every=4) is True  # asked for: granted

@@ -14,7 +14,6 @@ import dataclasses
 import pathlib
 
 import numpy as np
-import tensorflow as tf
 
 from rmwnet_tf import noise as noise_lib
 from rmwnet_tf.data.sources import ImageSource
@@ -40,7 +39,9 @@ class NoisyData:
     mean: np.ndarray  # float32 [3], of training images scaled to [0, 1]
     std: np.ndarray  # float32 [3]
     noise_matrix: np.ndarray | None  # nominal [K,K] used for injection
-    _tensors: dict = dataclasses.field(default_factory=dict, init=False, repr=False)
+    # Device copies of these arrays, made once by the pipelines (pipelines.cached_tensor) and
+    # shared by every pipeline built from this object; this module stays free of TensorFlow.
+    device_copies: dict = dataclasses.field(default_factory=dict, init=False, repr=False)
 
     @property
     def num_classes(self) -> int:
@@ -70,12 +71,6 @@ class NoisyData:
                 )
         return info
 
-    def cached_tensor(self, name: str, build):
-        """One device copy per array, shared by all pipelines built from this object (the pipelines
-        module asks for them by name)."""
-        if name not in self._tensors:
-            self._tensors[name] = tf.constant(build())
-        return self._tensors[name]
 
 
 def prepare(

@@ -16,6 +16,13 @@ from rmwnet_tf.data.noisy_split import NoisyData
 AUGMENT_PAD = 4  # pixels of reflect-padding at the paper's 32x32 (12.5% of the side)
 
 
+
+def cached_tensor(data: NoisyData, name: str, build):
+    """One device copy per array of `data`, shared by all pipelines built from it."""
+    if name not in data.device_copies:
+        data.device_copies[name] = tf.constant(build())
+    return data.device_copies[name]
+
 def augment_pad(image_size: int) -> int:
     """The paper's 4-pixel pad at 32x32, scaled with the image side (2 px at 16x16).
 
@@ -137,9 +144,9 @@ def train_dataset(
     if not 0 <= start_step < steps:
         raise ValueError(f"start_step={start_step} is outside an epoch of {steps} steps")
     num_train = len(data.train_indices)
-    train_indices = data.cached_tensor("train_indices", lambda: data.train_indices.astype(np.int32))
-    images = data.cached_tensor("x_train", lambda: data.source.x_train)
-    given = data.cached_tensor("given", lambda: data.given_labels.astype(np.int32))
+    train_indices = cached_tensor(data, "train_indices", lambda: data.train_indices.astype(np.int32))
+    images = cached_tensor(data, "x_train", lambda: data.source.x_train)
+    given = cached_tensor(data, "given", lambda: data.given_labels.astype(np.int32))
     pad = augment_pad(data.source.x_train.shape[1])
 
     def epoch_batches(epoch):
@@ -177,9 +184,9 @@ def meta_dataset(
     if size == 0:
         raise ValueError("this NoisyData has no meta set (meta_label_kind='none')")
     first = start_step * batch_size
-    meta_indices = data.cached_tensor("meta_indices", lambda: data.meta_indices.astype(np.int32))
-    meta_labels = data.cached_tensor("meta_labels", lambda: data.meta_labels.astype(np.int32))
-    images = data.cached_tensor("x_train", lambda: data.source.x_train)
+    meta_indices = cached_tensor(data, "meta_indices", lambda: data.meta_indices.astype(np.int32))
+    meta_labels = cached_tensor(data, "meta_labels", lambda: data.meta_labels.astype(np.int32))
+    images = cached_tensor(data, "x_train", lambda: data.source.x_train)
     pad = augment_pad(data.source.x_train.shape[1])
 
     def epoch_positions(epoch):
@@ -209,8 +216,8 @@ def meta_dataset(
 
 def test_dataset(data: NoisyData, *, batch_size: int) -> tf.data.Dataset:
     """All test images once, in order, not augmented (the last batch may be short)."""
-    images = data.cached_tensor("x_test", lambda: data.source.x_test)
-    labels = data.cached_tensor("y_test", lambda: data.source.y_test.astype(np.int32))
+    images = cached_tensor(data, "x_test", lambda: data.source.x_test)
+    labels = cached_tensor(data, "y_test", lambda: data.source.y_test.astype(np.int32))
 
     def make_batch(index):
         pixels = tf.gather(images, index)
@@ -230,7 +237,7 @@ def meta_eval_dataset(data: NoisyData, *, batch_size: int) -> tf.data.Dataset:
 
 
 def _eval_dataset(data: NoisyData, indices, labels, batch_size: int) -> tf.data.Dataset:
-    images = data.cached_tensor("x_train", lambda: data.source.x_train)
+    images = cached_tensor(data, "x_train", lambda: data.source.x_train)
 
     def make_batch(index, label):
         return {"image": normalize(tf.gather(images, index), data.mean, data.std), "label": label}
