@@ -80,7 +80,9 @@ def _main(argv):
     try:
         console.import_tensorflow()
         # heavy imports only once the flags are known to be good
-        from rmwnet_tf import train
+        from rmwnet_tf import checkpointing, train
+
+        checkpointing.SECOND_INTERRUPT_EXITS = True  # a second Ctrl-C stops at once, mid-step
 
         if errors.want_traceback():
             import keras

@@ -211,8 +211,17 @@ def probe_download_host(host, port: int = 443, timeout: float = PROBE_SECONDS) -
 
     proxy = urllib.request.getproxies().get("https")
     if proxy:
-        parsed = urllib.parse.urlsplit(proxy if "://" in proxy else f"http://{proxy}")
-        host, port = parsed.hostname, parsed.port or 80
+        try:
+            parsed = urllib.parse.urlsplit(proxy if "://" in proxy else f"http://{proxy}")
+            host, port = parsed.hostname, parsed.port or 80
+        except ValueError as error:  # a bad port, brackets: the parser's message names no variable
+            host, port = None, f"{error}"
+        if not host:
+            variable = next((name for name in ("https_proxy", "HTTPS_PROXY") if os.environ.get(name)), "https_proxy")
+            raise ValueError(
+                f"the environment variable {variable}={proxy!r} is not a proxy address"
+                f"{f' ({port})' if isinstance(port, str) else ''}; set it like http://host:port, or unset it"
+            )
     try:
         socket.create_connection((host, port), timeout=timeout).close()
     except OSError as error:
