@@ -22,6 +22,7 @@ import re
 import signal
 import sys
 import threading
+import time
 
 import keras
 import tensorflow as tf
@@ -174,7 +175,7 @@ class SignalEcho:
     """
 
     def __init__(self, resume_hint: str):
-        self.resume_hint, self.interrupts, self.acknowledged = resume_hint, 0, None
+        self.resume_hint, self.interrupts, self.acknowledged, self.acknowledged_at = resume_hint, 0, None, None
         self._read, self._write = os.pipe()
         os.set_blocking(self._write, False)
         self._previous = signal.set_wakeup_fd(self._write, warn_on_full_buffer=False)
@@ -196,7 +197,7 @@ class SignalEcho:
                   file=sys.stderr, flush=True)
             os._exit(128 + signal.SIGINT)
         if self.acknowledged is None:
-            self.acknowledged = signal.Signals(signum).name
+            self.acknowledged, self.acknowledged_at = signal.Signals(signum).name, time.perf_counter()
             again = "now" if SECOND_INTERRUPT_EXITS else "after this step"
             print(f"{self.acknowledged}: stopping after this step, with a checkpoint; Ctrl-C again to stop "
                   f"{again} without saving", file=sys.stderr, flush=True)

@@ -162,6 +162,12 @@ def overwrite_problem(model_dir) -> str | None:
     return None
 
 
+def check_overwrite(model_dir) -> None:
+    problem = overwrite_problem(model_dir)
+    if problem:
+        raise UserError(problem)
+
+
 class Replaced:
     """An old run moved aside by --overwrite: deleted by `discard` (once the new run has loaded
     its data), put back by `restore` (the start failed before that)."""
@@ -214,9 +220,7 @@ def overwriting(model_dir, overwrite: bool):
     recover_interrupted_overwrite(model_dir)
     aside = None
     if overwrite:
-        problem = overwrite_problem(model_dir)
-        if problem:
-            raise UserError(problem)
+        check_overwrite(model_dir)
         if model_dir.is_dir() and any(model_dir.iterdir()):
             aside = pathlib.Path(tempfile.mkdtemp(prefix=f".{model_dir.name}.overwritten-", dir=model_dir.parent))
             os.rename(model_dir, aside)  # onto the empty folder just made: atomic, same file system

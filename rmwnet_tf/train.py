@@ -271,6 +271,8 @@ def run(config: Config) -> dict:
     # only once the new one has loaded its data (run_folder.overwriting), no links among the
     # outputs, no leftovers of an interrupted write; a start that never trained blocks nothing.
     run_folder.check_usable(model_dir)
+    if config.overwrite:  # before the lock file is made beside it (and again under the lock)
+        run_folder.check_overwrite(model_dir)
     with run_lock.locked(model_dir), run_folder.overwriting(model_dir, config.overwrite) as replaced:
         run_folder.check_outputs(model_dir)
         run_folder.remove_partial_writes(model_dir)
