@@ -342,3 +342,40 @@ def test_a_malformed_https_proxy_is_named(monkeypatch, value):
     with pytest.raises(ValueError, match=rf"the environment variable https_proxy='{re.escape(value)}' is not a proxy "
                                          "address.*; set it like http://host:port, or unset it"):
         sources.probe_download_host("www.cs.toronto.edu")
+
+
+SECOND_CTRL_C = """
+import os, signal, sys, time
+sys.path.insert(0, {root!r})
+import numpy as np
+from rmwnet_tf import checkpointing
+checkpointing.SECOND_INTERRUPT_EXITS = True  # as the command line sets it
+stopper = checkpointing.StepCheckpoints(checkpointing.RunCheckpoints({folder!r}, {folder!r}))
+with stopper.installed():
+    print("ready", flush=True)
+    matrix = np.ones((3000, 3000), np.float32)
+    deadline = time.time() + 120
+    while time.time() < deadline:  # steps; between them the first Ctrl-C's handler runs
+        matrix @ matrix
+print("not stopped", flush=True)
+"""
+
+
+def test_a_second_ctrl_c_stops_the_command_at_once_without_saving(tmp_path):
+    root = str(pathlib.Path(__file__).resolve().parents[1])
+    process = subprocess.Popen([sys.executable, "-c", SECOND_CTRL_C.format(root=root, folder=str(tmp_path))],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert process.stdout.readline().strip() == "ready"
+    process.send_signal(signal.SIGINT)
+    time.sleep(0.5)
+    process.send_signal(signal.SIGINT)
+    started = time.perf_counter()
+    out, err = process.communicate(timeout=60)
+    assert process.returncode == 130, err
+    assert time.perf_counter() - started < 5
+    lines = err.splitlines()
+    assert lines[-2] == ("SIGINT: stopping after this step, with a checkpoint; Ctrl-C again to stop now without "
+                         "saving")
+    assert lines[-1] == ("error: stopped at once by a second Ctrl-C, without saving; the same command resumes from "
+                         f"the newest checkpoint in {tmp_path}")
+    assert "not stopped" not in out
