@@ -271,3 +271,24 @@ def test_error_lines_name_unexpected_errors_as_internal():
     assert errors.one_line(TypeError("unsupported operand")) == (
         "error: TypeError: unsupported operand (an internal error; rerun with RMWNET_TRACEBACK=1 for the full "
         "stack and report it)")
+
+
+def test_run_folder_refusals_are_one_line(tmp_path):
+    """Issue 22, through the command: a folder that is not a run under --overwrite, and a folder
+    another live process holds; each one line, exit 2, nothing touched."""
+    from rmwnet_tf import run_lock
+
+    foreign = tmp_path / "notes"
+    foreign.mkdir()
+    (foreign / "precious.txt").write_text("keep me")
+    line = one_error_line(train_cli(*TINY, f"--model_dir={foreign}", "--overwrite"))
+    assert line == (f"error: --model_dir={foreign} is not a run folder of this tool (no config.json; it holds "
+                    "precious.txt); --overwrite only removes a run: choose another --model_dir, or empty that "
+                    "folder yourself")
+    lock = run_lock.lock_path(tmp_path / "run")
+    lock.write_text(f"{os.getpid()} {os.uname().nodename}\n")  # this test's process: alive
+    line = one_error_line(train_cli(*TINY, f"--model_dir={tmp_path / 'run'}"))
+    assert line == (f"error: --model_dir={tmp_path / 'run'} is in use by process {os.getpid()} (lock file {lock}); "
+                    "wait for it to finish or stop it, or use another --model_dir")
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".run.lock", "notes"]
+    assert (foreign / "precious.txt").read_text() == "keep me"
