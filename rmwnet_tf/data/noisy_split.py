@@ -258,7 +258,10 @@ def _check_npy_header(path: pathlib.Path, num_samples: int) -> None:
     Why: a header claiming 10^12 elements made `np.load` fail with a MemoryError that named
     no file. A header numpy cannot parse raises ValueError, reported by the caller."""
     with open(path, "rb") as handle:
-        version = np.lib.format.read_magic(handle)
+        try:
+            version = np.lib.format.read_magic(handle)
+        except ValueError:
+            return  # empty or not a .npy at all: np.load's own message says so
         if version == (1, 0):
             shape, _, _ = np.lib.format.read_array_header_1_0(handle)
         elif version == (2, 0):
