@@ -20,13 +20,19 @@ import os
 import pathlib
 import re
 import signal
+import sys
 import threading
+import time
 
 import keras
 import tensorflow as tf
 from absl import logging
 
 KEEP = 3  # checkpoints kept on disk: the newest, and older ones to fall back to
+# Set by the command line: there a second Ctrl-C ends the process at once (exit 130), even inside
+# a long step. Off for a library caller (a notebook's kernel must survive): a second Ctrl-C then
+# raises KeyboardInterrupt once the step returns, as Python does.
+SECOND_INTERRUPT_EXITS = False
 _NAME = re.compile(r"^ckpt-(\d+)\.index$")
 
 
@@ -37,12 +43,16 @@ class NoUsableCheckpoint(ValueError):
 class Interrupted(Exception):
     """SIGTERM or SIGINT arrived during training; a checkpoint was saved and fit was left."""
 
-    def __init__(self, signum: int, path: str, epoch: int, step: int, steps_per_epoch: int):
+    def __init__(self, signum: int, path: str, epoch: int, step: int, steps_per_epoch: int, during: str = ""):
         self.signum, self.path = signum, path
         self.exit_code = 128 + signum  # the shell's convention for "stopped by this signal"
         name = signal.Signals(signum).name
         where = (f"after epoch {epoch}" if step == 0 else
                  f"at step {step} of {steps_per_epoch} in epoch {epoch + 1}")
+        if during:  # the training is complete and saved: what is left is only written again
+            super().__init__(f"stopped by {name} during {during}: the training is complete and saved in "
+                             f"{path}; run the same command again to write them")
+            return
         super().__init__(
             f"stopped by {name}: saved checkpoint {path} ({where}); run the same command again "
             "to resume from it"
@@ -152,6 +162,51 @@ class RunCheckpoints:
         return self.manager.save(checkpoint_number=int(self.optimizer.iterations.numpy()))
 
 
+class SignalEcho:
+    """Says at once that SIGTERM or Ctrl-C arrived, while the main thread is still inside a step.
+
+    Why: Python runs a signal handler only between bytecodes of the main thread, and a train
+    step is one call into TensorFlow (WRN-28-10 on CPU: ~100 s), so the handler, and any word
+    from it, waited for the step to end; the silence invited the second Ctrl-C, which stops
+    without saving. CPython's C-level handler writes the signal number to the wakeup fd at
+    once, whatever the main thread is doing; a thread reads it and prints. With
+    `SECOND_INTERRUPT_EXITS` (the command line) a second Ctrl-C ends the process from that
+    thread at once, as the message promises.
+    """
+
+    def __init__(self, resume_hint: str):
+        self.resume_hint, self.interrupts, self.acknowledged, self.acknowledged_at = resume_hint, 0, None, None
+        self._read, self._write = os.pipe()
+        os.set_blocking(self._write, False)
+        self._previous = signal.set_wakeup_fd(self._write, warn_on_full_buffer=False)
+        threading.Thread(target=self._watch, name="signal-echo", daemon=True).start()
+
+    def _watch(self):
+        with open(self._read, "rb", buffering=0) as pipe:
+            while chunk := pipe.read(64):
+                for signum in chunk:
+                    self._seen(signum)
+
+    def _seen(self, signum: int):
+        if signum not in (signal.SIGTERM, signal.SIGINT):
+            return
+        if signum == signal.SIGINT:
+            self.interrupts += 1
+        if self.interrupts >= 2 and SECOND_INTERRUPT_EXITS:
+            print(f"error: stopped at once by a second Ctrl-C, without saving; {self.resume_hint}",
+                  file=sys.stderr, flush=True)
+            os._exit(128 + signal.SIGINT)
+        if self.acknowledged is None:
+            self.acknowledged, self.acknowledged_at = signal.Signals(signum).name, time.perf_counter()
+            again = "now" if SECOND_INTERRUPT_EXITS else "after this step"
+            print(f"{self.acknowledged}: stopping after this step, with a checkpoint; Ctrl-C again to stop "
+                  f"{again} without saving", file=sys.stderr, flush=True)
+
+    def close(self):
+        signal.set_wakeup_fd(self._previous)
+        os.close(self._write)  # the thread reads the end of the pipe and closes it
+
+
 class StepCheckpoints(keras.callbacks.Callback):
     """Saves every ``every_steps`` steps, and on SIGTERM/SIGINT at the next step boundary.
 
@@ -172,6 +227,7 @@ class StepCheckpoints(keras.callbacks.Callback):
         self.catch_signals, self.on_stop = catch_signals, list(on_stop)
         self.requested = None  # the signal number once one arrived
         self._previous = {}
+        self._echo = None
 
     # -- signals
     def _handle(self, signum, frame):
@@ -184,12 +240,16 @@ class StepCheckpoints(keras.callbacks.Callback):
         for signum in self.SIGNALS:
             self._previous[signum] = signal.getsignal(signum)
             signal.signal(signum, self._handle)
+        self._echo = SignalEcho(f"the same command resumes from the newest checkpoint in {self.checkpoints.write_dir}")
 
     def _uninstall(self):
         for signum, previous in self._previous.items():
             if signal.getsignal(signum) == self._handle:
                 signal.signal(signum, previous)
         self._previous = {}
+        if self._echo is not None:
+            self._echo.close()
+            self._echo = None
 
     @contextlib.contextmanager
     def installed(self):
@@ -203,10 +263,11 @@ class StepCheckpoints(keras.callbacks.Callback):
             self._managed = False
             self._uninstall()
 
-    def stop_if_requested(self, path) -> None:
-        """Call after the epoch's own checkpoint `path` is saved: stop there if asked to."""
+    def stop_if_requested(self, path, during: str = "") -> None:
+        """Call after the epoch's own checkpoint `path` is saved (or between the final outputs,
+        `during` naming them): stop there if asked to."""
         if self.requested is not None:
-            self._stop(path)
+            self._stop(path, during)
 
     # -- fit hooks
     def on_train_begin(self, logs=None):
@@ -226,9 +287,9 @@ class StepCheckpoints(keras.callbacks.Callback):
         if self.every_steps and step % self.every_steps == 0:
             self.checkpoints.save()
 
-    def _stop(self, path):
+    def _stop(self, path, during: str = ""):
         self._uninstall()
         for callback in self.on_stop:
             callback()
         epoch, step = self.checkpoints.position()
-        raise Interrupted(self.requested, path, epoch, step, self.checkpoints.steps_per_epoch)
+        raise Interrupted(self.requested, path, epoch, step, self.checkpoints.steps_per_epoch, during)

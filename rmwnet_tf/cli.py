@@ -3,7 +3,8 @@
     python scripts/train.py --flagfile=configs/cifar10_flip30.flags [--method=base ...]
 
 Every error ends the command with one line on stderr, `error: ...`, and exit code 2 (no Python
-traceback; `RMWNET_TRACEBACK=1` keeps the full stack). SIGTERM or Ctrl-C during training saves a
+traceback; `RMWNET_TRACEBACK=1` keeps the full stack), flag parsing included: absl's own
+reports (two lines and exit 1, or the whole help for a stray argument) are rewritten here. SIGTERM or Ctrl-C during training saves a
 checkpoint at the next step boundary and exits with 128 + the signal number and a line saying
 how to resume.
 """
@@ -28,9 +29,49 @@ def _fail(message: str, code: int = 2):
     sys.exit(code)
 
 
+HELP_HINT = "python scripts/train.py --helpshort lists the flags"
+
+
+def parse_flags(argv: list[str]) -> list[str]:
+    """absl's parsing with its errors as one `error:` line and exit 2, naming the flag or file.
+
+    Why: absl prints two lines and exits 1 for an unknown flag or a bad value, a Python stack
+    for a flagfile that is not text, and 148 lines of help for a stray argument (a flagfile
+    line without its leading --), while the README promises one line and exit 2."""
+    try:
+        remaining = FLAGS(argv)
+    except flags.UnrecognizedFlagError as error:
+        suggested = str(error).partition("Did you mean:")[2].strip(" ?").split(", ")
+        hint = f" (did you mean --{' or --'.join(suggested)}?)" if suggested != [""] else ""
+        _fail(f"error: unknown flag --{error.flagname}{hint}; {HELP_HINT}")
+    except flags.Error as error:  # a bad value ("flag --x=v: ..."), an unreadable flagfile
+        text = " ".join(str(error).split()).replace("ERROR:: ", "")
+        _fail(f"error: {text}; {HELP_HINT}")
+    except UnicodeDecodeError as error:
+        _fail(f"error: {_undecodable_flagfile(argv)} is not a text file ({error.reason} at byte "
+              f"{error.start}); a flagfile holds one --flag=value per line")
+    if len(remaining) > 1:
+        _fail(f"error: unexpected argument {remaining[1]!r}: flags start with -- (in a flagfile "
+              f"too: one --flag=value per line); {HELP_HINT}")
+    return remaining
+
+
+def _undecodable_flagfile(argv) -> str:
+    """The --flagfile that does not decode (absl's error does not say which)."""
+    for arg in argv[1:]:
+        if arg.startswith(("--flagfile=", "-flagfile=")):
+            path = arg.split("=", 1)[1]
+            try:
+                with open(path, encoding="utf-8") as handle:
+                    handle.read()
+            except UnicodeDecodeError:
+                return f"--flagfile={path}"
+            except OSError:
+                continue
+    return "a --flagfile (or one it includes)"
+
+
 def _main(argv):
-    if len(argv) > 1:
-        raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])} (flags start with --)")
     console.quiet()
     config = flags_lib.config_from_flags()
     problem = flags_lib.first_problem(config)
@@ -39,7 +80,9 @@ def _main(argv):
     try:
         console.import_tensorflow()
         # heavy imports only once the flags are known to be good
-        from rmwnet_tf import train
+        from rmwnet_tf import checkpointing, train
+
+        checkpointing.SECOND_INTERRUPT_EXITS = True  # a second Ctrl-C stops at once, mid-step
 
         if errors.want_traceback():
             import keras
@@ -80,4 +123,4 @@ def main():
     # --helpshort lists the main module's key flags: make the run's flags those.
     for name in flags_lib.flag_names():
         FLAGS.register_key_flag_for_module(sys.argv[0], FLAGS[name])
-    app.run(_main)
+    app.run(_main, flags_parser=parse_flags)

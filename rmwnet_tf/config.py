@@ -25,6 +25,11 @@ STRATEGIES = ("default", "mirrored", "multi_worker")
 WEIGHTING_NET_FIELDS = ("vnet_optimizer", "vnet_lr", "vnet_momentum", "vnet_weight_decay", "weight_norm",
                         "meta_step", "meta_every")
 JIT_CHOICES = ("auto", "true", "false")
+# Image sides a run accepts: below 8 the classifiers' pooling fails (small_cnn at 3) and the
+# crop augmentation is meaningless; above 1024 the decoded arrays alone outgrow any machine
+# (100000 asked for 37 GiB and failed in numpy).
+IMAGE_SIZE_RANGE = (8, 1024)
+MAX_BOUNDARY = 1_000_000  # epochs; larger ones overflowed the step counter in Keras' schedule
 
 
 def _field(default, help_text, **extra):
@@ -148,7 +153,7 @@ class Config:
             if getattr(self, name) < 1:
                 bad(name, f"must be a positive integer, got {getattr(self, name)}")
         for name in ("train_size", "meta_size", "synthetic_train_size", "synthetic_test_size",
-                     "checkpoint_every_steps"):
+                     "checkpoint_every_steps", "suspects"):
             if getattr(self, name) < 0:
                 bad(name, f"must be >= 0, got {getattr(self, name)}")
         for name in ("lr", "vnet_lr"):
@@ -163,6 +168,11 @@ class Config:
             parse_boundaries(self.lr_boundaries)
         except ValueError as error:
             bad("lr_boundaries", str(error))
+        low, high = IMAGE_SIZE_RANGE
+        if self.image_size >= 1 and not low <= self.image_size <= high:
+            bad("image_size", f"must be between {low} and {high} pixels, got {self.image_size}")
+        if not self.model_dir.strip():
+            bad("model_dir", "is empty; give the run's folder, e.g. --model_dir=runs/my_run")
 
         dataset = DATASETS.get(self.dataset)
         if dataset is not None and dataset.from_folder:
@@ -276,6 +286,8 @@ def parse_boundaries(text: str) -> list[int]:
         raise ValueError(f"expects comma-separated epochs like '40,50', got {text!r}") from None
     if any(v < 1 for v in values) or values != sorted(set(values)):
         raise ValueError(f"epochs must be positive and increasing, got {text!r}")
+    if values[-1] > MAX_BOUNDARY:
+        raise ValueError(f"epochs must be at most {MAX_BOUNDARY:,}, got {text!r}")
     return values
 
 

@@ -6,12 +6,16 @@ wrong way, and BatchNorm runs in inference mode (moving statistics).
 
 Overwriting: exporting into a directory that already holds a SavedModel replaces it
 (re-exporting after more training is the normal case). A non-empty directory that is
-*not* a SavedModel is refused, so a mistyped path cannot wipe unrelated files.
+*not* a SavedModel is refused, so a mistyped path cannot wipe unrelated files, and so is a
+symbolic link (the old code emptied the link's target). The SavedModel is written to a
+staging folder beside ``export_dir`` and renamed into place, so an interruption or a full
+disk never leaves a half-written export where a complete one is expected.
 """
 
 from __future__ import annotations
 
 import os
+import shutil
 from typing import Callable, Sequence
 
 import keras
@@ -23,16 +27,48 @@ INPUT_NAME = "images"
 OUTPUT_NAME = "probabilities"
 
 
-def _prepare_export_dir(export_dir: str) -> None:
-    if not tf.io.gfile.exists(export_dir) or not tf.io.gfile.listdir(export_dir):
+def _check_export_dir(export_dir: str) -> None:
+    """Refuse a link, a file, or a non-empty folder that is not a SavedModel."""
+    if os.path.islink(export_dir):
+        raise FileExistsError(
+            f"{export_dir} is a symbolic link (to {os.readlink(export_dir)}); an export never writes "
+            "through a link: remove the link, or export to a folder"
+        )
+    if not os.path.exists(export_dir):
         return
-    if tf.io.gfile.exists(os.path.join(export_dir, "saved_model.pb")):
-        tf.io.gfile.rmtree(export_dir)
-        return
-    raise FileExistsError(
-        f"{export_dir} is not empty and does not hold a SavedModel; refusing to overwrite it. "
-        "Choose an empty or new directory."
-    )
+    if not os.path.isdir(export_dir):
+        raise FileExistsError(f"{export_dir} is a file; refusing to overwrite it. Choose a new directory.")
+    if os.listdir(export_dir) and not os.path.exists(os.path.join(export_dir, "saved_model.pb")):
+        raise FileExistsError(
+            f"{export_dir} is not empty and does not hold a SavedModel; refusing to overwrite it. "
+            "Choose an empty or new directory."
+        )
+
+
+def _remove(path: str) -> None:
+    if os.path.islink(path) or os.path.isfile(path):
+        os.remove(path)
+    elif os.path.isdir(path):
+        shutil.rmtree(path)
+
+
+def _write_in_place(archive, export_dir: str) -> None:
+    """Write into a staging folder beside ``export_dir``, then swap it in by renames."""
+    export_dir = os.path.normpath(export_dir)
+    staging, old = f"{export_dir}.partial-{os.getpid()}", f"{export_dir}.old-{os.getpid()}"
+    _remove(staging)
+    try:
+        archive.write_out(staging, verbose=False)
+    except BaseException:
+        _remove(staging)
+        raise
+    if os.path.exists(export_dir):
+        _remove(old)
+        os.rename(export_dir, old)
+        os.rename(staging, export_dir)
+        _remove(old)
+    else:
+        os.rename(staging, export_dir)
 
 
 def _per_channel(values, channels: int, what: str) -> tf.Tensor:
@@ -73,14 +109,22 @@ def export_classifier(
     height, width, channels = (int(d) for d in image_shape)
     mean_t = _per_channel(mean, channels, "mean")
     std_t = _per_channel(std, channels, "std")
+    _check_export_dir(export_dir)
+    num_classes = int(classifier.output_shape[-1])
 
     expected = f"uint8 images [N, {height}, {width}, {channels}]"
 
-    def serve(images):
-        images = _checked_shape(images, (height, width, channels), expected)
+    def probabilities(images):
         scaled = tf.cast(images, tf.float32) / 255.0
         logits = classifier((scaled - mean_t) / std_t, training=False)
-        return {OUTPUT_NAME: tf.nn.softmax(tf.cast(logits, tf.float32), axis=-1)}
+        return tf.nn.softmax(tf.cast(logits, tf.float32), axis=-1)
+
+    def serve(images):
+        images = _checked_shape(images, (height, width, channels), expected)
+        # An empty batch is a valid request (a filter that left nothing): answer it with an
+        # empty result; the classifier itself fails on it (a batch-norm shape error).
+        empty = tf.zeros([0, num_classes], tf.float32)
+        return {OUTPUT_NAME: tf.cond(tf.shape(images)[0] > 0, lambda: probabilities(images), lambda: empty)}
 
     archive = keras.export.ExportArchive()
     archive.track(classifier)
@@ -91,8 +135,7 @@ def export_classifier(
             tf.TensorSpec([None, height, width, channels], tf.uint8, name=INPUT_NAME)
         ],
     )
-    _prepare_export_dir(export_dir)
-    archive.write_out(export_dir, verbose=False)
+    _write_in_place(archive, export_dir)
     return export_dir
 
 

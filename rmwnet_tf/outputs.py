@@ -15,6 +15,7 @@ import pathlib
 import numpy as np
 import tensorflow as tf
 
+from rmwnet_tf.errors import UserError
 from rmwnet_tf.metrics import suspicion_ranks
 from rmwnet_tf import figures
 
@@ -33,8 +34,18 @@ def write_json(path: pathlib.Path, value) -> None:
 
 
 def read_json(path: pathlib.Path):
+    """The file's value, or None if there is no file. A file that does not parse (cut short by a
+    full disk, edited by hand) is named in the error: JSON's own message names no file."""
     path = pathlib.Path(path)
-    return json.loads(path.read_text()) if path.exists() else None
+    if not path.exists():
+        return None
+    try:
+        return json.loads(path.read_text())
+    except (ValueError, UnicodeDecodeError) as error:  # JSONDecodeError is a ValueError
+        raise UserError(
+            f"{path} is not readable JSON ({' '.join(str(error).split())}); it was cut short or edited: "
+            "restore it, or move the run folder aside (or rerun with --overwrite) to start this run again"
+        ) from None
 
 
 def _json_default(value):

@@ -10,6 +10,9 @@ sample_index.npy, export/.
 
 from __future__ import annotations
 
+import json
+import math
+import os
 import pathlib
 import shutil
 import sys
@@ -25,10 +28,12 @@ from rmwnet_tf import checkpointing
 from rmwnet_tf import data as data_lib
 from rmwnet_tf import evaluate as evaluate_lib
 from rmwnet_tf import export as export_lib
+from rmwnet_tf import fingerprints
 from rmwnet_tf import init_from
 from rmwnet_tf import models
 from rmwnet_tf import outputs
 from rmwnet_tf import run_folder
+from rmwnet_tf import run_lock
 from rmwnet_tf import selection
 from rmwnet_tf import noise as noise_lib
 from rmwnet_tf.config import RUN_ONLY_FIELDS, Config, upgrade_saved
@@ -53,8 +58,26 @@ def make_strategy(name: str) -> tf.distribute.Strategy:
         devices = [d.name for d in (gpus or tf.config.list_logical_devices("CPU"))]
         return tf.distribute.MirroredStrategy(devices)
     if name == "multi_worker":
+        check_tf_config(os.environ.get("TF_CONFIG", ""))
         return tf.distribute.MultiWorkerMirroredStrategy()
     raise RunError(f"--strategy: unknown strategy {name!r}")
+
+
+def check_tf_config(text: str) -> None:
+    """TF's own parser fails on a malformed TF_CONFIG with a message naming no variable."""
+    if not text.strip():
+        return  # unset: one worker
+    try:
+        value = json.loads(text)
+    except ValueError as error:
+        value, reason = None, " ".join(str(error).split())
+    else:
+        reason = "not a JSON object with 'cluster' and 'task'"
+    if not (isinstance(value, dict) and isinstance(value.get("cluster"), dict) and isinstance(value.get("task"), dict)):
+        raise RunError(
+            f"the environment variable TF_CONFIG is not usable for --strategy=multi_worker ({reason}); set it "
+            'like {"cluster": {"worker": ["host1:port", "host2:port"]}, "task": {"type": "worker", "index": 0}}'
+        )
 
 
 def worker_role(strategy: tf.distribute.Strategy) -> tuple[bool, int]:
@@ -257,25 +280,41 @@ def run(config: Config) -> dict:
     strategy = make_strategy(config.strategy)  # first: multi-worker needs it before other ops
     is_chief, task_id = worker_role(strategy)
     model_dir = pathlib.Path(config.model_dir)  # the run's folder, read by every worker
-    if config.overwrite and model_dir.exists() and is_chief:
-        shutil.rmtree(model_dir)
-    if is_chief:  # a usable folder; a start that never trained blocks nothing
-        run_folder.check_usable(model_dir)
+    if not is_chief:
+        return _start(config, strategy, model_dir, started, is_chief, task_id)
+    # The chief: a usable folder, one process in it (run_lock), --overwrite only of a run and
+    # only once the new one has loaded its data (run_folder.overwriting), no links among the
+    # outputs, no leftovers of an interrupted write; a start that never trained blocks nothing.
+    run_folder.check_usable(model_dir)
+    if config.overwrite:  # before the lock file is made beside it (and again under the lock)
+        run_folder.check_overwrite(model_dir)
+    with run_lock.locked(model_dir), run_folder.overwriting(model_dir, config.overwrite) as replaced:
+        run_folder.check_outputs(model_dir)
+        run_folder.remove_partial_writes(model_dir)
         run_folder.forget_untrained_config(model_dir)
+        return _start(config, strategy, model_dir, started, is_chief, task_id, on_data_loaded=replaced.discard)
+
+
+def _start(config, strategy, model_dir, started, is_chief, task_id, on_data_loaded=lambda: None) -> dict:
     finished = check_model_dir(config, model_dir)
     if finished is not None:
-        logging.info("%s already holds a finished run of %d epochs; nothing to do (raise --epochs "
-                     "to train on, or --overwrite to start again).", model_dir, finished["epochs_completed"])
-        return finished
+        missing = run_folder.missing_outputs(model_dir, config, finished)
+        if not missing:
+            logging.info("%s already holds a finished run of %d epochs; nothing to do (raise --epochs "
+                         "to train on, or --overwrite to start again).", model_dir, finished["epochs_completed"])
+            return finished
+        logging.warning("%s holds a finished run without %s; writing them again from its final checkpoint",
+                        model_dir, ", ".join(missing))
     write_dir = model_dir if is_chief else pathlib.Path(tempfile.mkdtemp(prefix=f"rmwnet_worker{task_id}_"))
     try:
-        return _train_and_write(config, strategy, model_dir, write_dir, started)
+        return _train_and_write(config, strategy, model_dir, write_dir, started, finished, on_data_loaded)
     finally:
         if not is_chief:  # a worker's scratch copy of the run; the chief holds the real one
             shutil.rmtree(write_dir, ignore_errors=True)
 
 
-def _train_and_write(config, strategy, model_dir, write_dir, started) -> dict:
+def _train_and_write(config, strategy, model_dir, write_dir, started, finished=None,
+                     on_data_loaded=lambda: None) -> dict:
     keras.utils.set_random_seed(config.seed)
     jit = resolve_jit(config.jit_compile, strategy, get_method(config.method).uses_meta, config.meta_every)
     replicas = strategy.num_replicas_in_sync
@@ -285,11 +324,22 @@ def _train_and_write(config, strategy, model_dir, write_dir, started) -> dict:
 
     # Every checkpoint is read before the data: if none is usable, the run stops in seconds.
     checkpoints = checkpointing.RunCheckpoints(model_dir / "checkpoints", write_dir / "checkpoints")
+    results_before = outputs.read_json(model_dir / "results.json")
+    if results_before is not None and not checkpoints.good:  # not a silent retrain from epoch 1
+        raise RunError(
+            f"{model_dir}/results.json records {results_before.get('epochs_completed')} trained epochs, but "
+            f"{model_dir}/checkpoints holds no checkpoint to go on from; put the checkpoints back, or start "
+            "again with --overwrite"
+        )
 
     # ---- data
     data = load_data(config)
+    inputs = fingerprints.of_inputs(config, data)  # the same inputs as when the run started
+    fingerprints.check((outputs.read_json(model_dir / "config.json") or {}).get(fingerprints.KEY), inputs, config)
+    on_data_loaded()  # --overwrite: only now is the earlier run deleted
     write_dir.mkdir(parents=True, exist_ok=True)  # only now: a start that fails before this
-    outputs.write_json(write_dir / "config.json", config.to_dict())  # leaves nothing behind
+    outputs.write_json(write_dir / "config.json",  # leaves nothing behind
+                       {**config.to_dict(), fingerprints.KEY: inputs})
     steps_per_epoch = data_lib.steps_per_epoch(data, config.batch_size)
     logging.info("data: %s", data.describe())
 
@@ -304,6 +354,15 @@ def _train_and_write(config, strategy, model_dir, write_dir, started) -> dict:
 
     # ---- resume (every worker from the chief's checkpoints): the newest good one, mid-epoch too
     start_epoch, start_step = checkpoints.restore()
+    if start_epoch * steps_per_epoch + start_step > config.epochs * steps_per_epoch:
+        where = (f"epoch {start_epoch}" if not start_step else
+                 f"step {start_step} of {steps_per_epoch} in epoch {start_epoch + 1}")
+        raise RunError(
+            f"--epochs={config.epochs} is below the position of the newest checkpoint ({where}); resume with "
+            f"--epochs={start_epoch + (start_step > 0)} or more, or start again with --overwrite"
+        )
+    if start_epoch < config.epochs:
+        finished = None  # epochs to train: new results
     history = [row for row in (outputs.read_json(model_dir / "history.json") or []) if row["epoch"] <= start_epoch]
     # A resumed run's wall time counts the kept epochs of earlier sittings too (not their setup,
     # nor an epoch lost to the interruption), so a cell's cost does not depend on when it stopped.
@@ -334,6 +393,11 @@ def _train_and_write(config, strategy, model_dir, write_dir, started) -> dict:
             # boundary: at the boundary iteration itself the old value still applies).
             lr = float(keras.ops.convert_to_numpy(model.optimizer.learning_rate))
             row = {"epoch": epoch + 1, "lr": lr, **{k: float(v[-1]) for k, v in fitted.history.items()}}
+            if not math.isfinite(row.get("train/loss", 0.0)):
+                raise RunError(
+                    f"the loss became NaN in epoch {epoch + 1} (train/loss {row['train/loss']}); lower --lr (now "
+                    f"{config.lr:g}) and start again (--overwrite replaces this run)"
+                )
             last = epoch + 1 == config.epochs
             evaluation = None
             if last or (epoch + 1) % config.eval_every == 0:
@@ -347,35 +411,46 @@ def _train_and_write(config, strategy, model_dir, write_dir, started) -> dict:
             writer.epoch(row, evaluation)
             epoch_var.assign(epoch + 1)
             stopper.stop_if_requested(checkpoints.save())  # a stop asked for during evaluation
-    writer.close()
+        writer.close()
 
-    # ---- final outputs (a resumed, already trained run is evaluated once more)
-    if evaluation is None:
-        evaluation = evaluate_lib.evaluate(model, data, batch_size=config.batch_size, predict=predict)
-    outputs.write_sample_outputs(write_dir, evaluation.samples, suspects)
-    train_seconds = sum(row["train_seconds"] or 0.0 for row in history)
-    results = final_results(
-        config, data, history, steps=int(model.optimizer.iterations.numpy()),
-        wall_seconds=earlier_sittings_seconds + time.perf_counter() - started,
-        images_per_second=steps_per_epoch * config.batch_size * len(history) / train_seconds if train_seconds else None,
-        xla=jit,
-    )
-    outputs.write_json(write_dir / "results.json", results)
-    if config.export:
-        export_lib.export_classifier(
-            model.classifier, str(write_dir / "export"), mean=data.mean, std=data.std,
-            image_shape=data.source.x_train.shape[1:],
+        # ---- final outputs (a resumed, already trained run is evaluated once more), still under the
+        # signal handler: a stop here says so, and as results.json comes last, the rerun writes them.
+        def stop_if_requested():
+            stopper.stop_if_requested(checkpoints.manager.latest_checkpoint or str(write_dir / "checkpoints"),
+                                      during="the final outputs")
+
+        if evaluation is None:
+            evaluation = evaluate_lib.evaluate(model, data, batch_size=config.batch_size, predict=predict)
+        stop_if_requested()
+        outputs.write_sample_outputs(write_dir, evaluation.samples, suspects)
+        train_seconds = sum(row["train_seconds"] or 0.0 for row in history)
+        results = final_results(
+            config, data, history, steps=int(model.optimizer.iterations.numpy()),
+            wall_seconds=earlier_sittings_seconds + time.perf_counter() - started,
+            images_per_second=steps_per_epoch * config.batch_size * len(history) / train_seconds if train_seconds else None,
+            xla=jit,
         )
-        saved_epoch = write_dir / "selected" / "epoch"
-        if results["selected_epoch"] is not None and (
-                not saved_epoch.exists() or saved_epoch.read_text() != str(results["selected_epoch"])):
-            # A run begun before the criterion changed kept another epoch's weights.
-            logging.warning("export_selected/ not written: the selected checkpoint on disk is not epoch %s",
-                            results["selected_epoch"])
-        elif results["selected_epoch"] is not None:
-            selected.read(str(write_dir / "selected" / "classifier")).assert_existing_objects_matched()
+        if config.export:
+            stop_if_requested()
             export_lib.export_classifier(
-                model.classifier, str(write_dir / "export_selected"), mean=data.mean, std=data.std,
+                model.classifier, str(write_dir / "export"), mean=data.mean, std=data.std,
                 image_shape=data.source.x_train.shape[1:],
             )
+            saved_epoch = write_dir / "selected" / "epoch"
+            if results["selected_epoch"] is not None and (
+                    not saved_epoch.exists() or saved_epoch.read_text() != str(results["selected_epoch"])):
+                # A run begun before the criterion changed kept another epoch's weights.
+                logging.warning("export_selected/ not written: the selected checkpoint on disk is not epoch %s",
+                                results["selected_epoch"])
+            elif results["selected_epoch"] is not None:
+                stop_if_requested()
+                selected.read(str(write_dir / "selected" / "classifier")).assert_existing_objects_matched()
+                export_lib.export_classifier(
+                    model.classifier, str(write_dir / "export_selected"), mean=data.mean, std=data.std,
+                    image_shape=data.source.x_train.shape[1:],
+                )
+        stop_if_requested()
+        if finished is not None:  # a finished run's missing outputs, rewritten: its results stand
+            return finished
+        outputs.write_json(write_dir / "results.json", results)  # last: its presence means "all written"
     return results

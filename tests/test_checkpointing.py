@@ -137,6 +137,9 @@ def test_sigterm_to_the_command_saves_and_says_how_to_resume(tmp_path):
     stderr = "".join(lines) + _
     assert process.returncode == 128 + signal.SIGTERM, stderr
     assert "Traceback" not in stderr
+    # Acknowledged at once (issue 22), then stopped at the step's end with the checkpoint.
+    assert ("SIGTERM: stopping after this step, with a checkpoint; Ctrl-C again to stop now without saving"
+            in stderr.splitlines()[:-1])
     last = stderr.splitlines()[-1]
     assert last.startswith(f"stopped by SIGTERM: saved checkpoint {cfg.model_dir}/checkpoints/ckpt-")
     assert last.endswith("run the same command again to resume from it")

@@ -75,6 +75,65 @@ def test_bad_input_stops_with_one_line_naming_the_flag(argv, flag, tmp_path):
     assert not (tmp_path / "run").exists(), "nothing is done before the flags are checked"
 
 
+def _flagfile(tmp_path, name, content: bytes) -> str:
+    path = tmp_path / name
+    path.write_bytes(content)
+    return f"--flagfile={path}"
+
+
+# Issue 22: absl's own reports were two lines and exit 1, a traceback, or 148 lines of help.
+PARSE_ERRORS = {
+    "unknown_flag": (lambda tmp: ["--no_such_flag=1"],
+                     "error: unknown flag --no_such_flag; python scripts/train.py --helpshort lists the flags"),
+    "misspelt_flag": (lambda tmp: ["--metod=base"], "error: unknown flag --metod (did you mean --meta_batch_size or "
+                      "--meta_every or --meta_size or --meta_step or --method?); "),
+    "bad_enum": (lambda tmp: ["--method=foo"], "error: flag --method=foo: value should be one of "
+                 "<base|mwnet|mnwnet|rmnwnet>; "),
+    "bad_int": (lambda tmp: ["--epochs=abc"], "error: flag --epochs=abc: invalid literal for int()"),
+    "missing_flagfile": (lambda tmp: ["--flagfile=/no/such.flags"], "error: Unable to open flagfile: "),
+    "binary_flagfile": (lambda tmp: [_flagfile(tmp, "bin.flags", b"--epochs=2\n\xff\xfe\x00junk\n")],
+                        "error: --flagfile={tmp}/bin.flags is not a text file (invalid start byte at byte 11); "
+                        "a flagfile holds one --flag=value per line"),
+    "garbage_line": (lambda tmp: [_flagfile(tmp, "garbage.flags", b"--epochs=2\nmethod=base\n")],
+                     "error: unexpected argument 'method=base': flags start with -- (in a flagfile too: one "
+                     "--flag=value per line); python scripts/train.py --helpshort lists the flags"),
+    "stray_argument": (lambda tmp: ["stray"], "error: unexpected argument 'stray': flags start with --"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(PARSE_ERRORS))
+def test_flag_parsing_errors_are_one_line_with_exit_2(tmp_path, case):
+    argv, expected = PARSE_ERRORS[case]
+    line = one_error_line(train_cli(f"--model_dir={tmp_path / 'run'}", *argv(tmp_path), timeout=120))
+    assert line.startswith(expected.format(tmp=tmp_path))
+    assert not (tmp_path / "run").exists()
+
+
+# Issue 22: values absl accepts but a run cannot use, refused before TensorFlow is imported.
+VALUE_ERRORS = [
+    (["--image_size=100000"], "error: --image_size: must be between 8 and 1024 pixels, got 100000"),
+    (["--image_size=1"], "error: --image_size: must be between 8 and 1024 pixels, got 1"),
+    (["--lr_boundaries=99999999999999999999"],
+     "error: --lr_boundaries: epochs must be at most 1,000,000, got '99999999999999999999'"),
+    (["--suspects=-5"], "error: --suspects: must be >= 0, got -5"),
+    (["--model_dir="], "error: --model_dir: is empty; give the run's folder, e.g. --model_dir=runs/my_run"),
+]
+
+
+@pytest.mark.parametrize("argv, expected", VALUE_ERRORS, ids=lambda v: v[0] if isinstance(v, list) else None)
+def test_unusable_values_are_one_line_naming_the_flag(tmp_path, argv, expected):
+    (tmp_path / "precious.txt").write_text("keep me")
+    result = subprocess.run([sys.executable, str(ROOT / "scripts/train.py"), f"--model_dir={tmp_path / 'run'}",
+                             "--overwrite", *argv], capture_output=True, text=True, timeout=120, env=ENV, cwd=tmp_path)
+    assert one_error_line(result) == expected
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["precious.txt"]
+
+
+def test_help_still_prints_the_flags():
+    result = train_cli("--helpshort", timeout=120)
+    assert "--lr_boundaries" in result.stdout and "error:" not in result.stderr
+
+
 def test_wrong_length_label_file_is_reported_without_traceback(tmp_path):
     import numpy as np
 
@@ -212,3 +271,24 @@ def test_error_lines_name_unexpected_errors_as_internal():
     assert errors.one_line(TypeError("unsupported operand")) == (
         "error: TypeError: unsupported operand (an internal error; rerun with RMWNET_TRACEBACK=1 for the full "
         "stack and report it)")
+
+
+def test_run_folder_refusals_are_one_line(tmp_path):
+    """Issue 22, through the command: a folder that is not a run under --overwrite, and a folder
+    another live process holds; each one line, exit 2, nothing touched."""
+    from rmwnet_tf import run_lock
+
+    foreign = tmp_path / "notes"
+    foreign.mkdir()
+    (foreign / "precious.txt").write_text("keep me")
+    line = one_error_line(train_cli(*TINY, f"--model_dir={foreign}", "--overwrite"))
+    assert line == (f"error: --model_dir={foreign} is not a run folder of this tool (no config.json; it holds "
+                    "precious.txt); --overwrite only removes a run: choose another --model_dir, or empty that "
+                    "folder yourself")
+    lock = run_lock.lock_path(tmp_path / "run")
+    lock.write_text(f"{os.getpid()} {os.uname().nodename}\n")  # this test's process: alive
+    line = one_error_line(train_cli(*TINY, f"--model_dir={tmp_path / 'run'}"))
+    assert line == (f"error: --model_dir={tmp_path / 'run'} is in use by process {os.getpid()} (lock file {lock}); "
+                    "wait for it to finish or stop it, or use another --model_dir")
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".run.lock", "notes"]
+    assert (foreign / "precious.txt").read_text() == "keep me"

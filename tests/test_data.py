@@ -204,6 +204,50 @@ def test_image_folder_cache_hits_and_misses(folder, tmp_path, monkeypatch):
     assert len(list(cache.glob("image_folder-*.npz"))) == 2
 
 
+def test_truncated_image_cache_is_rebuilt_with_a_warning(folder, tmp_path, caplog):
+    """Issue 22: a cut-short cache file raised BadZipFile on every run until deleted by hand."""
+    root, _ = folder
+    cache = tmp_path / "cache"
+    fresh = data.load_image_folder(root, cache_dir=cache)
+    (cached_file,) = cache.glob("image_folder-*.npz")
+    cached_file.write_bytes(cached_file.read_bytes()[:100])
+    with caplog.at_level("WARNING"):
+        again = data.load_image_folder(root, cache_dir=cache)
+    np.testing.assert_array_equal(again.x_train, fresh.x_train)
+    assert any(f"image cache {cached_file} is unreadable" in r.getMessage() and "rebuild" in r.getMessage()
+               for r in caplog.records)
+    assert cached_file.stat().st_size > 1000  # rebuilt in place
+    with np.load(cached_file) as rebuilt:
+        np.testing.assert_array_equal(rebuilt["x_train"], fresh.x_train)
+
+
+@pytest.mark.parametrize("decoder", ["tf", "pil"])
+def test_16_bit_greyscale_png_keeps_its_values(tmp_path, monkeypatch, decoder):
+    """Issue 22: PIL's convert("RGB") clipped 16-bit values at 255 (a white image)."""
+    values = (np.arange(16 * 16, dtype=np.uint16).reshape(16, 16) * 250)
+    path = tmp_path / "grey16.png"
+    Image.fromarray(values).save(path)
+    assert Image.open(path).mode.startswith("I")
+    if decoder == "pil":  # the path taken when TF rejects any file of the call
+        def reject(paths, size):
+            raise tf.errors.InvalidArgumentError(None, None, "rejected")
+        monkeypatch.setattr(data.sources, "_decode_with_tf", reject)
+    decoded = data.decode_images([str(path)], 16)[0]
+    expected = (values >> 8).astype(np.uint8)
+    for channel in range(3):
+        np.testing.assert_array_equal(decoded[..., channel], expected)
+
+
+def test_image_folder_origin_follows_file_names_and_sizes(folder, tmp_path):
+    root, _ = folder
+    before = data.load_image_folder(root, cache_dir=None).origin
+    assert before.startswith("image_folder:8 files:sha256:")
+    shutil.copytree(root, tmp_path / "copy")
+    assert data.load_image_folder(tmp_path / "copy", cache_dir=None).origin == before  # a copy: same input
+    save(root / "test/dog/v.png", np.zeros((32, 32, 3), np.uint8))
+    assert data.load_image_folder(root, cache_dir=None).origin != before
+
+
 def test_image_folder_errors_name_the_path(folder, tmp_path):
     root, _ = folder
     missing = tmp_path / "nowhere"
@@ -434,6 +478,29 @@ def test_external_label_errors_name_the_file(source, external, tmp_path):
     no_column.write_text("index,target\n0,1\n")
     with pytest.raises(ValueError, match="no_column.csv' has a header without a 'label' column"):
         data.prepare(source, noise_type="none", noisy_labels_path=no_column, **settings)
+
+
+
+def test_csv_with_a_byte_order_mark_reads_its_label_column(source, external, tmp_path):
+    """Issue 22: Excel's CSV starts with a BOM, which hid the 'label' header."""
+    labels, paths = external
+    excel = tmp_path / "excel.csv"
+    excel.write_bytes(b"\xef\xbb\xbf" + b"label,index\n" + "".join(f"{y},{i}\n" for i, y in enumerate(labels)).encode())
+    nd = data.prepare(source, noise_type="none", noise_rate=0.0, seed=0, meta_size=100,
+                      meta_label_kind="noisy", noisy_labels_path=excel)
+    np.testing.assert_array_equal(nd.given_labels, labels)
+
+
+def test_npy_header_claiming_a_huge_array_is_refused_before_loading(source, tmp_path):
+    """Issue 22: a header claiming 10^12 elements ended in a MemoryError naming no file."""
+    huge = tmp_path / "huge.npy"
+    header = {"descr": "<i8", "fortran_order": False, "shape": (10**12,)}
+    with open(huge, "wb") as handle:
+        np.lib.format.write_array_header_1_0(handle, header)
+        handle.write(np.zeros(400, np.int64).tobytes())
+    with pytest.raises(ValueError, match="huge.npy' has 1000000000000 labels but the source has 400 training"):
+        data.prepare(source, noise_type="none", noise_rate=0.0, seed=0, meta_size=100, meta_label_kind="noisy",
+                     noisy_labels_path=huge)
 
 
 # -- tf.data ops, eagerly and inside a pipeline -------------------------------------------

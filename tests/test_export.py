@@ -1,7 +1,9 @@
 """The exported SavedModel reproduces the in-memory classifier on raw uint8 images."""
 
+import os
 import re
 
+import keras
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -96,3 +98,48 @@ def test_wrong_image_shape_is_refused_with_the_expected_shape(classifier, tmp_pa
     with pytest.raises(ValueError, match=r"Expected uint8 images \[N, 16, 16, 3\].*got shape " + re.escape(str(shape))):
         predict(images)
     assert predict(np.zeros((2, *IMAGE_SHAPE), np.uint8)).shape == (2, 5)
+
+
+def test_an_empty_batch_returns_no_rows(classifier, tmp_path):
+    """Issue 22: a batch of 0 images raised a batch-norm shape error."""
+    export_dir = str(tmp_path / "export")
+    export_classifier(classifier, export_dir, mean=MEAN, std=STD, image_shape=IMAGE_SHAPE)
+    signature = tf.saved_model.load(export_dir).signatures["serving_default"]
+    empty = np.zeros((0, *IMAGE_SHAPE), np.uint8)
+    assert signature(images=tf.constant(empty))["probabilities"].shape == (0, 5)
+    assert load_exported(export_dir)(empty).shape == (0, 5)
+
+
+def test_a_link_where_the_export_goes_is_refused_and_its_target_kept(classifier, tmp_path):
+    """Issue 22: an export/ that was a link to a folder elsewhere had that folder emptied."""
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / "saved_model.pb").write_text("someone else's")
+    (elsewhere / "precious.txt").write_text("keep me")
+    link = tmp_path / "export"
+    link.symlink_to(elsewhere)
+    with pytest.raises(FileExistsError, match=r"export is a symbolic link \(to .*elsewhere\); an export never"):
+        export_classifier(classifier, str(link), mean=MEAN, std=STD, image_shape=IMAGE_SHAPE)
+    assert sorted(p.name for p in elsewhere.iterdir()) == ["precious.txt", "saved_model.pb"]
+
+
+def test_a_failed_export_leaves_the_previous_one_whole(classifier, tmp_path, monkeypatch):
+    """Written beside the target and renamed into place: a failure mid-write (a full disk, a
+    signal) leaves the previous export as it was, and no staging folder."""
+    export_dir = tmp_path / "export"
+    kwargs = dict(mean=MEAN, std=STD, image_shape=IMAGE_SHAPE)
+    export_classifier(classifier, str(export_dir), **kwargs)
+    before = sorted(str(p.relative_to(export_dir)) for p in export_dir.rglob("*"))
+
+    def disk_full(self, path, verbose=True):
+        os.makedirs(path)
+        open(os.path.join(path, "saved_model.pb"), "w").close()
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(type(keras.export.ExportArchive()), "write_out", disk_full)
+    with pytest.raises(OSError, match="No space left"):
+        export_classifier(classifier, str(export_dir), **kwargs)
+    assert sorted(str(p.relative_to(export_dir)) for p in export_dir.rglob("*")) == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["export"]
+    np.testing.assert_allclose(load_exported(str(export_dir))(np.zeros((1, *IMAGE_SHAPE), np.uint8)).sum(), 1.0,
+                               atol=1e-5)

@@ -248,7 +248,10 @@ def load_label_file(path, num_samples: int, num_classes: int) -> np.ndarray:
     suffix = path.suffix.lower()
     if suffix == ".npy":
         try:
+            _check_npy_header(path, num_samples)
             labels = np.load(path, allow_pickle=False)
+        except _LabelCountError:
+            raise
         except (EOFError, ValueError, OSError) as error:  # empty, truncated, or not a .npy
             reason = " ".join(str(error).split()) or type(error).__name__
             raise ValueError(
@@ -280,6 +283,33 @@ def load_label_file(path, num_samples: int, num_classes: int) -> np.ndarray:
             f"e.g. {labels[bad[0]]} at row {bad[0]}"
         )
     return labels
+
+
+def _check_npy_header(path: pathlib.Path, num_samples: int) -> None:
+    """Read the .npy header alone and refuse a wrong label count before any memory is taken.
+
+    Why: a header claiming 10^12 elements made `np.load` fail with a MemoryError that named
+    no file. A header numpy cannot parse raises ValueError, reported by the caller."""
+    with open(path, "rb") as handle:
+        try:
+            version = np.lib.format.read_magic(handle)
+        except ValueError:
+            return  # empty or not a .npy at all: np.load's own message says so
+        if version == (1, 0):
+            shape, _, _ = np.lib.format.read_array_header_1_0(handle)
+        elif version == (2, 0):
+            shape, _, _ = np.lib.format.read_array_header_2_0(handle)
+        else:
+            return  # a newer format: np.load reads (and checks) it
+    if len(shape) == 1 and shape[0] != num_samples:
+        raise _LabelCountError(
+            f"noisy labels file {str(path)!r} has {shape[0]} labels but the source has "
+            f"{num_samples} training samples"
+        )
+
+
+class _LabelCountError(ValueError):
+    """The label count is wrong: reported as it is, not as an unreadable file."""
 
 
 def check_agreement(given, clean, num_classes: int, path) -> None:
@@ -322,7 +352,8 @@ def check_agreement(given, clean, num_classes: int, path) -> None:
 
 
 def _read_label_csv(path: pathlib.Path) -> np.ndarray:
-    with open(path, newline="") as handle:
+    # utf-8-sig: Excel writes a byte-order mark first, which would hide the 'label' header.
+    with open(path, newline="", encoding="utf-8-sig") as handle:
         rows = [row for row in csv.reader(handle) if row and any(cell.strip() for cell in row)]
     if not rows:
         return np.zeros(0, np.int64)

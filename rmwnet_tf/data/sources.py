@@ -17,6 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import tensorflow as tf
+from absl import logging
 
 from rmwnet_tf.datasets import DATASETS
 
@@ -42,6 +43,10 @@ class ImageSource:
     # Training labels to train on that came with the images (CIFAR-N's human labels), in the
     # same sample order; y_train then stays the clean truth. None: y_train is what there is.
     given_train: np.ndarray | None = None
+    # What the pixels came from, for the run's input fingerprints (a resumed run refuses other
+    # inputs): the tfds dataset and version, or a digest of the image folder's file names and
+    # sizes. Empty for generated data, which the settings alone determine.
+    origin: str = ""
 
     def __post_init__(self):
         """Catch hand-built sources that would fail far away, inside a tf.data graph."""
@@ -156,6 +161,7 @@ def _load_tfds(name: str, tfds_data_dir, image_size: int, label_key: str = "") -
         y_test=np.asarray(y_test, np.int64),
         class_names=names,
         given_train=np.asarray(train_labels[1], np.int64) if label_key else None,
+        origin=f"tfds:{name}:{builder.version}",
     )
 
 
@@ -205,8 +211,17 @@ def probe_download_host(host, port: int = 443, timeout: float = PROBE_SECONDS) -
 
     proxy = urllib.request.getproxies().get("https")
     if proxy:
-        parsed = urllib.parse.urlsplit(proxy if "://" in proxy else f"http://{proxy}")
-        host, port = parsed.hostname, parsed.port or 80
+        try:
+            parsed = urllib.parse.urlsplit(proxy if "://" in proxy else f"http://{proxy}")
+            host, port = parsed.hostname, parsed.port or 80
+        except ValueError as error:  # a bad port, brackets: the parser's message names no variable
+            host, port = None, f"{error}"
+        if not host:
+            variable = next((name for name in ("https_proxy", "HTTPS_PROXY") if os.environ.get(name)), "https_proxy")
+            raise ValueError(
+                f"the environment variable {variable}={proxy!r} is not a proxy address"
+                f"{f' ({port})' if isinstance(port, str) else ''}; set it like http://host:port, or unset it"
+            )
     try:
         socket.create_connection((host, port), timeout=timeout).close()
     except OSError as error:
@@ -261,22 +276,37 @@ def load_image_folder(data_dir, *, image_size: int = 32, class_names=None, cache
     train_files, train_labels = _list_split(root / "train", names, require_every_class=True)
     test_files, test_labels = _list_split(root / "test", names, require_every_class=False)
 
+    origin = folder_origin(root, train_files + test_files)
     cache_path = _cache_path(cache_dir, root, image_size, names, train_files + test_files)
     if cache_path is not None and cache_path.is_file():
-        with np.load(cache_path, allow_pickle=False) as cached:
-            return ImageSource(
-                cached["x_train"], cached["y_train"], cached["x_test"], cached["y_test"], names
-            )
+        try:
+            with np.load(cache_path, allow_pickle=False) as cached:
+                return ImageSource(cached["x_train"], cached["y_train"], cached["x_test"], cached["y_test"],
+                                   names, origin=origin)
+        except Exception as error:  # BadZipFile, ValueError, KeyError, OSError: a cut-short or garbled file
+            # Only a copy of what the images decode to: rebuilt, not a reason to stop.
+            logging.warning("image cache %s is unreadable (%s: %s); decoding the images again to rebuild it",
+                            cache_path, type(error).__name__, " ".join(str(error).split())[:200])
     source = ImageSource(
         x_train=decode_images(train_files, image_size),
         y_train=np.asarray(train_labels, np.int64),
         x_test=decode_images(test_files, image_size),
         y_test=np.asarray(test_labels, np.int64),
         class_names=names,
+        origin=origin,
     )
     if cache_path is not None:
         _write_cache(cache_path, source)
     return source
+
+
+def folder_origin(root: pathlib.Path, files) -> str:
+    """A digest of the folder's image files (names relative to it, and sizes): an added, removed,
+    renamed or rewritten-to-another-size file changes it; a copy of the folder elsewhere does not."""
+    digest = hashlib.sha256()
+    for path in files:
+        digest.update(f"{os.path.relpath(path, root)}\0{os.stat(path).st_size}\n".encode())
+    return f"image_folder:{len(files)} files:sha256:{digest.hexdigest()[:32]}"
 
 
 def _class_names(train_dir: pathlib.Path, explicit) -> list:
@@ -378,7 +408,7 @@ def _decode_with_pil(paths, size: int) -> np.ndarray:
     def decode(path):
         try:
             with Image.open(path) as image:
-                pixels = np.asarray(image.convert("RGB"))
+                pixels = _pil_rgb8(image)
         except Exception as error:
             raise ValueError(f"cannot decode image file {path!r}: {error}") from error
         if pixels.shape[:2] != (size, size):
@@ -387,6 +417,16 @@ def _decode_with_pil(paths, size: int) -> np.ndarray:
 
     with ThreadPoolExecutor(max_workers=4) as pool:
         return np.stack(list(pool.map(decode, paths)))
+
+
+def _pil_rgb8(image) -> np.ndarray:
+    """uint8 RGB pixels of a PIL image. 16-bit greyscale (modes I;16*, and I for 16-bit PNGs)
+    keeps its top 8 bits, as TF's decoders do: PIL's own convert("RGB") clips such values at
+    255, so a 16-bit PNG came out white."""
+    if image.mode.startswith("I"):
+        wide = np.clip(np.asarray(image).astype(np.int64), 0, 65535) >> 8
+        return np.repeat(wide.astype(np.uint8)[..., None], 3, axis=-1)
+    return np.asarray(image.convert("RGB"))
 
 
 def _cache_path(cache_dir, root, image_size, names, files):
