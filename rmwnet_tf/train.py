@@ -25,6 +25,7 @@ from rmwnet_tf import checkpointing
 from rmwnet_tf import data as data_lib
 from rmwnet_tf import evaluate as evaluate_lib
 from rmwnet_tf import export as export_lib
+from rmwnet_tf import feature_cache
 from rmwnet_tf import models
 from rmwnet_tf import outputs
 from rmwnet_tf import run_folder
@@ -171,12 +172,16 @@ def build_model(config: Config, data: data_lib.NoisyData, steps_per_epoch: int, 
     """Call inside the strategy scope: variables and optimizer slots are created here."""
     method = get_method(config.method)
     shape = tuple(data.source.x_train.shape[1:])
-    classifier = models.build(config.model, num_classes=data.num_classes, input_shape=shape, seed=config.seed)
+    classifier = models.build(config.model, num_classes=data.num_classes, input_shape=shape, seed=config.seed,
+                              weights=config.weights, trainable=config.trainable, input_stats=(data.mean, data.std))
     vnet = models.build_vnet(seed=config.seed + 1) if method.uses_meta else None
+    # A head-only run without augmentation trains the head on cached backbone features (feature_cache.py).
+    trained = feature_cache.head_network(classifier) if config.caches_features else classifier
     model = MetaWeightModel(
-        classifier, vnet, method=config.method, global_batch_size=config.batch_size,
+        trained, vnet, method=config.method, global_batch_size=config.batch_size,
         weight_norm=config.weight_norm, meta_step=config.meta_step, meta_every=config.meta_every,
         weight_decay=config.weight_decay, vnet_weight_decay=config.vnet_weight_decay,
+        image_classifier=classifier,
     )
     model.compile(
         keras.optimizers.SGD(learning_rate(config, steps_per_epoch), momentum=config.momentum,
@@ -189,7 +194,7 @@ def build_model(config: Config, data: data_lib.NoisyData, steps_per_epoch: int, 
 
 
 def checkpoint_for(model: MetaWeightModel, epoch: tf.Variable) -> tf.train.Checkpoint:
-    parts = dict(classifier=model.classifier, optimizer=model.optimizer, epoch=epoch)
+    parts = dict(classifier=model.image_classifier, optimizer=model.optimizer, epoch=epoch)
     if model.vnet is not None:
         parts.update(vnet=model.vnet, vnet_optimizer=model.vnet_optimizer)
     return tf.train.Checkpoint(**parts)
@@ -270,6 +275,7 @@ def _train_and_write(config, strategy, model_dir, write_dir, started) -> dict:
 
     # Every checkpoint is read before the data: if none is usable, the run stops in seconds.
     checkpoints = checkpointing.RunCheckpoints(model_dir / "checkpoints", write_dir / "checkpoints")
+    models.pretrained.check_weights_available(config.model, config.weights)  # offline: seconds, not minutes
 
     # ---- data
     data = load_data(config)
@@ -287,6 +293,8 @@ def _train_and_write(config, strategy, model_dir, write_dir, started) -> dict:
 
     # ---- resume (every worker from the chief's checkpoints): the newest good one, mid-epoch too
     start_epoch, start_step = checkpoints.restore()
+    if config.caches_features:  # the frozen backbone's features of every image, once (feature_cache.py)
+        data = feature_cache.with_features(data, model.image_classifier, batch_size=config.batch_size)
     history = [row for row in (outputs.read_json(model_dir / "history.json") or []) if row["epoch"] <= start_epoch]
     # A resumed run's wall time counts the kept epochs of earlier sittings too (not their setup,
     # nor an epoch lost to the interruption), so a cell's cost does not depend on when it stopped.
@@ -298,7 +306,7 @@ def _train_and_write(config, strategy, model_dir, write_dir, started) -> dict:
                                weight_function=model.weight_function if model.vnet is not None else None,
                                suspects=suspects)
     predict = evaluate_lib.predict_fn(model)
-    selected = tf.train.Checkpoint(classifier=model.classifier)  # the gold-free pick, see selection.py
+    selected = tf.train.Checkpoint(classifier=model.image_classifier)  # the gold-free pick, see selection.py
     # SIGTERM / Ctrl-C: a checkpoint at the next step boundary, then `checkpointing.Interrupted`.
     stopper = checkpointing.StepCheckpoints(
         checkpoints, every_steps=config.checkpoint_every_steps, on_stop=[writer.close],
@@ -346,7 +354,7 @@ def _train_and_write(config, strategy, model_dir, write_dir, started) -> dict:
     outputs.write_json(write_dir / "results.json", results)
     if config.export:
         export_lib.export_classifier(
-            model.classifier, str(write_dir / "export"), mean=data.mean, std=data.std,
+            model.image_classifier, str(write_dir / "export"), mean=data.mean, std=data.std,
             image_shape=data.source.x_train.shape[1:],
         )
         saved_epoch = write_dir / "selected" / "epoch"
@@ -358,7 +366,7 @@ def _train_and_write(config, strategy, model_dir, write_dir, started) -> dict:
         elif results["selected_epoch"] is not None:
             selected.read(str(write_dir / "selected" / "classifier")).assert_existing_objects_matched()
             export_lib.export_classifier(
-                model.classifier, str(write_dir / "export_selected"), mean=data.mean, std=data.std,
+                model.image_classifier, str(write_dir / "export_selected"), mean=data.mean, std=data.std,
                 image_shape=data.source.x_train.shape[1:],
             )
     return results
