@@ -222,8 +222,9 @@ def final_results(config, data, history, *, steps, wall_seconds, images_per_seco
         "test_accuracy_best": best.get("test/accuracy"),
         "best_epoch": best.get("epoch"),
         "selected_epoch": selected.get("epoch"),  # by the meta set's accuracy: no clean labels needed
-        "selected_by": selection.DEFAULT_CRITERION,
+        "selected_by": selection.DEFAULT_CRITERION if selected else None,
         "test_accuracy_selected": selected.get("test/accuracy"),
+        "selection_note": None if selected else selection.NO_META_SET,
         "detection_auc_final": final.get("detection/auc"),
         "detection_auc_best": max(aucs) if aucs else None,
         "detection_auc_loss_final": final.get("detection/auc_loss"),
