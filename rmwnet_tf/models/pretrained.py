@@ -62,6 +62,13 @@ class InferenceOnly(keras.layers.Layer):
     def compute_output_shape(self, input_shape):
         return self.network.compute_output_shape(input_shape)
 
+    def get_config(self):
+        return {**super().get_config(), "network": keras.saving.serialize_keras_object(self.network)}
+
+    @classmethod
+    def from_config(cls, config):
+        return cls(**{**config, "network": keras.saving.deserialize_keras_object(config["network"])})
+
 
 def weights_cache_path(spec: Classifier) -> str:
     """Where `keras.utils.get_file` keeps the backbone's ImageNet weights once downloaded."""
