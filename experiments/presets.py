@@ -109,7 +109,7 @@ def quickstart_config() -> Config:
     happens within minutes; 5,000 test images keep the accuracy's binomial noise near 0.5 points."""
     return Config(dataset="synthetic", synthetic_train_size=1000, synthetic_test_size=5000, image_size=16,
                   augment=False, noise_type="uniform", noise_rate=0.4, method="rmnwnet", meta_size=100,
-                  model="small_cnn", epochs=40, batch_size=50, meta_batch_size=50, lr=0.03, lr_boundaries="30",
+                  model="small_cnn", epochs=40, batch_size=50, meta_batch_size=50, lr=0.03, lr_boundaries="10",
                   vnet_optimizer="adam", model_dir="runs/quickstart")
 
 
