@@ -9,10 +9,19 @@ big_vision habit: every config says how to run it).
 from __future__ import annotations
 
 import dataclasses
-from typing import Sequence
+import json
+import pathlib
+from typing import Callable, Sequence
 
-from experiments.reproduction.protocol import PROTOCOL, SETTINGS, Cell, Protocol, Setting, cell_config
+from experiments.reproduction.protocol import (METHOD_LABELS, METHOD_ORDER, PROTOCOL, SETTINGS, Cell, Protocol,
+                                               Setting, cell_config)
 from rmwnet_tf.config import Config
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+# The reproduction's measured cells (scripts/reproduce.py writes it): the CPU flagfiles quote them.
+REPRODUCTION_JSON = ROOT / "results" / "v2_1" / "reproduction.json"  # protocol v2.1, which these presets run
+# The quick start's measured runs (scripts/measure_quickstart.py writes it): its flagfile quotes them.
+QUICKSTART_JSON = ROOT / "results" / "quickstart.json"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -88,34 +97,95 @@ def paper_presets() -> list[Preset]:
 
 
 # ------------------------------------------------------------------------------------ quick start
-def quickstart_preset() -> Preset:
-    config = Config(dataset="synthetic", synthetic_train_size=1000, synthetic_test_size=1000, image_size=16,
-                    augment=False, noise_type="uniform", noise_rate=0.4, method="rmnwnet", meta_size=100,
-                    model="small_cnn", epochs=40, batch_size=50, meta_batch_size=50, lr=0.1, lr_boundaries="30",
-                    vnet_optimizer="adam", model_dir="runs/quickstart")
-    fields = ("dataset", "synthetic_train_size", "synthetic_test_size", "image_size", "augment", "noise_type",
-              "noise_rate", "method", "meta_size", "model", "epochs", "batch_size", "meta_batch_size", "lr",
-              "lr_boundaries", "vnet_optimizer", "model_dir")
-    launch = "python scripts/train.py --flagfile=configs/quickstart.flags"
-    return Preset("quickstart", config, fields, (
-        "Quick start: generated data (offline), 40% uniform label noise, RMNW-Net.",
-        f"  {launch}",
-        f"  {launch} --method=base --model_dir=runs/quickstart_base",
-        "Expect on 2 CPU cores: ~3 min (base ~2 min). Measured (BUILD_NOTES.md): test accuracy",
-        "RMNW-Net 0.93-0.94 vs base 0.870 (base memorises the noisy labels: train loss -> 0.001),",
-        "detection AUC of the learned weights ~0.85.",
+QUICKSTART_LAUNCH = "python scripts/train.py --flagfile=configs/quickstart.flags"
+QUICKSTART_BASE = "--method=base --model_dir=runs/quickstart_base"
+QUICKSTART_FIELDS = ("dataset", "synthetic_train_size", "synthetic_test_size", "image_size", "augment", "noise_type",
+                     "noise_rate", "method", "meta_size", "model", "epochs", "batch_size", "meta_batch_size", "lr",
+                     "lr_boundaries", "vnet_optimizer", "model_dir")
+
+
+def quickstart_config() -> Config:
+    """Small images, few samples and no augmentation: memorisation (the failure RMNW-Net prevents)
+    happens within minutes; 5,000 test images keep the accuracy's binomial noise near 0.5 points."""
+    return Config(dataset="synthetic", synthetic_train_size=1000, synthetic_test_size=5000, image_size=16,
+                  augment=False, noise_type="uniform", noise_rate=0.4, method="rmnwnet", meta_size=100,
+                  model="small_cnn", epochs=40, batch_size=50, meta_batch_size=50, lr=0.03, lr_boundaries="10",
+                  vnet_optimizer="adam", model_dir="runs/quickstart")
+
+
+def quickstart_identity(config: Config) -> dict:
+    """What a measured quick-start run must share with the preset to stand for it (not the method
+    nor the folder, which differ between the two runs)."""
+    return {k: v for k, v in config.to_dict().items() if k not in ("method", "model_dir")}
+
+
+def _read_json(path: pathlib.Path):
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def quickstart_measured_lines(measured: dict | None, config: Config) -> tuple[str, ...]:
+    """The flagfile's claim, written from the latest measured runs (results/quickstart.json),
+    or a line saying there are none at these settings."""
+    if not measured or measured.get("config") != quickstart_identity(config):
+        return ("Not yet measured at these settings: python scripts/measure_quickstart.py records the runs.",)
+    base, meta = measured["methods"]["base"], measured["methods"]["rmnwnet"]
+    gap = 100 * (meta["test_accuracy_final"] - base["test_accuracy_final"])
+    minutes = lambda m: f"{m['wall_seconds'] / 60:.0f} min"  # noqa: E731
+    return (
+        f"Measured ({measured['date']}, results/quickstart.json from scripts/measure_quickstart.py, "
+        f"{measured['machine']}):",
+        f"  test accuracy at the last epoch: RMNW-Net {meta['test_accuracy_final']:.3f}, Base "
+        f"{base['test_accuracy_final']:.3f} ({gap:+.1f} points, {config.synthetic_test_size:,} test images);",
+        f"  Base peaks at {base['test_accuracy_best']:.3f} (epoch {base['best_epoch']}) and falls as it memorises "
+        f"{100 * base['noisy_memorised_final']:.0f}% of the wrong labels",
+        f"  (RMNW-Net {100 * meta['noisy_memorised_final']:.0f}%); RMNW-Net's selected model (no clean labels): "
+        f"{meta['test_accuracy_selected']:.3f} (epoch {meta['selected_epoch']});",
+        f"  detection AUC of the learned weights {meta['detection_auc_final']:.2f}; wall time RMNW-Net "
+        f"{minutes(meta)}, Base {minutes(base)}.",
+    )
+
+
+def quickstart_preset(measured: dict | None = None) -> Preset:
+    config = quickstart_config()
+    measured = _read_json(QUICKSTART_JSON) if measured is None else measured
+    return Preset("quickstart", config, QUICKSTART_FIELDS, (
+        f"Quick start: generated data (offline), {round(100 * config.noise_rate)}% uniform label noise, RMNW-Net "
+        "against Base (plain cross-entropy).",
+        f"  {QUICKSTART_LAUNCH}",
+        f"  {QUICKSTART_LAUNCH} {QUICKSTART_BASE}",
+        *quickstart_measured_lines(measured, config),
         "Small images, few samples and no augmentation make memorisation (the failure RMNW-Net",
         "prevents) happen within minutes; the weighting net uses Adam so it learns in 700 steps.",
     ))
 
 
+# ------------------------------------------------------------------------------------ measured accuracies
+def reproduction_accuracy_lines(setting: Setting, report: dict | None) -> tuple[str, ...]:
+    """The measured accuracies of one setting of the v2.1 reproduction (results/v2_1/reproduction.json):
+    final (selected) test accuracy per method, mean over the finished seeds."""
+    done = [e for e in (report or {}).get("entries", []) if e["setting"] == setting.name and e["status"] == "done"]
+    if not done:
+        return ("Accuracies: not measured yet (results/v2_1/REPRODUCTION.md).",)
+    parts = []
+    for method in METHOD_ORDER:
+        runs = [e for e in done if e["method"] == method]
+        if runs:
+            final = sum(e["test_accuracy_final"] for e in runs) / len(runs)
+            selected = sum(e["test_accuracy_selected"] for e in runs) / len(runs)
+            parts.append(f"{METHOD_LABELS[method]} {final:.3f} ({selected:.3f}, {len(runs)} seed{'s' * (len(runs) > 1)})")
+    return ("Accuracies measured, final (selected) test accuracy, mean over seeds (results/v2_1/REPRODUCTION.md):",
+            "  " + ", ".join(parts) + ".")
+
+
 # ------------------------------------------------------------------------------------ a protocol
 def protocol_presets(protocol: Protocol, *, prefix: str, label: str, expect: Sequence[str] = (),
-                     settings: Sequence[Setting] = SETTINGS) -> list[Preset]:
+                     settings: Sequence[Setting] = SETTINGS,
+                     measured: Callable[[Setting], Sequence[str]] = lambda setting: ()) -> list[Preset]:
     """One flagfile per setting of a reproduction protocol: its RMNW-Net cell of seed 0.
 
     Built by the reproduction's own `cell_config`, so a flagfile trains exactly what
     scripts/reproduce.py trains (but into runs/<prefix>_<setting>). Any Protocol instance works.
+    `measured(setting)`: comment lines on what that setting's cells gave.
     """
     fields = tuple(name for name in protocol.config_fields()
                    if protocol.dataset == "synthetic" or not name.startswith("synthetic_"))
@@ -125,7 +195,7 @@ def protocol_presets(protocol: Protocol, *, prefix: str, label: str, expect: Seq
         name = f"{prefix}_{setting.name}"
         config = dataclasses.replace(cell_config(Cell(setting, "rmnwnet", 0), protocol, "runs"),
                                      model_dir=f"runs/{name}")
-        data = ("Data: the CIFAR-10 JPEG copy in data/cifar10 (README.md, *Training on CIFAR*)."
+        data = ("Data: a CIFAR-10 image folder in data/cifar10 (README.md, *Offline, from an image folder*)."
                 if protocol.dataset == "image_folder" else f"Data: --dataset={protocol.dataset}.")
         presets.append(Preset(name, config, fields, (
             f"{label}, {setting.label}.",
@@ -134,6 +204,7 @@ def protocol_presets(protocol: Protocol, *, prefix: str, label: str, expect: Seq
               if protocol.base_holds_out_meta else []),
             data,
             *expect,
+            *measured(setting),
         )))
     return presets
 
@@ -147,7 +218,8 @@ def all_presets() -> list[Preset]:
             PROTOCOL, prefix="cpu_cifar10",
             label="Reduced CPU protocol v2.1 of the reproduction (experiments/reproduction/protocol.py PROTOCOL)",
             expect=("Expect: protocol v2.1 (ResNet-32 at 16x16, 2,000 training + 1,000 meta images, 160 epochs);",
-                    "~6 min (base) / ~15 min (meta methods) on 2 CPU cores (measured). Accuracies:",
-                    "(results/v2_1/REPRODUCTION.md; protocol v1's in results/v2_1/v1/)."),
+                    "~6 min (base) / ~15 min (meta methods) on 2 CPU cores (measured); protocol v1's accuracies",
+                    "are in results/v2_1/v1/."),
+            measured=lambda setting: reproduction_accuracy_lines(setting, _read_json(REPRODUCTION_JSON)),
         ),
     ]

@@ -105,13 +105,20 @@ def _main(argv):
 
 
 def done_line(model_dir: str, results: dict) -> str:
-    """The last line of a run: where the outputs are, what to open, and the two headline
-    numbers named for what they are."""
+    """The last line of a run: where the outputs are, what to open, and the headline numbers
+    named for what they are: the last epoch's accuracy and the selected model's (the one a user
+    without clean labels would keep: export_selected/), or why there is none."""
     parts = [f"done: outputs in {model_dir}/ (samples ranked by suspicion: sample_scores.csv; "
              f"numbers: results.json; curves: tensorboard --logdir {model_dir}/tensorboard)"]
     accuracy = results.get("test_accuracy_final")
     if accuracy is not None:
-        parts.append(f"test accuracy {accuracy:.4f} (last epoch)")
+        selected = results.get("test_accuracy_selected")
+        if selected is not None:
+            exported = ": export_selected/" if results.get("config", {}).get("export", True) else ""
+            parts.append(f"test accuracy {accuracy:.4f} (last epoch), {selected:.4f} (epoch "
+                         f"{results['selected_epoch']}, selected by meta-set accuracy, no clean labels used{exported})")
+        else:
+            parts.append(f"test accuracy {accuracy:.4f} (last epoch; no selected epoch: no meta set held out)")
     auc = results.get("detection_auc_final")
     if auc is not None:
         parts.append(f"noisy-label detection AUC {auc:.4f} (final weights, whole training set)")

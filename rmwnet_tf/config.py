@@ -11,7 +11,7 @@ import math
 import os
 
 from rmwnet_tf import noise
-from rmwnet_tf.classifiers import CLASSIFIERS
+from rmwnet_tf.classifiers import CLASSIFIERS, TRAINABLE_CHOICES, WEIGHTS_CHOICES, resolved_weights
 from rmwnet_tf.datasets import DATASETS, TRAINING_PARTS
 from rmwnet_tf.meta_steps import META_STEPS
 from rmwnet_tf.methods import METHODS
@@ -94,6 +94,14 @@ class Config:
     vnet_lr: float = _field(1e-3, "Weighting-net learning rate.")
     vnet_momentum: float = _field(0.9, "Weighting-net SGD momentum.")
     vnet_weight_decay: float = _field(5e-4, "Weighting-net L2 coefficient (coupled).")
+    # ---- a pretrained backbone (a keras.applications --model, given a new Dense head)
+    weights: str = _field("auto", "Initial backbone weights of a keras.applications --model: imagenet "
+                          "(downloaded by Keras on first use), none (random), or a weights file of the backbone "
+                          "(.h5 or .weights.h5, e.g. the file imagenet would download); auto: imagenet for "
+                          "those, none for the architectures built here.")
+    trainable: str = _field("all", "all: fine-tune every layer; head: freeze a pretrained backbone (inference "
+                            "mode) and train the Dense head only; without --augment its features are then "
+                            "computed once and cached.", choices=TRAINABLE_CHOICES)
     # ---- run
     seed: int = _field(0, "Seed of the noise, the meta split, the data order and the initial weights.")
     model_dir: str = _field("runs/default", "Where checkpoints, TensorBoard logs and results go.", run_only=True)
@@ -116,6 +124,12 @@ class Config:
     @property
     def boundaries(self) -> list[int]:
         return parse_boundaries(self.lr_boundaries)
+
+    @property
+    def caches_features(self) -> bool:
+        """A head-only run without augmentation: the frozen backbone sees each image once, so its
+        features are computed once and the steps train the head on them (feature_cache.py)."""
+        return self.trainable == "head" and not self.augment
 
     def to_dict(self) -> dict:
         """The run's identity, as config.json and results.json record it and as run folders are
@@ -173,6 +187,21 @@ class Config:
             bad("image_size", f"must be between {low} and {high} pixels, got {self.image_size}")
         if not self.model_dir.strip():
             bad("model_dir", "is empty; give the run's folder, e.g. --model_dir=runs/my_run")
+
+        classifier = CLASSIFIERS.get(self.model)
+        if classifier is not None:
+            if self.weights not in WEIGHTS_CHOICES:  # a file
+                if not os.path.isfile(self.weights):
+                    bad("weights", f"{self.weights!r} is neither one of {', '.join(WEIGHTS_CHOICES)} nor a file")
+                elif not self.weights.endswith(".h5"):
+                    bad("weights", f"{self.weights!r} is not a Keras weights file (.h5 or .weights.h5)")
+            if not classifier.pretrained and self.weights not in ("auto", "none"):
+                backbones = ", ".join(c.name for c in CLASSIFIERS.values() if c.pretrained)
+                bad("weights", f"--model={self.model} is built from scratch here; pretrained weights are for "
+                    f"the keras.applications backbones ({backbones})")
+            elif self.trainable == "head" and resolved_weights(self.model, self.weights) is None:
+                bad("trainable", "head freezes the backbone, which needs pretrained weights: a keras.applications "
+                    "--model with --weights=imagenet or a weights file")
 
         dataset = DATASETS.get(self.dataset)
         if dataset is not None and dataset.from_folder:

@@ -57,8 +57,13 @@ class MetaWeightModel(keras.Model):
         meta_every: int = 1,
         weight_decay: float = 5e-4,
         vnet_weight_decay: float = 5e-4,
+        image_classifier: keras.Model | None = None,
         **kwargs,
     ):
+        """`classifier` is the network the steps train and the evaluations run; `image_classifier`
+        (default: the same) maps images to logits and is what checkpoints hold and exports serve.
+        They differ only in a head-only run on cached backbone features (feature_cache.py), where
+        `classifier` is the head alone, sharing `image_classifier`'s last layer."""
         super().__init__(**kwargs)
         self.spec = get_method(method)
         if self.spec.uses_meta and vnet is None:
@@ -70,6 +75,7 @@ class MetaWeightModel(keras.Model):
             raise ValueError(f"meta_every must be an integer >= 1, got {meta_every!r}")
         self.method = method
         self.classifier = classifier
+        self.image_classifier = classifier if image_classifier is None else image_classifier
         self.vnet = vnet if self.spec.uses_meta else None
         self.meta_loss_fn = (
             losses_lib.get_meta_loss(self.spec.meta_loss) if self.spec.uses_meta else None

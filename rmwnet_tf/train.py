@@ -30,6 +30,7 @@ from rmwnet_tf import evaluate as evaluate_lib
 from rmwnet_tf import export as export_lib
 from rmwnet_tf import fingerprints
 from rmwnet_tf import init_from
+from rmwnet_tf import feature_cache
 from rmwnet_tf import models
 from rmwnet_tf import outputs
 from rmwnet_tf import run_folder
@@ -209,12 +210,16 @@ def build_model(config: Config, data: data_lib.NoisyData, steps_per_epoch: int, 
     """Call inside the strategy scope: variables and optimizer slots are created here."""
     method = get_method(config.method)
     shape = tuple(data.source.x_train.shape[1:])
-    classifier = models.build(config.model, num_classes=data.num_classes, input_shape=shape, seed=config.seed)
+    classifier = models.build(config.model, num_classes=data.num_classes, input_shape=shape, seed=config.seed,
+                              weights=config.weights, trainable=config.trainable, input_stats=(data.mean, data.std))
     vnet = models.build_vnet(seed=config.seed + 1) if method.uses_meta else None
+    # A head-only run without augmentation trains the head on cached backbone features (feature_cache.py).
+    trained = feature_cache.head_network(classifier) if config.caches_features else classifier
     model = MetaWeightModel(
-        classifier, vnet, method=config.method, global_batch_size=config.batch_size,
+        trained, vnet, method=config.method, global_batch_size=config.batch_size,
         weight_norm=config.weight_norm, meta_step=config.meta_step, meta_every=config.meta_every,
         weight_decay=config.weight_decay, vnet_weight_decay=config.vnet_weight_decay,
+        image_classifier=classifier,
     )
     model.compile(
         keras.optimizers.SGD(learning_rate(config, steps_per_epoch), momentum=config.momentum,
@@ -227,7 +232,7 @@ def build_model(config: Config, data: data_lib.NoisyData, steps_per_epoch: int, 
 
 
 def checkpoint_for(model: MetaWeightModel, epoch: tf.Variable) -> tf.train.Checkpoint:
-    parts = dict(classifier=model.classifier, optimizer=model.optimizer, epoch=epoch)
+    parts = dict(classifier=model.image_classifier, optimizer=model.optimizer, epoch=epoch)
     if model.vnet is not None:
         parts.update(vnet=model.vnet, vnet_optimizer=model.vnet_optimizer)
     return tf.train.Checkpoint(**parts)
@@ -255,8 +260,9 @@ def final_results(config, data, history, *, steps, wall_seconds, images_per_seco
         "test_accuracy_best": best.get("test/accuracy"),
         "best_epoch": best.get("epoch"),
         "selected_epoch": selected.get("epoch"),  # by the meta set's accuracy: no clean labels needed
-        "selected_by": selection.DEFAULT_CRITERION,
+        "selected_by": selection.DEFAULT_CRITERION if selected else None,
         "test_accuracy_selected": selected.get("test/accuracy"),
+        "selection_note": None if selected else selection.NO_META_SET,
         "detection_auc_final": final.get("detection/auc"),
         "detection_auc_best": max(aucs) if aucs else None,
         "detection_auc_loss_final": final.get("detection/auc_loss"),
@@ -331,6 +337,7 @@ def _train_and_write(config, strategy, model_dir, write_dir, started, finished=N
             f"{model_dir}/checkpoints holds no checkpoint to go on from; put the checkpoints back, or start "
             "again with --overwrite"
         )
+    models.pretrained.check_weights_available(config.model, config.weights)  # offline: seconds, not minutes
 
     # ---- data
     data = load_data(config)
@@ -347,7 +354,7 @@ def _train_and_write(config, strategy, model_dir, write_dir, started, finished=N
     with strategy.scope():
         model = build_model(config, data, steps_per_epoch, jit)
         if config.init_from:  # where training starts; a resumed run's own checkpoint overrides it
-            init_from.load_initial_weights(model.classifier, config.init_from)
+            init_from.load_initial_weights(model.image_classifier, config.init_from)
         epoch_var = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
         checkpoint = checkpoint_for(model, epoch_var)
     checkpoints.attach(checkpoint, epoch_var, model.optimizer, steps_per_epoch)
@@ -363,6 +370,8 @@ def _train_and_write(config, strategy, model_dir, write_dir, started, finished=N
         )
     if start_epoch < config.epochs:
         finished = None  # epochs to train: new results
+    if config.caches_features:  # the frozen backbone's features of every image, once (feature_cache.py)
+        data = feature_cache.with_features(data, model.image_classifier, batch_size=config.batch_size)
     history = [row for row in (outputs.read_json(model_dir / "history.json") or []) if row["epoch"] <= start_epoch]
     # A resumed run's wall time counts the kept epochs of earlier sittings too (not their setup,
     # nor an epoch lost to the interruption), so a cell's cost does not depend on when it stopped.
@@ -374,7 +383,7 @@ def _train_and_write(config, strategy, model_dir, write_dir, started, finished=N
                                weight_function=model.weight_function if model.vnet is not None else None,
                                suspects=suspects)
     predict = evaluate_lib.predict_fn(model)
-    selected = tf.train.Checkpoint(classifier=model.classifier)  # the gold-free pick, see selection.py
+    selected = tf.train.Checkpoint(classifier=model.image_classifier)  # the gold-free pick, see selection.py
     # SIGTERM / Ctrl-C: a checkpoint at the next step boundary, then `checkpointing.Interrupted`.
     stopper = checkpointing.StepCheckpoints(
         checkpoints, every_steps=config.checkpoint_every_steps, on_stop=[writer.close],
@@ -433,7 +442,7 @@ def _train_and_write(config, strategy, model_dir, write_dir, started, finished=N
         if config.export:
             stop_if_requested()
             export_lib.export_classifier(
-                model.classifier, str(write_dir / "export"), mean=data.mean, std=data.std,
+                model.image_classifier, str(write_dir / "export"), mean=data.mean, std=data.std,
                 image_shape=data.source.x_train.shape[1:],
             )
             saved_epoch = write_dir / "selected" / "epoch"
@@ -446,7 +455,7 @@ def _train_and_write(config, strategy, model_dir, write_dir, started, finished=N
                 stop_if_requested()
                 selected.read(str(write_dir / "selected" / "classifier")).assert_existing_objects_matched()
                 export_lib.export_classifier(
-                    model.classifier, str(write_dir / "export_selected"), mean=data.mean, std=data.std,
+                    model.image_classifier, str(write_dir / "export_selected"), mean=data.mean, std=data.std,
                     image_shape=data.source.x_train.shape[1:],
                 )
         stop_if_requested()

@@ -1,5 +1,6 @@
 """The command line: every flagfile parses, bad input stops early with one line naming the flag."""
 
+import json
 import os
 import pathlib
 import subprocess
@@ -242,6 +243,10 @@ def test_a_run_prints_a_quiet_console_and_a_useful_done_line(tmp_path):
                            "test accuracy ")
     assert done.endswith(" (final weights, whole training set)")
     assert "noisy-label detection AUC " in done
+    results = json.loads((model_dir / "results.json").read_text())
+    assert (f"test accuracy {results['test_accuracy_final']:.4f} (last epoch), {results['test_accuracy_selected']:.4f} "
+            f"(epoch {results['selected_epoch']}, selected by meta-set accuracy, no clean labels used: "
+            "export_selected/)  noisy-label detection AUC ") in done
     for name in ("config.json", "history.json", "results.json", "sample_scores.csv", "checkpoints",
                  "tensorboard", "export"):
         assert (model_dir / name).exists(), name
@@ -249,6 +254,18 @@ def test_a_run_prints_a_quiet_console_and_a_useful_done_line(tmp_path):
     outputs = readme.split("## Outputs")[1].split("\n## ")[0]
     for name in sorted(p.name for p in model_dir.iterdir()):
         assert f"`{name}" in outputs, f"README Outputs table misses {name}"
+
+
+def test_done_line_of_a_run_without_selection_says_why():
+    from rmwnet_tf import cli, selection
+
+    base = {"test_accuracy_final": 0.879, "test_accuracy_selected": None, "selected_epoch": None,
+            "selected_by": None, "selection_note": selection.NO_META_SET, "detection_auc_final": None}
+    assert cli.done_line("runs/b", base).endswith(
+        "  test accuracy 0.8790 (last epoch; no selected epoch: no meta set held out)")
+    meta = dict(base, test_accuracy_selected=0.952, selected_epoch=31, config={"export": False})
+    assert cli.done_line("runs/m", meta).endswith(
+        "  test accuracy 0.8790 (last epoch), 0.9520 (epoch 31, selected by meta-set accuracy, no clean labels used)")
 
 
 def test_rmwnet_traceback_keeps_the_full_stack(tmp_path):

@@ -18,7 +18,9 @@ def choices(name):
 def test_flag_choices_are_the_registries_names():
     assert choices("dataset") == ("cifar10", "cifar100", "cifar10_n", "cifar100_n", "image_folder",
                                   "synthetic") == tuple(DATASETS)
-    assert choices("model") == ("resnet32", "wrn28_10", "small_cnn", "tiny") == tuple(CLASSIFIERS)
+    assert choices("model") == ("resnet32", "wrn28_10", "small_cnn", "tiny", "mobilenet_v3_small",
+                                "efficientnet_v2_b0", "resnet50_v2") == tuple(CLASSIFIERS)
+    assert choices("trainable") == ("all", "head") and Config().weights == "auto"
     assert choices("meta_step") == ("exact", "jvp", "nested", "head") == tuple(META_STEPS)
     assert Config().meta_step == "exact"
 

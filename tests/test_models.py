@@ -256,10 +256,12 @@ def test_vnet_seeded_and_validates_hidden():
 
 
 def test_every_registered_classifier_has_a_builder():
-    assert list(CLASSIFIERS) == ["resnet32", "wrn28_10", "small_cnn", "tiny"]
-    assert set(BUILDERS) == set(CLASSIFIERS)
+    assert list(CLASSIFIERS) == ["resnet32", "wrn28_10", "small_cnn", "tiny", "mobilenet_v3_small",
+                                 "efficientnet_v2_b0", "resnet50_v2"]
+    assert set(BUILDERS) == set(CLASSIFIERS)  # the keras.applications ones: tests/test_pretrained.py
 
 
 def test_unknown_model_names_the_known_ones():
-    with pytest.raises(ValueError, match="unknown model 'vgg16'; known: resnet32, wrn28_10, small_cnn, tiny"):
+    with pytest.raises(ValueError, match="unknown model 'vgg16'; known: resnet32, wrn28_10, small_cnn, tiny, "
+                                         "mobilenet_v3_small, efficientnet_v2_b0, resnet50_v2"):
         build("vgg16", num_classes=10)

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from rmwnet_tf import checkpointing, train
+from rmwnet_tf import checkpointing, selection, train
 from rmwnet_tf.config import Config
 from rmwnet_tf.export import load_exported
 
@@ -232,6 +232,9 @@ def test_base_run_has_no_weights_but_scores_samples(tmp_path):
     assert results["detection_auc_loss_final"] is not None
     assert "weights/mean" not in results["final"]
     assert "meta/loss" not in results["history"][-1]
+    # Nothing to select by: no meta set held out; results.json says so instead of naming a criterion.
+    assert (results["selected_epoch"], results["selected_by"], results["test_accuracy_selected"]) == (None, None, None)
+    assert results["selection_note"] == selection.NO_META_SET
 
 
 def test_unknown_clean_labels_skip_detection(tmp_path):

@@ -27,6 +27,20 @@ _SUBSET_STREAM, _META_STREAM, _PART_STREAM = 100, 101, 103
 
 
 @dataclasses.dataclass(eq=False)
+class CachedFeatures:
+    """A frozen backbone's features of every image a run looks at, computed once
+    (rmwnet_tf/feature_cache.py): the pipelines then hand these to a head-only classifier.
+
+    Only the source training samples the run uses (training and meta sets) have a row, so a
+    small `--train_size` out of a large source costs only its own images.
+    """
+
+    rows: np.ndarray  # int32 [N_source_train]: row in `train` of each source sample; -1 if unused
+    train: np.ndarray  # float32 [U, D]
+    test: np.ndarray  # float32 [N_test, D]
+
+
+@dataclasses.dataclass(eq=False)
 class NoisyData:
     """Everything the pipelines need: pixels, the label table training sees, the split."""
 
@@ -39,6 +53,8 @@ class NoisyData:
     mean: np.ndarray  # float32 [3], of training images scaled to [0, 1]
     std: np.ndarray  # float32 [3]
     noise_matrix: np.ndarray | None  # nominal [K,K] used for injection
+    # A head-only run's frozen-backbone features: the classifier's input instead of the pixels.
+    features: CachedFeatures | None = None
     # Device copies of these arrays, made once by the pipelines (pipelines.cached_tensor) and
     # shared by every pipeline built from this object; this module stays free of TensorFlow.
     device_copies: dict = dataclasses.field(default_factory=dict, init=False, repr=False)

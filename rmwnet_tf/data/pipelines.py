@@ -112,6 +112,33 @@ def _finish(dataset: tf.data.Dataset, make_batch) -> tf.data.Dataset:
     return dataset.with_options(options).prefetch(tf.data.AUTOTUNE)
 
 
+def _train_lookup(data: NoisyData):
+    """index -> the classifier's input for those source training samples, un-augmented: their
+    normalised pixels, or in a head-only run on cached backbone features (``data.features``,
+    rmwnet_tf/feature_cache.py) their features. The tables are fetched here, outside any
+    tf.data function, so every pipeline shares one device copy."""
+    if data.features is not None:
+        rows = cached_tensor(data, "feature_rows", lambda: data.features.rows)
+        table = cached_tensor(data, "train_features", lambda: data.features.train)
+        return lambda index: tf.gather(table, tf.gather(rows, index))
+    images = cached_tensor(data, "x_train", lambda: data.source.x_train)
+    return lambda index: normalize(tf.gather(images, index), data.mean, data.std)
+
+
+def _test_lookup(data: NoisyData):
+    """index -> the classifier's input for those test samples (see `_train_lookup`)."""
+    if data.features is not None:
+        table = cached_tensor(data, "test_features", lambda: data.features.test)
+        return lambda index: tf.gather(table, index)
+    images = cached_tensor(data, "x_test", lambda: data.source.x_test)
+    return lambda index: normalize(tf.gather(images, index), data.mean, data.std)
+
+
+def _no_augmented_features(data: NoisyData, augment: bool) -> None:
+    if augment and data.features is not None:
+        raise ValueError("cached backbone features cannot be augmented (they stand for un-augmented images)")
+
+
 # ----------------------------------------------------------------------------------------
 # Pipelines
 # ----------------------------------------------------------------------------------------
@@ -144,10 +171,12 @@ def train_dataset(
     if not 0 <= start_step < steps:
         raise ValueError(f"start_step={start_step} is outside an epoch of {steps} steps")
     num_train = len(data.train_indices)
+    _no_augmented_features(data, augment)
     train_indices = cached_tensor(data, "train_indices", lambda: data.train_indices.astype(np.int32))
-    images = cached_tensor(data, "x_train", lambda: data.source.x_train)
     given = cached_tensor(data, "given", lambda: data.given_labels.astype(np.int32))
     pad = augment_pad(data.source.x_train.shape[1])
+    lookup = None if augment else _train_lookup(data)
+    images = cached_tensor(data, "x_train", lambda: data.source.x_train) if augment else None
 
     def epoch_batches(epoch):
         order = epoch_order(num_train, stream_key(seed, _TRAIN_ORDER, epoch))
@@ -158,10 +187,10 @@ def train_dataset(
     def make_batch(epoch, step, index):
         if augment:
             key = stream_key(seed, _TRAIN_AUGMENT, epoch, step)
-            pixels = gather_crop_flip(images, index, key, pad)
+            inputs = normalize(gather_crop_flip(images, index, key, pad), data.mean, data.std)
         else:
-            pixels = tf.gather(images, index)
-        return {"image": normalize(pixels, data.mean, data.std), "label": tf.gather(given, index)}
+            inputs = lookup(index)
+        return {"image": inputs, "label": tf.gather(given, index)}
 
     batches = tf.data.Dataset.counter(start_epoch).flat_map(epoch_batches).skip(start_step)
     return _finish(batches, make_batch)
@@ -183,11 +212,13 @@ def meta_dataset(
     size = len(data.meta_indices)
     if size == 0:
         raise ValueError("this NoisyData has no meta set (meta_label_kind='none')")
+    _no_augmented_features(data, augment)
     first = start_step * batch_size
     meta_indices = cached_tensor(data, "meta_indices", lambda: data.meta_indices.astype(np.int32))
     meta_labels = cached_tensor(data, "meta_labels", lambda: data.meta_labels.astype(np.int32))
-    images = cached_tensor(data, "x_train", lambda: data.source.x_train)
     pad = augment_pad(data.source.x_train.shape[1])
+    lookup = None if augment else _train_lookup(data)
+    images = cached_tensor(data, "x_train", lambda: data.source.x_train) if augment else None
 
     def epoch_positions(epoch):
         order = epoch_order(size, stream_key(seed, _META_ORDER, epoch))
@@ -204,24 +235,21 @@ def meta_dataset(
         index = tf.gather(meta_indices, position)
         if augment:
             pixels = gather_crop_flip(images, index, stream_key(seed, _META_AUGMENT, step), pad)
+            inputs = normalize(pixels, data.mean, data.std)
         else:
-            pixels = tf.gather(images, index)
-        return {
-            "image": normalize(pixels, data.mean, data.std),
-            "label": tf.gather(meta_labels, position),
-        }
+            inputs = lookup(index)
+        return {"image": inputs, "label": tf.gather(meta_labels, position)}
 
     return _finish(tf.data.Dataset.zip(tf.data.Dataset.counter(start_step), positions), make_batch)
 
 
 def test_dataset(data: NoisyData, *, batch_size: int) -> tf.data.Dataset:
     """All test images once, in order, not augmented (the last batch may be short)."""
-    images = cached_tensor(data, "x_test", lambda: data.source.x_test)
     labels = cached_tensor(data, "y_test", lambda: data.source.y_test.astype(np.int32))
+    lookup = _test_lookup(data)
 
     def make_batch(index):
-        pixels = tf.gather(images, index)
-        return {"image": normalize(pixels, data.mean, data.std), "label": tf.gather(labels, index)}
+        return {"image": lookup(index), "label": tf.gather(labels, index)}
 
     return _finish(tf.data.Dataset.range(len(data.source.y_test)).batch(batch_size), make_batch)
 
@@ -237,10 +265,10 @@ def meta_eval_dataset(data: NoisyData, *, batch_size: int) -> tf.data.Dataset:
 
 
 def _eval_dataset(data: NoisyData, indices, labels, batch_size: int) -> tf.data.Dataset:
-    images = cached_tensor(data, "x_train", lambda: data.source.x_train)
+    lookup = _train_lookup(data)
 
     def make_batch(index, label):
-        return {"image": normalize(tf.gather(images, index), data.mean, data.std), "label": label}
+        return {"image": lookup(index), "label": label}
 
     pairs = (np.asarray(indices, np.int32), np.asarray(labels, np.int32))
     return _finish(tf.data.Dataset.from_tensor_slices(pairs).batch(batch_size), make_batch)
