@@ -29,7 +29,7 @@ from absl import app, flags
 FLAGS = flags.FLAGS
 flags.DEFINE_string("meta_run", None, "Run folder of a meta method (RMNW-Net).")
 flags.DEFINE_string("base_run", None, "Run folder of a Base run on the same training set.")
-flags.DEFINE_string("out", None, "Also write the table, with a heading naming both runs, to this Markdown file "
+flags.DEFINE_string("markdown_out", None, "Also write the table, with a heading naming both runs, to this Markdown file "
                     "(results/cleaning_v3.md is shown in the v3 report).")
 
 
@@ -85,13 +85,13 @@ def main(argv):
         sys.exit("error: --meta_run and --base_run are both required")
     table = markdown(compare(load_run(FLAGS.meta_run), load_run(FLAGS.base_run)))
     print(table)
-    if FLAGS.out:
-        pathlib.Path(FLAGS.out).write_text(
+    if FLAGS.markdown_out:
+        pathlib.Path(FLAGS.markdown_out).write_text(
             "## Cleaning the training set: our ranking against cleanlab and the small-loss rule\n\n"
             f"Final models of `{FLAGS.meta_run}` (RMNW-Net) and `{FLAGS.base_run}` (Base), the same training "
             "set; precision at k with k = the number of wrong labels. Command: `python "
             f"experiments/cleaning_comparison.py --meta_run={FLAGS.meta_run} --base_run={FLAGS.base_run} "
-            f"--out={FLAGS.out}`.\n\n{table}\n")
+            f"--markdown_out={FLAGS.markdown_out}`.\n\n{table}\n")
 
 
 if __name__ == "__main__":
