@@ -106,17 +106,26 @@ QUICKSTART_FIELDS = ("dataset", "synthetic_train_size", "synthetic_test_size", "
 
 def quickstart_config() -> Config:
     """Small images, few samples and no augmentation: memorisation (the failure RMNW-Net prevents)
-    happens within minutes; 5,000 test images keep the accuracy's binomial noise near 0.5 points."""
+    happens within minutes. 60% uniform noise (54% of the labels wrong): at 40% Base memorised every
+    wrong label and still recovered to within 5-6 points of RMNW-Net (BUILD_NOTES, *A quick start
+    that convinces*). The lr drops after 10 epochs, once Base has memorised: the curves are then
+    steady from epoch to epoch. 5,000 test images keep the binomial noise of an accuracy below 0.7
+    points."""
     return Config(dataset="synthetic", synthetic_train_size=1000, synthetic_test_size=5000, image_size=16,
-                  augment=False, noise_type="uniform", noise_rate=0.4, method="rmnwnet", meta_size=100,
+                  augment=False, noise_type="uniform", noise_rate=0.6, method="rmnwnet", meta_size=100,
                   model="small_cnn", epochs=40, batch_size=50, meta_batch_size=50, lr=0.03, lr_boundaries="10",
                   vnet_optimizer="adam", model_dir="runs/quickstart")
 
 
+# Fields a measured run may differ in and still stand for the quick start: the method and folder
+# (they differ between its two runs) and how a run is saved or executed, not what it trains.
+QUICKSTART_FREE_FIELDS = ("method", "model_dir", "export", "overwrite", "jit_compile", "strategy",
+                          "steps_per_execution")
+
+
 def quickstart_identity(config: Config) -> dict:
-    """What a measured quick-start run must share with the preset to stand for it (not the method
-    nor the folder, which differ between the two runs)."""
-    return {k: v for k, v in config.to_dict().items() if k not in ("method", "model_dir")}
+    """What a measured quick-start run must share with the preset to stand for it."""
+    return {k: v for k, v in config.to_dict().items() if k not in QUICKSTART_FREE_FIELDS}
 
 
 def _read_json(path: pathlib.Path):
