@@ -257,14 +257,18 @@ def test_a_run_prints_a_quiet_console_and_a_useful_done_line(tmp_path):
 
 
 def test_done_line_of_a_run_without_selection_says_why():
-    from rmwnet_tf import cli, selection
-
-    base = {"test_accuracy_final": 0.879, "test_accuracy_selected": None, "selected_epoch": None,
-            "selected_by": None, "selection_note": selection.NO_META_SET, "detection_auc_final": None}
-    assert cli.done_line("runs/b", base).endswith(
-        "  test accuracy 0.8790 (last epoch; no selected epoch: no meta set held out)")
-    meta = dict(base, test_accuracy_selected=0.952, selected_epoch=31, config={"export": False})
-    assert cli.done_line("runs/m", meta).endswith(
+    # In a subprocess: importing rmwnet_tf.cli defines the flags, which other test modules' flags clash with.
+    code = """if True:
+        from rmwnet_tf import cli, selection
+        base = {"test_accuracy_final": 0.879, "test_accuracy_selected": None, "selected_epoch": None,
+                "selected_by": None, "selection_note": selection.NO_META_SET, "detection_auc_final": None}
+        print(cli.done_line("runs/b", base))
+        print(cli.done_line("runs/m", dict(base, test_accuracy_selected=0.952, selected_epoch=31, config={"export": False})))
+    """
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, env=ENV)
+    base, meta = result.stdout.splitlines()
+    assert base.endswith("  test accuracy 0.8790 (last epoch; no selected epoch: no meta set held out)")
+    assert meta.endswith(
         "  test accuracy 0.8790 (last epoch), 0.9520 (epoch 31, selected by meta-set accuracy, no clean labels used)")
 
 
