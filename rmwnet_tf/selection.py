@@ -27,8 +27,9 @@ DEFAULT_CRITERION = "meta_accuracy"
 # Why a run has no selected epoch (results.json `selection_note`): the criterion needs a meta set,
 # and only Base trains without one, on every training sample.
 NO_META_SET = ("no epoch selected: the criterion scores the meta set with its own labels, and this run "
-               "held none out (method base trains on every training sample; with --hold_out_meta=true it "
-               "leaves out the meta set a meta method would take, and is selected the same way)")
+               "held none out (a method without a meta set, base, gce or oracle, trains on every training sample; "
+               "with --hold_out_meta=true it leaves out the meta set a meta method would take, and is selected "
+               "the same way)")
 
 
 def select_epoch(history: Sequence[Mapping], criterion: str = DEFAULT_CRITERION) -> int | None:
