@@ -8,6 +8,8 @@ import sys
 
 import numpy as np
 import pytest
+
+from rmwnet_tf.methods import METHODS
 from absl import flags
 
 from rmwnet_tf import flags as flags_lib
@@ -89,7 +91,7 @@ PARSE_ERRORS = {
     "misspelt_flag": (lambda tmp: ["--metod=base"], "error: unknown flag --metod (did you mean --meta_batch_size or "
                       "--meta_every or --meta_size or --meta_step or --method?); "),
     "bad_enum": (lambda tmp: ["--method=foo"], "error: flag --method=foo: value should be one of "
-                 "<base|mwnet|mnwnet|rmnwnet>; "),
+                 f"<{'|'.join(METHODS)}>; "),
     "bad_int": (lambda tmp: ["--epochs=abc"], "error: flag --epochs=abc: invalid literal for int()"),
     "missing_flagfile": (lambda tmp: ["--flagfile=/no/such.flags"], "error: Unable to open flagfile: "),
     "binary_flagfile": (lambda tmp: [_flagfile(tmp, "bin.flags", b"--epochs=2\n\xff\xfe\x00junk\n")],
