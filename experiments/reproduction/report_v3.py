@@ -222,7 +222,7 @@ def _pretrain_section(pretrain: dict | None) -> str:
     seconds = pretrain.get("wall_seconds")
     text = "not trained yet" if accuracy is None else (
         f"{100 * accuracy:.2f}% test accuracy after {pretrain['epochs']} epochs"
-        + ("" if seconds is None else f" ({seconds / 60:.0f} min)"))
+        + ("" if seconds is None else f" ({seconds / 60:.0f} min of wall time; BUILD_NOTES says on what machine)"))
     return (f"## Step 1: the pretrained classifier\n\n`{pretrain['model_dir']}`: ResNet-32 trained on the clean "
             f"labels of half a of CIFAR-10's training set (25,000 images, crop+flip, 15 epochs): **{text}**. "
             "Every cell starts from it (`--init_from`) and fine-tunes the whole network on half b.")
