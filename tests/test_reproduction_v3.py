@@ -96,6 +96,57 @@ def test_g5_looks_at_every_evaluation_and_g6_at_idle_timings():
     assert gates.g6_cost([]).passed is None
 
 
+# ------------------------------------------------------------------------------------ VNet candidates
+def candidate_run(first_rho, rho, ratio, ess=0.8):
+    steady = {"weights/mean": 0.5, "weights/ess_fraction": ess}
+    return history((2, {"weights/loss_spearman": first_rho, **steady}),
+                   (10, {"weights/loss_spearman": rho, "weights/noisy_mean": 0.5 * ratio,
+                         "weights/clean_mean": 0.5, **steady}))
+
+
+def test_a_candidate_runs_seed_by_seed_and_stops_at_its_first_failing_cell():
+    from experiments.reproduction import vnet_candidates as vc
+
+    good, rose_good = candidate_run(-0.5, -0.95, 0.5), candidate_run(+0.5, -0.93, 0.55)
+    histories = {("rmnwnet", 0): good, ("mwnet", 0): candidate_run(+0.5, -0.85, 0.5)}  # rho -0.85 > -0.9
+    verdict = vc.judge_candidate(1e-3, histories, drop=10)
+    assert verdict.status == "fails" and [(c.method, c.seed) for c in verdict.cells] == [("rmnwnet", 0), ("mwnet", 0)]
+    assert "G4 fails" in verdict.cells[-1].line
+    histories = {("rmnwnet", 0): good, ("mwnet", 0): good, ("rmnwnet", 1): candidate_run(-0.5, -0.95, 0.5, ess=0.4)}
+    assert vc.judge_candidate(1e-3, histories, drop=10).cells[-1].line.endswith("(G5 fails)")
+    histories = {("rmnwnet", 0): good, ("mwnet", 0): rose_good}
+    verdict = vc.judge_candidate(1e-3, histories, drop=10)
+    assert verdict.status == "incomplete" and (verdict.cells[-1].method, verdict.cells[-1].seed) == ("rmnwnet", 1)
+    all_seeds = {(m, s): good for m in ("rmnwnet", "mwnet") for s in range(3)}
+    assert vc.judge_candidate(1e-3, {**all_seeds, ("mwnet", 2): rose_good}, drop=10).status == "wins"
+    verdict = vc.judge_candidate(1e-3, all_seeds, drop=10)  # no W rose first: seeds 3 and 4 are needed
+    assert verdict.status == "incomplete" and verdict.cells[-1].seed == 3
+
+
+def test_the_candidate_driver_runs_the_missing_cells_in_order_until_one_wins(tmp_path, monkeypatch):
+    from experiments.reproduction import vnet_candidates as vc
+
+    monkeypatch.chdir(tmp_path)
+    runs = {}  # lr -> {(method, seed): history}; 1e-3 fails at its first cell, 3e-3 wins
+    ran = []
+
+    def run(lr, method, seed, drop):
+        ran.append((lr, method, seed, drop))
+        runs.setdefault(lr, {})[(method, seed)] = (candidate_run(+0.5, -0.5, 0.9) if lr == 1e-3
+                                                   else candidate_run(+0.5 if seed == 0 else -0.5, -0.95, 0.5))
+
+    def read(path):
+        lr = float(path.name.removeprefix("vnet_lr_"))
+        return dict(runs.get(lr, {}))
+
+    judged = vc.choose(run=run, read=read)
+    assert [v.status for v in judged] == ["fails", "wins"]
+    assert ran == [(1e-3, "rmnwnet", 0, 10)] + [(3e-3, m, s, 10) for s in range(3) for m in ("rmnwnet", "mwnet")]
+    choice = json.loads((tmp_path / "results/v3_candidates/choice.json").read_text())
+    assert choice["chosen_vnet_lr"] == 3e-3
+    assert "Chosen: SGD lr 0.003" in (tmp_path / "results/v3_candidates/choice.md").read_text()
+
+
 # ------------------------------------------------------------------------------------ paired statistics
 def test_interval_is_the_students_t_interval_of_the_mean():
     mean, low, high = paired.interval([1.0, 2.0, 3.0])

@@ -1,0 +1,173 @@
+"""Choose protocol v3's weighting-net optimizer by the rule fixed in BUILD_NOTES before any meta cell ran.
+
+    python -m experiments.reproduction.vnet_candidates            # runs what is missing, then decides
+
+Candidates in order (SGD lr 1e-3, the paper's; then 3e-3; then 1e-2); the first whose RMNW-Net and
+MW-Net* cells pass G4 (by the first drop Spearman(W, loss) <= -0.9 and W noisy/clean <= 0.6) and G5
+(W mean >= 0.1 and ESS/N >= 0.5 at every evaluation) in every seed wins. The choice reads those
+weight statistics only, never test accuracy. A candidate's cells run to the first drop only
+(`--epochs=<first drop>`; the lr schedule does not depend on --epochs, so the winner's cells later
+resume to the full length bit for bit), one cell at a time, seed by seed; one failing cell fails
+its candidate (the gate asks for every seed), so the next candidate starts at once. Seeds 0, 1, 2;
+then 3 and 4 if none of the cells run had a W that rose with the loss at its first evaluation (the
+gate must see W turn, not only start right).
+
+Each cell is `scripts/reproduce.py --protocol=v3` with the candidate's --vnet_lr, in
+results/runs_v3_candidates/vnet_lr_<lr>/ (its report in results/v3_candidates/vnet_lr_<lr>/); the
+decision with every cell's numbers goes to results/v3_candidates/choice.md and choice.json.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import pathlib
+import subprocess
+import sys
+from typing import Callable, Mapping, Sequence
+
+from experiments.reproduction import gates
+from experiments.reproduction.protocol import PROTOCOL_V3
+
+CANDIDATE_LRS = (1e-3, 3e-3, 1e-2)
+METHODS = gates.G4_METHODS
+FIRST_SEEDS = (0, 1, 2)
+EXTRA_SEEDS = (3, 4)
+SETTING = "uniform40"
+RUNS_ROOT = pathlib.Path("results/runs_v3_candidates")
+OUT_ROOT = pathlib.Path("results/v3_candidates")
+
+
+def first_drop(protocol=PROTOCOL_V3) -> int:
+    return int(protocol.lr_boundaries.split(",")[0])
+
+
+@dataclasses.dataclass
+class CellVerdict:
+    method: str
+    seed: int
+    passed: bool | None  # None: the cell has not reached the first drop
+    rose_first: bool | None  # W rose with the loss at the first evaluation
+    line: str
+
+
+def judge_cell(method: str, seed: int, history: Sequence[Mapping], drop: int) -> CellVerdict:
+    """G4 at the first drop and G5 at every evaluation up to it, for one cell's history."""
+    history = [row for row in history if row["epoch"] <= drop]
+    row = next((r for r in history if r["epoch"] == drop and r.get("weights/loss_spearman") is not None), None)
+    rose = gates.first_evaluation_rose(history)
+    if row is None:
+        return CellVerdict(method, seed, None, rose, f"{method} seed {seed}: not evaluated at epoch {drop} yet")
+    rho, ratio = row["weights/loss_spearman"], row["weights/noisy_mean"] / row["weights/clean_mean"]
+    means = [r["weights/mean"] for r in history if r.get("weights/mean") is not None]
+    ess = [r["weights/ess_fraction"] for r in history if r.get("weights/ess_fraction") is not None]
+    g4 = rho <= gates.G4_SPEARMAN and ratio <= gates.G4_RATIO
+    g5 = min(means) >= gates.G5_WEIGHT_MEAN and min(ess) >= gates.G5_ESS_FRACTION
+    start = "rose" if rose else "fell"
+    line = (f"{method} seed {seed}: W {start} with the loss at the first evaluation; at epoch {drop} "
+            f"Spearman(W, loss) {rho:+.3f}, W noisy/clean {ratio:.3f} (G4 {'passes' if g4 else 'fails'}); "
+            f"lowest W mean {min(means):.3f}, lowest ESS/N {min(ess):.3f} (G5 {'passes' if g5 else 'fails'})")
+    return CellVerdict(method, seed, g4 and g5, rose, line)
+
+
+def cell_order(seeds: Sequence[int]) -> list[tuple[str, int]]:
+    return [(method, seed) for seed in seeds for method in METHODS]
+
+
+@dataclasses.dataclass
+class CandidateVerdict:
+    lr: float
+    status: str  # "wins", "fails", "incomplete"
+    cells: list[CellVerdict]
+
+
+def judge_candidate(lr: float, histories: Mapping[tuple[str, int], Sequence[Mapping]], drop: int) -> CandidateVerdict:
+    """Walk the cells in their running order; stop at the first failure or the first missing cell."""
+    verdicts: list[CellVerdict] = []
+    seeds = list(FIRST_SEEDS)
+    for method, seed in cell_order(seeds):
+        verdict = judge_cell(method, seed, histories.get((method, seed), []), drop)
+        verdicts.append(verdict)
+        if verdict.passed is None:
+            return CandidateVerdict(lr, "incomplete", verdicts)
+        if not verdict.passed:
+            return CandidateVerdict(lr, "fails", verdicts)
+    if not any(v.rose_first for v in verdicts):
+        for method, seed in cell_order(EXTRA_SEEDS):
+            verdict = judge_cell(method, seed, histories.get((method, seed), []), drop)
+            verdicts.append(verdict)
+            if verdict.passed is None:
+                return CandidateVerdict(lr, "incomplete", verdicts)
+            if not verdict.passed:
+                return CandidateVerdict(lr, "fails", verdicts)
+    return CandidateVerdict(lr, "wins", verdicts)
+
+
+def lr_name(lr: float) -> str:
+    return f"vnet_lr_{lr:g}"
+
+
+def read_histories(runs_dir: pathlib.Path) -> dict[tuple[str, int], list[dict]]:
+    histories = {}
+    for path in runs_dir.glob(f"{SETTING}/*/seed*/history.json"):
+        method, seed = path.parent.parent.name, int(path.parent.name.removeprefix("seed"))
+        histories[(method, seed)] = json.loads(path.read_text())
+    return histories
+
+
+def run_cell(lr: float, method: str, seed: int, drop: int) -> None:
+    command = [sys.executable, "scripts/reproduce.py", "--protocol=v3", f"--settings={SETTING}",
+               f"--methods={method}", f"--seeds={seed}", f"--vnet_lr={lr:g}", f"--epochs={drop}",
+               f"--runs_dir={RUNS_ROOT / lr_name(lr)}", f"--out_dir={OUT_ROOT / lr_name(lr)}"]
+    print("$", " ".join(command), flush=True)
+    subprocess.run(command, check=True)
+
+
+def choose(run: Callable[[float, str, int, int], None] = run_cell, read=read_histories) -> list[CandidateVerdict]:
+    """Run candidates until one wins; return every candidate judged so far."""
+    drop = first_drop()
+    judged = []
+    for lr in CANDIDATE_LRS:
+        while True:
+            verdict = judge_candidate(lr, read(RUNS_ROOT / lr_name(lr)), drop)
+            if verdict.status != "incomplete":
+                break
+            missing = verdict.cells[-1]
+            run(lr, missing.method, missing.seed, drop)
+        judged.append(verdict)
+        write_choice(judged)
+        if verdict.status == "wins":
+            break
+    return judged
+
+
+def write_choice(judged: Sequence[CandidateVerdict]) -> None:
+    OUT_ROOT.mkdir(parents=True, exist_ok=True)
+    lines = ["# Protocol v3: the weighting net's optimizer (G4 and G5 at the first drop)", "",
+             "Written by `python -m experiments.reproduction.vnet_candidates`; the rule is in BUILD_NOTES.md "
+             "(\"Protocol v3: the gates\"). Cells run in this order and a candidate stops at its first failing "
+             "cell.", ""]
+    for verdict in judged:
+        lines.append(f"## SGD lr {verdict.lr:g}: {verdict.status}")
+        lines.extend(f"- {cell.line}" for cell in verdict.cells)
+        lines.append("")
+    winner = next((v.lr for v in judged if v.status == "wins"), None)
+    lines.append(f"**Chosen: SGD lr {winner:g}.**" if winner is not None else "**No candidate has won yet.**")
+    payload = {"candidates": [{"vnet_lr": v.lr, "status": v.status,
+                               "cells": [dataclasses.asdict(c) for c in v.cells]} for v in judged],
+               "chosen_vnet_lr": winner}
+    for name, text in (("choice.md", "\n".join(lines) + "\n"), ("choice.json", json.dumps(payload, indent=1) + "\n")):
+        tmp = OUT_ROOT / (name + ".tmp")
+        tmp.write_text(text)
+        os.replace(tmp, OUT_ROOT / name)
+
+
+def main() -> int:
+    judged = choose()
+    print((OUT_ROOT / "choice.md").read_text())
+    return 0 if judged and judged[-1].status == "wins" else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
