@@ -138,18 +138,18 @@ def quickstart_measured_lines(measured: dict | None, config: Config) -> tuple[st
     if not measured or measured.get("config") != quickstart_identity(config):
         return ("Not yet measured at these settings: python scripts/measure_quickstart.py records the runs.",)
     base, meta = measured["methods"]["base"], measured["methods"]["rmnwnet"]
-    gap = 100 * (meta["test_accuracy_final"] - base["test_accuracy_final"])
+    gap = 100 * (meta["final/test/accuracy"] - base["final/test/accuracy"])
     minutes = lambda m: f"{m['wall_seconds'] / 60:.0f} min"  # noqa: E731
     return (
         f"Measured ({measured['date']}, results/quickstart.json from scripts/measure_quickstart.py, "
         f"{measured['machine']}):",
-        f"  test accuracy at the last epoch: RMNW-Net {meta['test_accuracy_final']:.3f}, Base "
-        f"{base['test_accuracy_final']:.3f} ({gap:+.1f} points, {config.synthetic_test_size:,} test images);",
-        f"  Base peaks at {base['test_accuracy_best']:.3f} (epoch {base['best_epoch']}) and falls as it memorises "
-        f"{100 * base['noisy_memorised_final']:.0f}% of the wrong labels",
-        f"  (RMNW-Net {100 * meta['noisy_memorised_final']:.0f}%); RMNW-Net's selected model (no clean labels): "
-        f"{meta['test_accuracy_selected']:.3f} (epoch {meta['selected_epoch']});",
-        f"  detection AUC of the learned weights {meta['detection_auc_final']:.2f}; wall time RMNW-Net "
+        f"  test accuracy at the last epoch: RMNW-Net {meta['final/test/accuracy']:.3f}, Base "
+        f"{base['final/test/accuracy']:.3f} ({gap:+.1f} points, {config.synthetic_test_size:,} test images);",
+        f"  Base peaks at {base['best/test/accuracy']:.3f} (epoch {base['best_epoch/test/accuracy']}) and falls as it memorises "
+        f"{100 * base['final/fit/noisy_memorised']:.0f}% of the wrong labels",
+        f"  (RMNW-Net {100 * meta['final/fit/noisy_memorised']:.0f}%); RMNW-Net's selected model (no clean labels): "
+        f"{meta['selected/test/accuracy']:.3f} (epoch {meta['selected/epoch']});",
+        f"  detection AUC of the learned weights {meta['final/detection/auc']:.2f}; wall time RMNW-Net "
         f"{minutes(meta)}, Base {minutes(base)}.",
     )
 
@@ -179,8 +179,8 @@ def reproduction_accuracy_lines(setting: Setting, report: dict | None) -> tuple[
     for method in METHOD_ORDER:
         runs = [e for e in done if e["method"] == method]
         if runs:
-            final = sum(e["test_accuracy_final"] for e in runs) / len(runs)
-            selected = sum(e["test_accuracy_selected"] for e in runs) / len(runs)
+            final = sum(e["final/test/accuracy"] for e in runs) / len(runs)
+            selected = sum(e["selected/test/accuracy"] for e in runs) / len(runs)
             parts.append(f"{METHOD_LABELS[method]} {final:.3f} ({selected:.3f}, {len(runs)} seed{'s' * (len(runs) > 1)})")
     return ("Accuracies measured, final (selected) test accuracy, mean over seeds (results/v2_1/REPRODUCTION.md):",
             "  " + ", ".join(parts) + ".")

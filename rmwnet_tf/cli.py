@@ -110,16 +110,16 @@ def done_line(model_dir: str, results: dict) -> str:
     without clean labels would keep: export_selected/), or why there is none."""
     parts = [f"done: outputs in {model_dir}/ (samples ranked by suspicion: sample_scores.csv; "
              f"numbers: results.json; curves: tensorboard --logdir {model_dir}/tensorboard)"]
-    accuracy = results.get("test_accuracy_final")
+    final, selected = results.get("final") or {}, results.get("selected") or {}
+    accuracy = final.get("test/accuracy")
     if accuracy is not None:
-        selected = results.get("test_accuracy_selected")
-        if selected is not None:
+        if selected.get("test/accuracy") is not None:
             exported = ": export_selected/" if results.get("config", {}).get("export", True) else ""
-            parts.append(f"test accuracy {accuracy:.4f} (last epoch), {selected:.4f} (epoch "
-                         f"{results['selected_epoch']}, selected by meta-set accuracy, no clean labels used{exported})")
+            parts.append(f"test accuracy {accuracy:.4f} (last epoch), {selected['test/accuracy']:.4f} (epoch "
+                         f"{selected['epoch']}, selected by meta-set accuracy, no clean labels used{exported})")
         else:
             parts.append(f"test accuracy {accuracy:.4f} (last epoch; no selected epoch: no meta set held out)")
-    auc = results.get("detection_auc_final")
+    auc = final.get("detection/auc")
     if auc is not None:
         parts.append(f"noisy-label detection AUC {auc:.4f} (final weights, whole training set)")
     return "  ".join(parts)

@@ -127,7 +127,7 @@ def missing_outputs(model_dir, config, results: dict) -> list[str]:
     if config.export:
         if not export_complete(model_dir / "export"):
             missing.append("export/")
-        selected_epoch, saved = results.get("selected_epoch"), model_dir / "selected" / "epoch"
+        selected_epoch, saved = (results.get("selected") or {}).get("epoch"), model_dir / "selected" / "epoch"
         if (selected_epoch is not None and saved.is_file() and saved.read_text() == str(selected_epoch)
                 and not export_complete(model_dir / "export_selected")):
             missing.append("export_selected/")

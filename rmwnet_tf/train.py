@@ -36,6 +36,7 @@ from rmwnet_tf import outputs
 from rmwnet_tf import run_folder
 from rmwnet_tf import run_lock
 from rmwnet_tf import selection
+from rmwnet_tf import summary
 from rmwnet_tf import noise as noise_lib
 from rmwnet_tf.config import RUN_ONLY_FIELDS, Config, upgrade_saved
 from rmwnet_tf.meta_model import MetaWeightModel
@@ -137,7 +138,7 @@ def check_model_dir(config: Config, model_dir: pathlib.Path) -> dict | None:
             f"--model_dir={model_dir} holds a different run ({details}); use another "
             "--model_dir, or --overwrite to replace it"
         )
-    results = outputs.read_json(model_dir / "results.json")
+    results = summary.upgrade(outputs.read_json(model_dir / "results.json"))
     if results and results.get("epochs_completed", 0) >= config.epochs:
         return results
     return None
@@ -239,13 +240,8 @@ def checkpoint_for(model: MetaWeightModel, epoch: tf.Variable) -> tf.train.Check
 
 
 def final_results(config, data, history, *, steps, wall_seconds, images_per_second, xla=None) -> dict:
-    """results.json: the final evaluation, the best epoch by test accuracy (which needs clean
-    test labels: the paper's and the official code's "best"), and the run's cost."""
-    evaluated = [row for row in history if row.get("test/accuracy") is not None]
-    final = evaluated[-1] if evaluated else {}
-    best = max(evaluated, key=lambda row: row["test/accuracy"]) if evaluated else {}
-    aucs = [row["detection/auc"] for row in evaluated if row.get("detection/auc") is not None]
-    selected = selection.selected_row(history)
+    """results.json: the history's numbers under their own names by the row they come from
+    (summary.py: final, best, best_epoch, selected), the realised noise, and the run's cost."""
     realised = None
     if data.clean_labels is not None:
         train_clean, train_given = data.clean_labels[data.train_indices], data.given_labels[data.train_indices]
@@ -256,22 +252,12 @@ def final_results(config, data, history, *, steps, wall_seconds, images_per_seco
     return {
         "epochs_completed": len(history),
         "steps": steps,
-        "test_accuracy_final": final.get("test/accuracy"),
-        "test_accuracy_best": best.get("test/accuracy"),
-        "best_epoch": best.get("epoch"),
-        "selected_epoch": selected.get("epoch"),  # by the meta set's accuracy: no clean labels needed
-        "selected_by": selection.DEFAULT_CRITERION if selected else None,
-        "test_accuracy_selected": selected.get("test/accuracy"),
-        "selection_note": None if selected else selection.NO_META_SET,
-        "detection_auc_final": final.get("detection/auc"),
-        "detection_auc_best": max(aucs) if aucs else None,
-        "detection_auc_loss_final": final.get("detection/auc_loss"),
-        "final": {k: v for k, v in final.items() if "/" in k},
+        **summary.summarise(history),
         "noise_matrix_nominal": data.noise_matrix,
         "noise_realised": realised,
         "data": data.describe(),
         "wall_seconds": wall_seconds,
-        "train_images_per_second": images_per_second,
+        "images_per_second": images_per_second,
         "xla": xla,  # what --jit_compile resolved to (in the last sitting, if resumed)
         "config": config.to_dict(),
         "history": history,
@@ -446,12 +432,13 @@ def _train_and_write(config, strategy, model_dir, write_dir, started, finished=N
                 image_shape=data.source.x_train.shape[1:],
             )
             saved_epoch = write_dir / "selected" / "epoch"
-            if results["selected_epoch"] is not None and (
-                    not saved_epoch.exists() or saved_epoch.read_text() != str(results["selected_epoch"])):
+            selected_epoch = results["selected"].get("epoch")
+            if selected_epoch is not None and (
+                    not saved_epoch.exists() or saved_epoch.read_text() != str(selected_epoch)):
                 # A run begun before the criterion changed kept another epoch's weights.
                 logging.warning("export_selected/ not written: the selected checkpoint on disk is not epoch %s",
-                                results["selected_epoch"])
-            elif results["selected_epoch"] is not None:
+                                selected_epoch)
+            elif selected_epoch is not None:
                 stop_if_requested()
                 selected.read(str(write_dir / "selected" / "classifier")).assert_existing_objects_matched()
                 export_lib.export_classifier(

@@ -24,6 +24,7 @@ sys.path.insert(0, str(ROOT))
 from absl import app, flags  # noqa: E402
 
 from experiments.presets import QUICKSTART_JSON, quickstart_config, quickstart_identity  # noqa: E402
+from rmwnet_tf import summary  # noqa: E402
 from rmwnet_tf.config import Config  # noqa: E402
 
 flags.DEFINE_string("runs_dir", "runs/quickstart_measured", "Where the two runs go (<runs_dir>/base, /rmnwnet).")
@@ -34,19 +35,17 @@ flags.DEFINE_string("machine", "", "How busy the machine was during the runs (de
 METHODS = ("base", "rmnwnet")
 
 
+QUOTED = ("final/test/accuracy", "best/test/accuracy", "best_epoch/test/accuracy", "selected/test/accuracy",
+          "selected/epoch", "final/fit/noisy_memorised", "final/detection/auc")
+
+
 def summarise(results: dict) -> dict:
-    """The numbers the claim rests on, and the curve behind them."""
-    history = [row for row in results["history"] if row.get("test/accuracy") is not None]
-    curve = [round(row["test/accuracy"], 4) for row in history]
+    """The numbers the claim rests on (under results.json's flattened names), and the curve behind them."""
+    flat = summary.flat(summary.upgrade(results))
+    curve = [round(row["test/accuracy"], 4) for row in results["history"] if row.get("test/accuracy") is not None]
     return {
-        "test_accuracy_final": results["test_accuracy_final"],
-        "test_accuracy_best": results["test_accuracy_best"],
-        "best_epoch": results["best_epoch"],
-        "test_accuracy_selected": results["test_accuracy_selected"],
-        "selected_epoch": results["selected_epoch"],
+        **{name: flat.get(name) for name in QUOTED},
         "largest_epoch_to_epoch_change": round(max(abs(a - b) for a, b in zip(curve[1:], curve[:-1])), 4),
-        "noisy_memorised_final": results["final"].get("fit/noisy_memorised"),
-        "detection_auc_final": results["detection_auc_final"],
         "wall_seconds": round(results["wall_seconds"], 1),
         "test_accuracy_curve": curve,
     }

@@ -246,8 +246,8 @@ def test_a_run_prints_a_quiet_console_and_a_useful_done_line(tmp_path):
     assert done.endswith(" (final weights, whole training set)")
     assert "noisy-label detection AUC " in done
     results = json.loads((model_dir / "results.json").read_text())
-    assert (f"test accuracy {results['test_accuracy_final']:.4f} (last epoch), {results['test_accuracy_selected']:.4f} "
-            f"(epoch {results['selected_epoch']}, selected by meta-set accuracy, no clean labels used: "
+    assert (f"test accuracy {results['final']['test/accuracy']:.4f} (last epoch), {results['selected']['test/accuracy']:.4f} "
+            f"(epoch {results['selected']['epoch']}, selected by meta-set accuracy, no clean labels used: "
             "export_selected/)  noisy-label detection AUC ") in done
     for name in ("config.json", "history.json", "results.json", "sample_scores.csv", "checkpoints",
                  "tensorboard", "export"):
@@ -262,10 +262,11 @@ def test_done_line_of_a_run_without_selection_says_why():
     # In a subprocess: importing rmwnet_tf.cli defines the flags, which other test modules' flags clash with.
     code = """if True:
         from rmwnet_tf import cli, selection
-        base = {"test_accuracy_final": 0.879, "test_accuracy_selected": None, "selected_epoch": None,
-                "selected_by": None, "selection_note": selection.NO_META_SET, "detection_auc_final": None}
+        base = {"final": {"test/accuracy": 0.879}, "selected": {}, "selected_by": None,
+                "selection_note": selection.NO_META_SET}
         print(cli.done_line("runs/b", base))
-        print(cli.done_line("runs/m", dict(base, test_accuracy_selected=0.952, selected_epoch=31, config={"export": False})))
+        selected = {"epoch": 31, "test/accuracy": 0.952}
+        print(cli.done_line("runs/m", dict(base, selected=selected, config={"export": False})))
     """
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, env=ENV)
     base, meta = result.stdout.splitlines()

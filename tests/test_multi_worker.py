@@ -39,6 +39,6 @@ def test_two_workers_on_localhost_train_one_run(tmp_path):
     results = json.loads((tmp_path / "run" / "results.json").read_text())
     assert results["epochs_completed"] == 2
     assert results["steps"] == 2 * (300 // 50)
-    assert 0.0 <= results["test_accuracy_final"] <= 1.0
+    assert 0.0 <= results["final"]["test/accuracy"] <= 1.0
     assert (tmp_path / "run" / "export" / "saved_model.pb").exists()
     assert "done:" in outputs[0][0] and "done:" in outputs[1][0]

@@ -90,11 +90,11 @@ def test_quickstart_claim_is_the_latest_measured_run():
     for line in presets.quickstart_measured_lines(measured, config):
         assert f"# {line}".rstrip() in text.splitlines()
     base, meta = measured["methods"]["base"], measured["methods"]["rmnwnet"]
-    assert meta["test_accuracy_final"] - base["test_accuracy_final"] >= QUICKSTART_GAP
-    assert base["test_accuracy_best"] - base["test_accuracy_final"] >= QUICKSTART_BASE_FALL  # Base visibly falls
+    assert meta["final/test/accuracy"] - base["final/test/accuracy"] >= QUICKSTART_GAP
+    assert base["best/test/accuracy"] - base["final/test/accuracy"] >= QUICKSTART_BASE_FALL  # Base visibly falls
     assert config.synthetic_test_size >= 5000  # binomial noise of an accuracy: below 0.7 points
     readme = (ROOT / "README.md").read_text().split("## Quick start")[1].split("\n## ")[0]
-    assert (f"RMNW-Net {meta['test_accuracy_final']:.3f} and Base {base['test_accuracy_final']:.3f}"
+    assert (f"RMNW-Net {meta['final/test/accuracy']:.3f} and Base {base['final/test/accuracy']:.3f}"
             in " ".join(readme.split())), "README's quick start quotes other numbers than results/quickstart.json"
 
 

@@ -273,4 +273,4 @@ def test_head_only_run_on_an_image_folder_caches_features_and_exports_backbone_p
     probs = predict(source.x_test)
     scores = json.loads((tmp_path / "run" / "results.json").read_text())
     assert probs.shape == (2, 2)
-    assert scores["test_accuracy_final"] == float(np.mean(probs.argmax(-1) == source.y_test))
+    assert scores["final"]["test/accuracy"] == float(np.mean(probs.argmax(-1) == source.y_test))

@@ -9,6 +9,7 @@ import pathlib
 import pytest
 from absl import flags
 
+from rmwnet_tf import summary
 from experiments import reproduction as rep
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
@@ -74,9 +75,9 @@ def fake_run(calls):
         model_dir = pathlib.Path(config.model_dir)
         model_dir.mkdir(parents=True, exist_ok=True)
         (model_dir / "config.json").write_text(json.dumps(config.to_dict()))
+        history = [{"epoch": 1, "train_seconds": 2.0, "test/accuracy": 0.5}]
         (model_dir / "results.json").write_text(json.dumps({
-            "epochs_completed": config.epochs, "steps": 10, "test_accuracy_final": 0.5,
-            "history": [{"epoch": 1, "train_seconds": 2.0}],
+            "epochs_completed": config.epochs, "steps": 10, **summary.summarise(history), "history": history,
         }))
         return {}
 
@@ -156,7 +157,7 @@ def test_format_mean_std(values, kwargs, expected):
 # ------------------------------------------------------------------------------------ claims
 def entry(setting, method, seed, accuracy=None, auc=None, status="done", **extra):
     return {"setting": setting, "method": method, "seed": seed, "status": status,
-            "test_accuracy_final": accuracy, "detection_auc_best": auc, "detection_auc_final_pass": auc,
+            "final/test/accuracy": accuracy, "best/detection/auc": auc, "final/detection/auc": auc,
             "seconds_per_step": None, **extra}
 
 
@@ -277,7 +278,7 @@ def test_claim7_forgives_two_hundredths_under_flip_and_claim8_needs_rmnwnet_abov
 
 def test_targets_at_uniform40():
     entries = entries_for("uniform40", {"base": [0.50, 0.52], "mwnet": [0.60], "rmnwnet": [0.56, 0.58]})
-    entries[-2]["detection_auc_final_pass"], entries[-1]["detection_auc_final_pass"] = 0.97, 0.94
+    entries[-2]["final/detection/auc"], entries[-1]["final/detection/auc"] = 0.97, 0.94
     results = rep.evaluate_targets(entries)
     assert [(r.verdict, round(r.value, 6)) for r in results] == [
         (rep.HOLDS, 6.0), (rep.FAILS, -3.0), (rep.HOLDS, 0.955)]
@@ -306,40 +307,41 @@ def test_entry_reads_results_and_final_metrics(tmp_path):
     cell = rep.grid([rep.SETTINGS_BY_NAME["uniform60"]], ["rmnwnet"], [0])[0]
     config = rep.cell_config(cell, rep.PROTOCOL, tmp_path)
     finished_run(config.model_dir, config, {
-        "steps": 3200, "test_accuracy_final": 0.6, "test_accuracy_best": 0.65, "best_epoch": 52,
-        "test_accuracy_selected": 0.63, "selected_epoch": 60, "detection_auc_final": 0.9,
-        "detection_auc_best": 0.95, "detection_auc_loss_final": 0.91, "wall_seconds": 700.0,
-        "final": {"fit/noisy_memorised": 0.2, "fit/clean_fitted": 0.8, "fit/noisy_corrected": 0.5,
-                  "weights/loss_spearman": -0.97, "meta/mae": 1.1},
+        "steps": 3200, "wall_seconds": 700.0, "train_seconds": 320.0,
+        "final": {"epoch": 8, "test/accuracy": 0.6, "detection/auc": 0.9, "detection/auc_loss": 0.91,
+                  "fit/noisy_memorised": 0.2, "fit/clean_fitted": 0.8, "fit/noisy_corrected": 0.5,
+                  "weights/loss_spearman": -0.97, "meta/mae": 0.9},
+        "best": {"test/accuracy": 0.65, "detection/auc": 0.95}, "best_epoch": {"test/accuracy": 52},
+        "selected": {"epoch": 4, "test/accuracy": 0.61},
         "history": [{"epoch": 4, "train_seconds": 320.0, "meta/accuracy": 0.5, "meta/mae": 1.0, "test/accuracy": 0.61},
                     {"epoch": 8, "train_seconds": 0.0, "meta/accuracy": 0.4, "meta/mae": 0.9, "test/accuracy": 0.6}],
         "noise_realised": {"rate": 0.55},
     })
     e = rep.collect_entries([cell], rep.PROTOCOL, tmp_path)[0]
     assert (e["setting"], e["method"], e["seed"], e["status"]) == ("uniform60", "rmnwnet", 0, "done")
-    assert (e["test_accuracy_final"], e["test_accuracy_best"]) == (0.6, 0.65)
-    assert e["best_epoch"] == 52
-    # The selection is recomputed from the history (today's criterion, and the MAE it replaced),
-    # whatever results.json recorded.
-    assert (e["selected_epoch"], e["test_accuracy_selected"]) == (4, 0.61)
-    assert (e["selected_epoch_mae"], e["test_accuracy_selected_mae"]) == (8, 0.6)
-    assert (e["detection_auc_final_pass"], e["detection_auc_final"], e["detection_auc_best"]) == (0.9, 0.9, 0.95)
-    assert e["detection_auc_loss_final"] == 0.91
-    assert (e["noisy_fitted_final"], e["clean_fitted_final"], e["noisy_corrected_final"]) == (0.2, 0.8, 0.5)
-    assert (e["weights_loss_spearman_final"], e["meta_mae_final"], e["weights_clean_mean_final"]) == (-0.97, 1.1, None)
+    assert (e["final/test/accuracy"], e["best/test/accuracy"]) == (0.6, 0.65)
+    assert e["best_epoch/test/accuracy"] == 52
+    # The selection as results.json recorded it; the MAE's (the criterion it replaced) from the history.
+    assert (e["selected/epoch"], e["selected/test/accuracy"]) == (4, 0.61)
+    assert (e["selected_by_meta_mae/epoch"], e["selected_by_meta_mae/test/accuracy"]) == (8, 0.6)
+    assert (e["final/detection/auc"], e["best/detection/auc"]) == (0.9, 0.95)
+    assert e["final/detection/auc_loss"] == 0.91
+    assert (e["final/fit/noisy_memorised"], e["final/fit/clean_fitted"], e["final/fit/noisy_corrected"]) == (0.2, 0.8, 0.5)
+    assert (e["final/weights/loss_spearman"], e["final/meta/mae"], e["final/weights/clean_mean"]) == (-0.97, 0.9, None)
     assert e["seconds_per_step"] == pytest.approx(0.1) and e["noise_rate_realised"] == 0.55
 
 
 def test_unrun_cells_have_every_number_empty(tmp_path):
     e = rep.collect_entries(rep.grid([rep.SETTINGS[0]], ["base"], [0]), rep.PROTOCOL, tmp_path)[0]
     assert e["status"] == "not run"
-    assert all(e[key] is None for key in (*rep.RESULT_KEYS, *rep.FINAL_KEYS, "detection_auc_final_pass"))
+    assert all(e[key] is None for key in (*rep.RESULT_KEYS, *rep.RUN_KEYS))
 
 
-def full_entry(setting, method, seed, **values):
-    base = {key: None for key in (*rep.RESULT_KEYS, *rep.FINAL_KEYS, "detection_auc_final_pass")}
+def full_entry(setting, method, seed, numbers=None, **values):
+    """A finished cell's entry; `numbers` by their reproduction.json names (final/test/accuracy, ...)."""
+    base = {key: None for key in (*rep.RESULT_KEYS, *rep.RUN_KEYS)}
     return {**base, "setting": setting, "method": method, "seed": seed, "status": "done",
-            "seconds_per_step": None, "model_dir": "nowhere", **values}
+            "seconds_per_step": None, "model_dir": "nowhere", **(numbers or {}), **values}
 
 
 def render(entries):
@@ -353,13 +355,14 @@ def render(entries):
 
 def test_report_tables_show_ours_beside_the_paper():
     entries = [
-        full_entry("uniform40", "base", 0, test_accuracy_final=0.50, test_accuracy_best=0.55,
-                   test_accuracy_selected=0.52, detection_auc_loss_final=0.8),
-        full_entry("uniform40", "base", 1, test_accuracy_final=0.52, test_accuracy_best=0.57,
-                   test_accuracy_selected=0.50, detection_auc_loss_final=0.82),
-        full_entry("uniform40", "rmnwnet", 0, test_accuracy_final=0.60, test_accuracy_best=0.62,
-                   test_accuracy_selected=0.61, test_accuracy_selected_mae=0.58, detection_auc_final=0.9, detection_auc_final_pass=0.9,
-                   detection_auc_best=0.93, detection_auc_loss_final=0.9, weights_loss_spearman_final=-0.99),
+        full_entry("uniform40", "base", 0, {"final/test/accuracy": 0.50, "best/test/accuracy": 0.55,
+                   "selected/test/accuracy": 0.52, "final/detection/auc_loss": 0.8}),
+        full_entry("uniform40", "base", 1, {"final/test/accuracy": 0.52, "best/test/accuracy": 0.57,
+                   "selected/test/accuracy": 0.50, "final/detection/auc_loss": 0.82}),
+        full_entry("uniform40", "rmnwnet", 0, {"final/test/accuracy": 0.60, "best/test/accuracy": 0.62,
+                   "selected/test/accuracy": 0.61, "selected_by_meta_mae/test/accuracy": 0.58,
+                   "final/detection/auc": 0.9, "best/detection/auc": 0.93, "final/detection/auc_loss": 0.9,
+                   "final/weights/loss_spearman": -0.99}),
     ]
     report = render(entries)
     assert "| uniform 40% | Base | 2 | 51.00 ± 1.41 | 56.00 ± 1.41 | 68.07 ± 1.23 |" in report
@@ -410,8 +413,8 @@ def test_a_cell_whose_training_loss_ends_above_its_start_is_marked_diverged():
     assert diverged([{"train/loss": 3.9}, {"train/loss": 46.7}, {"train/loss": 29.0}]) is True
     assert diverged([{"train/loss": 3.0}, {"train/loss": 2.2}, {"train/loss": 0.4}]) is False
     assert diverged([{"train/loss": 3.0}]) is None
-    entries = [full_entry("uniform40", "rmnwnet", 1, test_accuracy_final=0.1, diverged=True),
-               full_entry("uniform40", "rmnwnet", 0, test_accuracy_final=0.39, diverged=False)]
+    entries = [full_entry("uniform40", "rmnwnet", 1, {"final/test/accuracy": 0.1}, diverged=True),
+               full_entry("uniform40", "rmnwnet", 0, {"final/test/accuracy": 0.39}, diverged=False)]
     section = report._report_diverged(entries)
     assert section.endswith("\n\n- uniform 40%, RMNW-Net, seed 1: final test accuracy 10.0%")
     assert report._report_diverged(entries[1:]).endswith("\n\nNone.")
@@ -420,15 +423,15 @@ def test_a_cell_whose_training_loss_ends_above_its_start_is_marked_diverged():
 def test_cheap_meta_steps_are_rows_beside_the_exact_step():
     from experiments.reproduction import report
 
-    exact = [full_entry("uniform40", "rmnwnet", seed, test_accuracy_final=acc, detection_auc_final=auc,
+    exact = [full_entry("uniform40", "rmnwnet", seed, {"final/test/accuracy": acc, "final/detection/auc": auc},
                         seconds_per_step=0.2)
              for seed, acc, auc in ((0, 0.40, 0.80), (1, 0.42, 0.82))]
     exact[1]["diverged"] = True
     head = {"name": "cheap_head", "protocol": {**rep.PROTOCOL.config_fields(), "meta_step": "head"},
-            "entries": [full_entry("uniform40", "rmnwnet", 0, test_accuracy_final=0.395, detection_auc_final=0.79,
+            "entries": [full_entry("uniform40", "rmnwnet", 0, {"final/test/accuracy": 0.395, "final/detection/auc": 0.79},
                                    seconds_per_step=0.1)]}
     every4 = {"name": "cheap_every4", "protocol": {**rep.PROTOCOL.config_fields(), "meta_every": 4},
-              "entries": [full_entry("uniform40", "rmnwnet", 0, test_accuracy_final=0.38, detection_auc_final=0.80)]}
+              "entries": [full_entry("uniform40", "rmnwnet", 0, {"final/test/accuracy": 0.38, "final/detection/auc": 0.80})]}
     other = {"name": "no_augment", "protocol": {**rep.PROTOCOL.config_fields(), "augment": False}, "entries": []}
     assert [v["name"] for v in report.cheap_mode_variants([head, every4, other], rep.PROTOCOL)] == [
         "cheap_head", "cheap_every4"]
@@ -505,8 +508,8 @@ def test_smoke_run_writes_report_and_second_run_trains_nothing(tmp_path):
     assert [(e["setting"], e["method"], e["seed"]) for e in done] == [("uniform40", "base", 0),
                                                                        ("uniform40", "rmnwnet", 0)]
     for e in done:
-        assert e["steps"] > 0 and e["seconds_per_step"] > 0 and e["test_accuracy_final"] is not None
-    assert done[1]["detection_auc_final_pass"] is not None
+        assert e["steps"] > 0 and e["seconds_per_step"] > 0 and e["final/test/accuracy"] is not None
+    assert done[1]["final/detection/auc"] is not None
     assert all(0.0 <= e[key] <= 1.0 for e in done for key in rep.FIT_KEYS)
     report = (out_dir / "REPRODUCTION.md").read_text()
     assert "Cells finished: 2 of 56" in report
@@ -532,18 +535,18 @@ def test_smoke_run_writes_report_and_second_run_trains_nothing(tmp_path):
     summary = rep.calibration_plot(base_dir, tmp_path / "calibration.png")
     assert (tmp_path / "calibration.png").stat().st_size > 0
     assert (summary["method"], summary["epochs_completed"], summary["epochs"], summary["finished"]) == ("base", 2, 2, True)
-    assert summary["test_accuracy_final"] == history[-1]["test/accuracy"]
-    assert summary["test_accuracy_best"] == max(row["test/accuracy"] for row in history)
-    assert 0.0 <= summary["noisy_memorised_final"] <= 1.0 and 0.0 <= summary["clean_fitted_final"] <= 1.0
+    assert summary["final/test/accuracy"] == history[-1]["test/accuracy"]
+    assert summary["best/test/accuracy"] == max(row["test/accuracy"] for row in history)
+    assert 0.0 <= summary["final/fit/noisy_memorised"] <= 1.0 and 0.0 <= summary["final/fit/clean_fitted"] <= 1.0
     calibrated = [*report_only, f"--calibration_runs={base_dir},{tmp_path / 'missing'}"]
     assert script.run(parse(script, calibrated), calibrated, run_fn=counting_run) == 0
     for rebuild in (calibrated, report_only):  # a later build without the flag keeps the section
         assert script.run(parse(script, rebuild), rebuild, run_fn=counting_run) == 0
         report = (out_dir / "REPRODUCTION.md").read_text()
         section = report[report.index("## Calibration"):report.index("## Variants tried")]
-        row = (f"| `{base_dir}` | base | 2/2 | {summary['noisy_memorised_final'] * 100:.1f} | "
-               f"{summary['clean_fitted_final'] * 100:.1f} | {summary['test_accuracy_best'] * 100:.1f} | "
-               f"{summary['test_accuracy_final'] * 100:.1f} |")
+        row = (f"| `{base_dir}` | base | 2/2 | {summary['final/fit/noisy_memorised'] * 100:.1f} | "
+               f"{summary['final/fit/clean_fitted'] * 100:.1f} | {summary['best/test/accuracy'] * 100:.1f} | "
+               f"{summary['final/test/accuracy'] * 100:.1f} |")
         assert row in section and "missing" not in section
         plot = json.loads((out_dir / "reproduction.json").read_text())["calibration"][0]["plot"]
         assert f"](plots/{plot})" in section and (out_dir / "plots" / plot).stat().st_size > 0

@@ -8,6 +8,7 @@ import pathlib
 import pytest
 
 from experiments import reproduction as rep
+from rmwnet_tf import summary
 from experiments.reproduction import gates, paired, report_v3
 from experiments.reproduction.claims import ACCURACY, FAILS, HOLDS, NOT_YET_MEASURED
 
@@ -156,7 +157,7 @@ def test_interval_is_the_students_t_interval_of_the_mean():
 
 
 def entry(setting, method, seed, accuracy):
-    return dict(setting=setting, method=method, seed=seed, status="done", test_accuracy_final=accuracy)
+    return {"setting": setting, "method": method, "seed": seed, "status": "done", "final/test/accuracy": accuracy}
 
 
 def test_paired_difference_uses_common_seeds_in_points():
@@ -202,8 +203,7 @@ def fake_run(calls):
         (model_dir / "config.json").write_text(json.dumps(config.to_dict()))
         (model_dir / "history.json").write_text(json.dumps(rows))
         (model_dir / "results.json").write_text(json.dumps({
-            "epochs_completed": config.epochs, "steps": 10, "test_accuracy_final": rows[-1]["test/accuracy"],
-            "final": rows[-1], "history": rows}))
+            "epochs_completed": config.epochs, "steps": 10, **summary.summarise(rows), "history": rows}))
         return {}
 
     return run
@@ -246,7 +246,7 @@ def test_smoke_v3_pretrains_once_then_fills_cells_and_writes_the_report(tmp_path
     saved = json.loads((tmp_path / "out" / "reproduction.json").read_text())
     done = [e for e in saved["entries"] if e["status"] == "done"]
     assert {(e["protocol"], e["method"]) for e in done} == {("v3", "base"), ("v3", "rmnwnet"), ("v3", "oracle")}
-    for key in ("test_accuracy_final", "detection_auc_best", "detection_auc_loss_best", "noisy_fitted_final"):
+    for key in ("final/test/accuracy", "best/detection/auc", "best/detection/auc_loss", "final/fit/noisy_memorised"):
         assert key in saved["entry_keys"] and all(key in e for e in done)
     assert [g["name"] for g in saved["gates"]][:2] == ["G1 separation", "G2 memorisation"]
     text = (tmp_path / "out" / "REPRODUCTION.md").read_text()

@@ -30,7 +30,7 @@ def test_cifar_through_the_real_tfds_code_path(tmp_path, monkeypatch, dataset, m
     train_samples = 60 - (10 if method != "base" else 0)
     assert results["data"]["num_train"] == train_samples
     assert results["steps"] == train_samples // 20
-    assert results["epochs_completed"] == 1 and results["test_accuracy_final"] is not None
+    assert results["epochs_completed"] == 1 and results["final"]["test/accuracy"] is not None
     assert (tmp_path / "run" / "sample_scores.csv").exists()
 
 

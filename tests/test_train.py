@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from rmwnet_tf import checkpointing, selection, train
+from rmwnet_tf import checkpointing, selection, summary, train
 from rmwnet_tf.config import Config
 from rmwnet_tf.export import load_exported
 
@@ -49,14 +49,17 @@ def test_run_writes_results_json(finished_run):
     assert saved["steps"] == 2 * (250 // 50)  # 300 train - 50 meta = 250 samples, batch 50
     assert saved["config"] == cfg.to_dict()
     assert saved["xla"] is False  # --jit_compile=auto on CPU (the tests' device)
-    for key in ("test_accuracy_final", "test_accuracy_best", "best_epoch", "detection_auc_final",
-                "detection_auc_best", "detection_auc_loss_final", "wall_seconds", "train_images_per_second"):
-        assert saved[key] is not None, key
-    assert saved["test_accuracy_best"] >= saved["test_accuracy_final"]
+    flat = summary.flat(saved)
+    for key in ("final/test/accuracy", "best/test/accuracy", "best_epoch/test/accuracy", "final/detection/auc",
+                "best/detection/auc", "final/detection/auc_loss", "best/detection/auc_loss"):
+        assert flat[key] is not None, key
+    assert saved["wall_seconds"] > 0 and saved["images_per_second"] > 0
+    assert saved["train_seconds"] == sum(row["train_seconds"] for row in saved["history"])
+    assert saved["best"]["test/accuracy"] >= saved["final"]["test/accuracy"]
     # One producer: the summary fields are the last history row's evaluated numbers.
     last = saved["history"][-1]
-    assert saved["test_accuracy_final"] == last["test/accuracy"]
-    assert saved["detection_auc_final"] == last["detection/auc"]
+    assert saved["final"]["test/accuracy"] == last["test/accuracy"]
+    assert saved["final"]["detection/auc"] == last["detection/auc"]
     assert saved["final"]["fit/noisy_memorised"] == last["fit/noisy_memorised"]
     matrix = np.array(saved["noise_realised"]["matrix"])
     np.testing.assert_allclose(matrix.sum(axis=1), 1.0)
@@ -170,11 +173,11 @@ def test_gold_free_selection_picks_the_highest_meta_accuracy(finished_run):
     cfg, results = finished_run
     assert results["selected_by"] == "meta_accuracy"
     best = max(row["meta/accuracy"] for row in results["history"] if "meta/accuracy" in row)
-    picked = next(r for r in results["history"] if r["epoch"] == results["selected_epoch"])
+    picked = next(r for r in results["history"] if r["epoch"] == results["selected"]["epoch"])
     assert picked["meta/accuracy"] == best
-    assert results["test_accuracy_selected"] == picked["test/accuracy"]
+    assert results["selected"]["test/accuracy"] == picked["test/accuracy"]
     run_dir = pathlib.Path(cfg.model_dir)
-    assert (run_dir / "selected" / "epoch").read_text() == str(results["selected_epoch"])
+    assert (run_dir / "selected" / "epoch").read_text() == str(results["selected"]["epoch"])
     assert (run_dir / "export_selected" / "saved_model.pb").exists()
 
 
@@ -223,17 +226,17 @@ def test_sigterm_mid_epoch_then_resume_equals_uninterrupted_run(tmp_path, monkey
     assert sorted(got) == sorted(expected) and any("classifier" in name for name in got)
     for name, value in expected.items():
         np.testing.assert_array_equal(got[name], value, err_msg=name)  # bit-identical
-    assert resumed["test_accuracy_final"] == straight["test_accuracy_final"]
+    assert resumed["final"]["test/accuracy"] == straight["final"]["test/accuracy"]
 
 
 def test_base_run_has_no_weights_but_scores_samples(tmp_path):
     results = train.run(config(tmp_path, method="base", epochs=1, export=False))
-    assert results["detection_auc_final"] is None
-    assert results["detection_auc_loss_final"] is not None
+    assert results["final"].get("detection/auc") is None and "detection/auc" not in results["best"]
+    assert results["final"]["detection/auc_loss"] is not None
     assert "weights/mean" not in results["final"]
     assert "meta/loss" not in results["history"][-1]
     # Nothing to select by: no meta set held out; results.json says so instead of naming a criterion.
-    assert (results["selected_epoch"], results["selected_by"], results["test_accuracy_selected"]) == (None, None, None)
+    assert (results["selected"], results["selected_by"]) == ({}, None)
     assert results["selection_note"] == selection.NO_META_SET
 
 
@@ -242,7 +245,7 @@ def test_unknown_clean_labels_skip_detection(tmp_path):
     np.save(labels, np.random.default_rng(0).integers(0, 10, 300))
     results = train.run(config(tmp_path, noise_type="none", noise_rate=0.0, noisy_labels=str(labels),
                                source_labels_are_clean=False, epochs=1, export=False))
-    assert results["detection_auc_final"] is None and results["noise_realised"] is None
+    assert results["final"].get("detection/auc") is None and results["noise_realised"] is None
     with open(tmp_path / "run" / "sample_scores.csv") as f:
         assert f.readline().strip() == "index,given_label,predicted_label,weight,loss,suspicion_rank"
 
@@ -265,9 +268,9 @@ def test_rmnwnet_beats_base_under_40_percent_uniform_noise(tmp_path):
             augment=False, noise_type="uniform", noise_rate=0.4, method=method, meta_size=100,
             model="small_cnn", epochs=30, batch_size=50, meta_batch_size=50, lr=0.1, lr_boundaries="22",
             vnet_optimizer="adam", model_dir=str(tmp_path / method), export=False, seed=0))
-        accuracy[method] = results["test_accuracy_final"]
+        accuracy[method] = results["final"]["test/accuracy"]
         if method == "rmnwnet":
-            assert results["detection_auc_final"] > 0.6
+            assert results["final"]["detection/auc"] > 0.6
     assert accuracy["rmnwnet"] > accuracy["base"] + 0.02, accuracy
 
 

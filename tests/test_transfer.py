@@ -98,7 +98,7 @@ def test_gce_run_trains_on_gce_and_reports_ce(tmp_path):
     gce = train.run(config(tmp_path, "gce", method="gce"))
     base = train.run(config(tmp_path, "base", method="base"))
     assert gce["history"][0]["train/loss"] != base["history"][0]["train/loss"]  # another objective
-    assert gce["test_accuracy_final"] is not None and "weights/mean" not in gce["final"]
+    assert gce["final"]["test/accuracy"] is not None and "weights/mean" not in gce["final"]
 
 
 # -- --init_from -------------------------------------------------------------------------------

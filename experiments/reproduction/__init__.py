@@ -18,7 +18,7 @@ scripts/reproduce.py and the tests use.
 
 
 from experiments.reproduction.cells import (
-    FINAL_KEYS,
+    RUN_KEYS,
     FIT_KEYS,
     RESULT_KEYS,
     RUN_ONLY_KEYS,
@@ -79,7 +79,7 @@ from experiments.reproduction.protocol import (
 __all__ = [
     "calibration_plot", "lr_drops", "make_plots", "run_history", "run_lr_drops",
     "ACCURACY", "AUC_BEST", "AUC_FINAL", "Summary", "evaluate_targets", "paper_claims",
-    "paper_target_row", "sanity_row", "FIT_KEYS", "FINAL_KEYS", "read_sample_scores", "FAILS", "HOLDS", "NOT_YET_MEASURED", "RESULT_KEYS", "RUN_ONLY_KEYS",
+    "paper_target_row", "sanity_row", "FIT_KEYS", "RUN_KEYS", "read_sample_scores", "FAILS", "HOLDS", "NOT_YET_MEASURED", "RESULT_KEYS", "RUN_ONLY_KEYS",
     "PROTOCOL_V3", "PROTOCOLS", "PRETRAIN_V3", "REFERENCE_METHODS", "V3_OUT_DIR", "V3_PRETRAIN_DIR",
     "V3_RUNS_DIR", "V3_SEEDS", "pretrain_config",
     "DEFAULT_OUT_DIR", "DEFAULT_RUNS_DIR", "DEFAULT_SEEDS", "METHOD_ORDER", "PROTOCOL", "SETTINGS",

@@ -9,12 +9,12 @@ from __future__ import annotations
 import dataclasses
 import json
 import pathlib
-from typing import Callable, Iterable, Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 from absl import logging
 
-from rmwnet_tf import selection
+from rmwnet_tf import selection, summary
 from rmwnet_tf.config import RUN_ONLY_FIELDS, Config, upgrade_saved
 from experiments.reproduction.protocol import Cell, Protocol, cell_config, pretrain_config
 
@@ -50,7 +50,7 @@ def inspect_cell(config: Config) -> CellState:
     differences = config.differences_from(saved, ignore=RUN_ONLY_KEYS + ("epochs",))
     if differences:
         return CellState("stale", differences=differences)
-    results = read_json(model_dir / "results.json")
+    results = summary.upgrade(read_json(model_dir / "results.json"))
     if results is not None:
         completed = int(results.get("epochs_completed", 0))
         if completed == config.epochs:
@@ -142,24 +142,19 @@ def run_cells(cells: Sequence[Cell], protocol: Protocol, runs_dir, *, max_cells:
 
 
 # ------------------------------------------------------------------------------------ entries
-# Copied from results.json as they are. detection_auc_final is the final model's AUC of W over the
-# whole un-augmented training set; detection_auc_loss_final the same for -loss (every method).
-RESULT_KEYS = ("test_accuracy_final", "test_accuracy_best", "best_epoch", "test_accuracy_selected",
-               "selected_epoch", "detection_auc_final", "detection_auc_best", "detection_auc_loss_final",
-               "steps", "wall_seconds")
-# Entry field -> metric of results.json["final"] (the last evaluation). "noisy_fitted" is
-# memorisation: the share of wrongly labelled samples the final network predicts as their wrong
-# label. Meta-weighting can only help Base when Base memorises, so the report shows it.
-FINAL_KEYS = {
-    "clean_fitted_final": "fit/clean_fitted",
-    "noisy_fitted_final": "fit/noisy_memorised",
-    "noisy_corrected_final": "fit/noisy_corrected",
-    "weights_loss_spearman_final": "weights/loss_spearman",
-    "weights_clean_mean_final": "weights/clean_mean",
-    "weights_noisy_mean_final": "weights/noisy_mean",
-    "meta_mae_final": "meta/mae",
-}
-FIT_KEYS = ("clean_fitted_final", "noisy_fitted_final", "noisy_corrected_final")
+# Copied from results.json under its own flattened names (rmwnet_tf/summary.py): final/... is the last
+# evaluation, best/... the highest over the evaluations, selected/... the epoch the meta set picks.
+# final/detection/auc is the final model's AUC of W over the whole un-augmented training set;
+# final/detection/auc_loss the same for -loss (every method); final/fit/noisy_memorised the share of
+# wrongly labelled samples the final network predicts as their wrong label (meta-weighting can only
+# help Base when Base memorises, so the report shows it).
+RESULT_KEYS = ("final/test/accuracy", "best/test/accuracy", "best_epoch/test/accuracy", "selected/test/accuracy",
+               "selected/epoch", "final/detection/auc", "best/detection/auc", "final/detection/auc_loss",
+               "best/detection/auc_loss", "final/fit/clean_fitted", "final/fit/noisy_memorised",
+               "final/fit/noisy_corrected", "final/weights/loss_spearman", "final/weights/clean_mean",
+               "final/weights/noisy_mean", "final/weights/ess_fraction", "final/meta/mae")
+RUN_KEYS = ("steps", "wall_seconds", "train_seconds")
+FIT_KEYS = ("final/fit/clean_fitted", "final/fit/noisy_memorised", "final/fit/noisy_corrected")
 
 
 def diverged(history) -> bool | None:
@@ -171,12 +166,9 @@ def diverged(history) -> bool | None:
 
 
 def entry_for(cell: Cell, config: Config, state: CellState) -> dict:
-    """One line of reproduction.json: a cell's identity, status and (when done) its numbers.
-
-    `detection_auc_final_pass` (the key the issue's done-criteria name) is results.json's
-    `detection_auc_final`: the final model's detection AUC over the whole un-augmented
-    training set.
-    """
+    """One line of reproduction.json: a cell's identity, status and (when done) its numbers, under
+    results.json's names, plus the selection by the meta MAE (the criterion the meta accuracy
+    replaced; the v2.1 report compares the two)."""
     entry = {
         "setting": cell.setting.name, "noise_type": cell.setting.noise_type,
         "noise_rate": cell.setting.noise_rate, "method": cell.method, "seed": cell.seed,
@@ -184,22 +176,12 @@ def entry_for(cell: Cell, config: Config, state: CellState) -> dict:
         "epochs_completed": state.epochs_completed, "epochs": config.epochs,
     }
     results = state.results if state.status == "done" else None
-    for key in RESULT_KEYS:
-        entry[key] = None if results is None else results.get(key)
-    entry["detection_auc_final_pass"] = entry["detection_auc_final"]
-    if results is not None:  # every run judged by today's criterion, and by the MAE it replaced
-        history = results.get("history") or []
-        for criterion, suffix in (("meta_accuracy", ""), ("meta_mae", "_mae")):
-            row = selection.selected_row(history, criterion)
-            entry["selected_epoch" + suffix] = row.get("epoch")
-            entry["test_accuracy_selected" + suffix] = row.get("test/accuracy")
-    history = (results or {}).get("history") or []
-    small_loss = [row["detection/auc_loss"] for row in history if row.get("detection/auc_loss") is not None]
-    entry["detection_auc_loss_best"] = max(small_loss) if small_loss else None  # Base's rule, best over training
-    final = (results or {}).get("final") or {}
-    for key, metric in FINAL_KEYS.items():
-        entry[key] = final.get(metric)
-    entry["train_seconds"] = None if results is None else train_seconds(results.get("history") or [])
+    flat = summary.flat(results or {})
+    entry.update({key: flat.get(key) for key in RESULT_KEYS})
+    entry.update({key: (results or {}).get(key) for key in RUN_KEYS})
+    by_mae = selection.selected_row((results or {}).get("history") or [], "meta_mae")
+    entry["selected_by_meta_mae/epoch"] = by_mae.get("epoch")
+    entry["selected_by_meta_mae/test/accuracy"] = by_mae.get("test/accuracy")
     entry["seconds_per_step"] = (
         entry["train_seconds"] / entry["steps"] if entry["train_seconds"] and entry["steps"] else None
     )
@@ -222,11 +204,6 @@ def read_sample_scores(path) -> dict[str, np.ndarray]:
         "is_noisy": column("is_noisy", bool), "given_label": column("given_label", np.int64),
         "predicted_label": column("predicted_label", np.int64), "clean_label": column("clean_label", np.int64),
     }
-
-
-def train_seconds(history: Iterable[dict]) -> float:
-    """Seconds spent in training steps, summed over epochs (evaluation excluded)."""
-    return float(sum(row.get("train_seconds") or 0.0 for row in history))
 
 
 def collect_entries(cells: Sequence[Cell], protocol: Protocol, runs_dir) -> list[dict]:

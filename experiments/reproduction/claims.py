@@ -71,19 +71,20 @@ class Metric:
 
 
 # Final, not best, accuracy: the best epoch is picked on the test set, which flatters a method.
-ACCURACY = Metric("test_accuracy_final", "final test accuracy", 100.0, 2, " points")
+ACCURACY = Metric("final/test/accuracy", "final test accuracy", 100.0, 2, " points")
 # Table 3's definition: the best AUC seen during training (here: over the evaluations).
-AUC_BEST = Metric("detection_auc_best", "detection AUC, best over training (Table 3's definition)", 1.0, 4, "")
+AUC_BEST = Metric("best/detection/auc", "detection AUC, best over training (Table 3's definition)", 1.0, 4, "")
 # The final model's AUC over the whole (un-augmented) training set: the issue's target.
-AUC_FINAL = Metric("detection_auc_final_pass", "detection AUC of the final model", 1.0, 4, "")
+AUC_FINAL = Metric("final/detection/auc", "detection AUC of the final model", 1.0, 4, "")
 
 
 def paper_summary(metric: Metric, setting: str, method: str) -> Summary | None:
     """The paper's CIFAR-10 number for a metric as a Summary in entry units (5 seeds; AUC has no std)."""
-    if metric.key.startswith("test_accuracy"):
+    measured = metric.key.split("/", 1)[1]  # final/test/accuracy -> test/accuracy
+    if measured == "test/accuracy":
         value = paper.accuracy(setting, method)
         return None if value is None else Summary(value[0] / 100.0, value[1] / 100.0, paper.SEEDS)
-    if metric.key.startswith("detection_auc"):
+    if measured == "detection/auc":
         value = paper.detection_auc(setting, method)
         return None if value is None else Summary(value, None, paper.SEEDS)
     raise ValueError(f"the paper has no {metric.key}")

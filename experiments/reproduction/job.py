@@ -143,14 +143,14 @@ def write_report_v3(protocol: Protocol, runs_dir, out_dir, *, seeds: Sequence[in
 ENTRY_KEYS_DOC = {
     "protocol": "the protocol's name (v3...)", "setting": "noise setting (uniform40, ...)", "method": "--method",
     "seed": "--seed", "status": "done | partial | not run | stale",
-    "test_accuracy_final": "test accuracy after the last epoch",
-    "test_accuracy_best": "best test accuracy over the evaluations (picked on the test set)",
-    "test_accuracy_selected": "test accuracy at the epoch of best meta-set accuracy (gold-free)",
-    "detection_auc_final": "AUC of W as a clean-label score, final model, whole training set (meta methods)",
-    "detection_auc_best": "the same, best over the evaluations (the paper's Table 3 definition)",
-    "detection_auc_loss_final": "AUC of -loss (the small-loss rule), final model",
-    "detection_auc_loss_best": "the same, best over the evaluations",
-    "noisy_fitted_final": "share of wrongly labelled training samples predicted as their wrong label (memorised)",
+    "final/test/accuracy": "test accuracy after the last epoch",
+    "best/test/accuracy": "best test accuracy over the evaluations (picked on the test set)",
+    "selected/test/accuracy": "test accuracy at the epoch of best meta-set accuracy (gold-free)",
+    "final/detection/auc": "AUC of W as a clean-label score, final model, whole training set (meta methods)",
+    "best/detection/auc": "the same, best over the evaluations (the paper's Table 3 definition)",
+    "final/detection/auc_loss": "AUC of -loss (the small-loss rule), final model",
+    "best/detection/auc_loss": "the same, best over the evaluations",
+    "final/fit/noisy_memorised": "share of wrongly labelled training samples predicted as their wrong label (memorised)",
 }
 
 

@@ -189,7 +189,7 @@ def _weights_figure(setting: Setting, done: Sequence[dict]):
                 axes.scatter(loss[mask], weight[mask], s=3, alpha=0.3, color=color, label=label, rasterized=True)
         order = np.argsort(loss)
         axes.plot(loss[order], weight[order], color="0.2", linewidth=1, label="W(loss)")
-        rho, auc = entry.get("weights_loss_spearman_final"), entry.get("detection_auc_final_pass")
+        rho, auc = entry.get("final/weights/loss_spearman"), entry.get("final/detection/auc")
         axes.set(title=f"{METHOD_LABELS[entry['method']]} (seed {entry['seed']}): "
                        f"ρ {'—' if rho is None else f'{rho:+.2f}'}, AUC {'—' if auc is None else f'{auc:.3f}'}",
                  xlabel="final training loss (CE on the given label)", ylabel="W(loss)")
@@ -215,10 +215,10 @@ def calibration_summary(run_dir) -> dict:
         "epochs_completed": len(history),
         "epochs": config.get("epochs"),
         "finished": bool(results),
-        "noisy_memorised_final": last.get("fit/noisy_memorised"),
-        "clean_fitted_final": last.get("fit/clean_fitted"),
-        "test_accuracy_best": max(accuracies) if accuracies else None,
-        "test_accuracy_final": last.get("test/accuracy"),
+        "final/fit/noisy_memorised": last.get("fit/noisy_memorised"),
+        "final/fit/clean_fitted": last.get("fit/clean_fitted"),
+        "best/test/accuracy": max(accuracies) if accuracies else None,
+        "final/test/accuracy": last.get("test/accuracy"),
     }
 
 

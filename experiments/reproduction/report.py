@@ -83,8 +83,8 @@ def _report_accuracy(entries, settings) -> str:
     rows = []
     for setting in settings:
         for method in METHOD_ORDER:
-            final = summarize(entries, setting.name, method, "test_accuracy_final")
-            best = summarize(entries, setting.name, method, "test_accuracy_best")
+            final = summarize(entries, setting.name, method, "final/test/accuracy")
+            best = summarize(entries, setting.name, method, "best/test/accuracy")
             seeds = 0 if final is None else final.n
             rows.append(f"| {setting.label} | {markdown(METHOD_LABELS[method])} | {seeds} | {_acc(final)} | "
                         f"{_acc(best)} | {paper_accuracy(setting.name, method)} |")
@@ -154,7 +154,7 @@ def _report_diverged(entries: Sequence[dict]) -> str:
         return "\n".join(lines + ["", "None."])
     labels = {setting.name: setting.label for setting in SETTINGS}
     lines += [""] + [f"- {labels.get(e['setting'], e['setting'])}, {markdown(METHOD_LABELS[e['method']])}, seed {e['seed']}: final test "
-                     f"accuracy {_percent(e.get('test_accuracy_final'))}%" for e in bad]
+                     f"accuracy {_percent(e.get('final/test/accuracy'))}%" for e in bad]
     return "\n".join(lines)
 
 
@@ -206,21 +206,21 @@ def _report_auc(entries, settings) -> str:
     for setting in settings:
         if setting.noise_type == "none":
             continue
-        base = cell(setting.name, "base", "detection_auc_loss_final")
+        base = cell(setting.name, "base", "final/detection/auc_loss")
         for method in META_METHODS:
-            rho = format_mean_std(summarize(entries, setting.name, method, "weights_loss_spearman_final"), digits=2)
+            rho = format_mean_std(summarize(entries, setting.name, method, "final/weights/loss_spearman"), digits=2)
             rows.append(
                 f"| {setting.label} | {markdown(METHOD_LABELS[method])} | "
-                f"{cell(setting.name, method, 'detection_auc_final')} | "
-                f"{cell(setting.name, method, 'detection_auc_best')} | "
-                f"{cell(setting.name, method, 'detection_auc_loss_final')} | {base} | {rho} | "
+                f"{cell(setting.name, method, 'final/detection/auc')} | "
+                f"{cell(setting.name, method, 'best/detection/auc')} | "
+                f"{cell(setting.name, method, 'final/detection/auc_loss')} | {base} | {rho} | "
                 f"{paper_auc(setting.name, method)} |")
     return "\n".join([
         "## Detection AUC (paper: Table 3)",
         "",
         "AUC of a score as “this training label is clean” over the whole un-augmented training set "
         "(1 = every clean sample scores above every noisy one, 0.5 = chance). “W final”: the learned "
-        "weight W(loss) of the final model (`detection_auc_final_pass` in reproduction.json); “W best”: "
+        "weight W(loss) of the final model (`final/detection/auc` in reproduction.json); “W best”: "
         "the best of the per-evaluation AUCs (Table 3's definition); “−loss”: the small-loss rule on the "
         "same final model; “Base −loss”: Base's final model with the small-loss rule, the trivial "
         "detector a weighting must beat to add anything; ρ: Spearman correlation of W with the loss on "
@@ -239,8 +239,8 @@ def _report_fit(entries, settings) -> str:
     rows = []
     for setting in settings:
         for method in METHOD_ORDER:
-            keys = ("clean_fitted_final",) if setting.noise_type == "none" else (
-                "clean_fitted_final", "noisy_fitted_final", "noisy_corrected_final")
+            keys = ("final/fit/clean_fitted",) if setting.noise_type == "none" else (
+                "final/fit/clean_fitted", "final/fit/noisy_memorised", "final/fit/noisy_corrected")
             cells = [format_mean_std(summarize(entries, setting.name, method, key), scale=100.0, digits=1)
                      for key in keys]
             cells += ["n/a"] * (3 - len(cells))
@@ -271,19 +271,19 @@ def selection_rows(entries: Sequence[dict], settings: Sequence[Setting]) -> list
             done = [e for e in entries if e["setting"] == setting.name and e["method"] == method
                     and e["status"] == "done"]
             complete = [e for e in done if all(e.get(k) is not None for k in
-                                               ("test_accuracy_final", "test_accuracy_best", "test_accuracy_selected"))]
+                                               ("final/test/accuracy", "best/test/accuracy", "selected/test/accuracy"))]
             if not done:
                 continue
             rows.append({
                 "setting": setting, "method": method,
-                "final": summarize(done, setting.name, method, "test_accuracy_final"),
-                "best": summarize(done, setting.name, method, "test_accuracy_best"),
-                "selected": summarize(done, setting.name, method, "test_accuracy_selected"),
-                "selected_mae": summarize(done, setting.name, method, "test_accuracy_selected_mae"),
-                "selected_mae_minus_best": _mean([e["test_accuracy_selected_mae"] - e["test_accuracy_best"]
-                                                  for e in complete if e.get("test_accuracy_selected_mae") is not None]),
-                "selected_minus_best": _mean([e["test_accuracy_selected"] - e["test_accuracy_best"] for e in complete]),
-                "selected_minus_final": _mean([e["test_accuracy_selected"] - e["test_accuracy_final"] for e in complete]),
+                "final": summarize(done, setting.name, method, "final/test/accuracy"),
+                "best": summarize(done, setting.name, method, "best/test/accuracy"),
+                "selected": summarize(done, setting.name, method, "selected/test/accuracy"),
+                "selected_mae": summarize(done, setting.name, method, "selected_by_meta_mae/test/accuracy"),
+                "selected_mae_minus_best": _mean([e["selected_by_meta_mae/test/accuracy"] - e["best/test/accuracy"]
+                                                  for e in complete if e.get("selected_by_meta_mae/test/accuracy") is not None]),
+                "selected_minus_best": _mean([e["selected/test/accuracy"] - e["best/test/accuracy"] for e in complete]),
+                "selected_minus_final": _mean([e["selected/test/accuracy"] - e["final/test/accuracy"] for e in complete]),
                 "seeds": len(done),
             })
     return rows
@@ -309,7 +309,7 @@ def _report_selection(entries, settings) -> str:
         "highest *test* accuracy: picked with the test labels, an upper bound no user has), "
         "“selected” (the highest accuracy on the run's own meta set with its own labels, noisy for "
         "MNW-Net and RMNW-Net, ties to the earlier epoch: needs no clean label; the tool's "
-        "`selected_epoch`, `rmwnet_tf/selection.py`), and “by meta MAE” (the lowest MAE on the same "
+        "`selected/epoch`, `rmwnet_tf/selection.py`), and “by meta MAE” (the lowest MAE on the same "
         "set: the first criterion, replaced after protocol v2.1's uniform cells, BUILD_NOTES.md "
         "“Gold-free selection: accuracy, not MAE”). Both are recomputed here from each run's history, "
         "whichever criterion the run itself used. Means over finished seeds; the gaps in points. "
@@ -360,8 +360,8 @@ def _report_calibration(calibration: Sequence[dict]) -> str:
         epochs = f"{row['epochs_completed']}/{row['epochs'] or '?'}" + ("" if row["finished"] else " (unfinished)")
         lines.append(
             f"| `{row['run_dir']}` | {row['method'] or '—'} | {epochs} | "
-            f"{_percent(row['noisy_memorised_final'])} | {_percent(row['clean_fitted_final'])} | "
-            f"{_percent(row['test_accuracy_best'])} | {_percent(row['test_accuracy_final'])} |")
+            f"{_percent(row['final/fit/noisy_memorised'])} | {_percent(row['final/fit/clean_fitted'])} | "
+            f"{_percent(row['best/test/accuracy'])} | {_percent(row['final/test/accuracy'])} |")
     for row in calibration:
         lines += ["", f"![calibration: {row['run_dir']}](plots/{row['plot']})"]
     return "\n".join(lines)
@@ -515,12 +515,12 @@ def _report_variants(variants: Sequence[dict], entries: Sequence[dict], protocol
                   "|---|---|---|---|---|---|---|"]
         for setting in SETTINGS:
             for method in METHOD_ORDER:
-                accuracy = summarize(done, setting.name, method, "test_accuracy_final")
+                accuracy = summarize(done, setting.name, method, "final/test/accuracy")
                 if accuracy is None:
                     continue
-                here = summarize(entries, setting.name, method, "test_accuracy_final")
-                memorised = summarize(done, setting.name, method, "noisy_fitted_final")
-                memorised_here = summarize(entries, setting.name, method, "noisy_fitted_final")
+                here = summarize(entries, setting.name, method, "final/test/accuracy")
+                memorised = summarize(done, setting.name, method, "final/fit/noisy_memorised")
+                memorised_here = summarize(entries, setting.name, method, "final/fit/noisy_memorised")
                 lines.append(
                     f"| {setting.label} | {markdown(METHOD_LABELS[method])} | {accuracy.n} | "
                     f"{format_mean_std(accuracy, scale=100.0)} | {format_mean_std(here, scale=100.0)} | "
@@ -588,10 +588,10 @@ def _report_cheap_modes(variants: Sequence[dict], entries: Sequence[dict], proto
                 continue
             seeds = {e["seed"] for e in mine}
             paired = [e for e in exact_entries if e["setting"] == setting.name and e["seed"] in seeds]
-            accuracy = summarize(mine, setting.name, "rmnwnet", "test_accuracy_final")
-            auc = summarize(mine, setting.name, "rmnwnet", "detection_auc_final")
-            exact_accuracy = summarize(paired, setting.name, "rmnwnet", "test_accuracy_final")
-            exact_auc = summarize(paired, setting.name, "rmnwnet", "detection_auc_final")
+            accuracy = summarize(mine, setting.name, "rmnwnet", "final/test/accuracy")
+            auc = summarize(mine, setting.name, "rmnwnet", "final/detection/auc")
+            exact_accuracy = summarize(paired, setting.name, "rmnwnet", "final/test/accuracy")
+            exact_auc = summarize(paired, setting.name, "rmnwnet", "final/detection/auc")
             seconds = [e["seconds_per_step"] for e in mine if e.get("seconds_per_step")]
             is_exact = rows is exact_entries
             d_acc = d_auc = verdict = "—"

@@ -12,6 +12,7 @@ import json
 import pathlib
 from typing import Mapping, Sequence
 
+from rmwnet_tf import summary
 from experiments.reproduction import gates as gates_lib
 from experiments.reproduction.claims import ACCURACY, AUC_BEST, HOLDS, Metric, format_mean_std, paper_claims, summarize
 from experiments.reproduction.paired import PairedClaim, judge_claim, paired_difference, values_by_seed
@@ -28,7 +29,7 @@ from experiments.reproduction.protocol import (
 from experiments.reproduction.report import _report_protocol, paper_accuracy, paper_auc
 
 GATE_SETTING = "uniform40"
-MEMORISED = Metric("noisy_fitted_final", "wrong labels memorised at the end", 100.0, 1, " points")
+MEMORISED = Metric("final/fit/noisy_memorised", "wrong labels memorised at the end", 100.0, 1, " points")
 # Links to the earlier protocols' reports (relative to the results folder).
 EARLIER_REPORTS = (
     ("v2.1 (from scratch, 2,000 images, 160 epochs; its variants v1, v2, cheap steps, Adam inside)",
@@ -75,11 +76,11 @@ def pretrain_summary(protocol: Protocol) -> dict | None:
         return None
     path = pathlib.Path(config.model_dir) / "results.json"
     try:
-        results = json.loads(path.read_text())
+        results = summary.upgrade(json.loads(path.read_text()))
     except (OSError, ValueError):
         return {"model_dir": config.model_dir, "status": "not run"}
     return {"model_dir": config.model_dir, "status": "done",
-            "test_accuracy_final": results.get("test_accuracy_final"),
+            "final/test/accuracy": results["final"].get("test/accuracy"),
             "epochs": results.get("epochs_completed"), "wall_seconds": results.get("wall_seconds")}
 
 
@@ -138,12 +139,12 @@ def _accuracy_table(entries, settings) -> str:
             "the paper's (%) |", "|---|---|---|---|---|---|---|"]
     for setting in settings:
         for method in _methods_present(entries):
-            done = len(values_by_seed(entries, setting.name, method, "test_accuracy_final"))
+            done = len(values_by_seed(entries, setting.name, method, "final/test/accuracy"))
             paper = paper_accuracy(setting.name, method) if method in METHOD_ORDER else "—"
             rows.append(f"| {setting.label} | {markdown(METHOD_LABELS[method])} | {done} | "
-                        f"{_mean(entries, setting.name, method, 'test_accuracy_final')} | "
-                        f"{_mean(entries, setting.name, method, 'test_accuracy_best')} | "
-                        f"{_mean(entries, setting.name, method, 'test_accuracy_selected')} | {paper} |")
+                        f"{_mean(entries, setting.name, method, 'final/test/accuracy')} | "
+                        f"{_mean(entries, setting.name, method, 'best/test/accuracy')} | "
+                        f"{_mean(entries, setting.name, method, 'selected/test/accuracy')} | {paper} |")
     return "\n".join(rows)
 
 
@@ -155,11 +156,11 @@ def _detection_table(entries, settings) -> str:
         for method in _methods_present(entries):
             paper = paper_auc(setting.name, method) if method in METHOD_ORDER else "—"
             rows.append(f"| {setting.label} | {markdown(METHOD_LABELS[method])} | "
-                        f"{_mean(entries, setting.name, method, 'detection_auc_best', 1.0, 4)} | "
-                        f"{_mean(entries, setting.name, method, 'detection_auc_final', 1.0, 4)} | "
-                        f"{_mean(entries, setting.name, method, 'detection_auc_loss_best', 1.0, 4)} | "
-                        f"{_mean(entries, setting.name, method, 'detection_auc_loss_final', 1.0, 4)} | "
-                        f"{_mean(entries, setting.name, method, 'noisy_fitted_final', 100.0, 1)} | {paper} |")
+                        f"{_mean(entries, setting.name, method, 'best/detection/auc', 1.0, 4)} | "
+                        f"{_mean(entries, setting.name, method, 'final/detection/auc', 1.0, 4)} | "
+                        f"{_mean(entries, setting.name, method, 'best/detection/auc_loss', 1.0, 4)} | "
+                        f"{_mean(entries, setting.name, method, 'final/detection/auc_loss', 1.0, 4)} | "
+                        f"{_mean(entries, setting.name, method, 'final/fit/noisy_memorised', 100.0, 1)} | {paper} |")
     return "\n".join(rows)
 
 
@@ -218,7 +219,7 @@ def _targets_section(rows: Sequence[dict]) -> str:
 def _pretrain_section(pretrain: dict | None) -> str:
     if pretrain is None:
         return ""
-    accuracy = pretrain.get("test_accuracy_final")
+    accuracy = pretrain.get("final/test/accuracy")
     seconds = pretrain.get("wall_seconds")
     text = "not trained yet" if accuracy is None else (
         f"{100 * accuracy:.2f}% test accuracy after {pretrain['epochs']} epochs"
