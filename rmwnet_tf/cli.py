@@ -11,7 +11,6 @@ how to resume.
 
 from __future__ import annotations
 
-import os
 import sys
 
 from absl import app, flags, logging

@@ -167,6 +167,8 @@ def _load_tfds(name: str, tfds_data_dir, image_size: int, label_key: str = "") -
 
 def _cifar100_names(tfds_data_dir) -> list | None:
     """CIFAR-100's class names if a prepared cifar100 says them (its names come with its files)."""
+    import tensorflow_datasets as tfds  # already imported by the caller; a name lookup here
+
     try:
         names = list(tfds.builder("cifar100", data_dir=tfds_data_dir).info.features["label"].names)
     except Exception:  # not prepared, or unreadable: numbered classes it is
