@@ -28,6 +28,8 @@ import keras
 import tensorflow as tf
 from absl import logging
 
+from rmwnet_tf import errors
+
 KEEP = 3  # checkpoints kept on disk: the newest, and older ones to fall back to
 # Set by the command line: there a second Ctrl-C ends the process at once (exit 130), even inside
 # a long step. Off for a library caller (a notebook's kernel must survive): a second Ctrl-C then
@@ -59,11 +61,6 @@ class Interrupted(Exception):
         )
 
 
-def _one_line(error: BaseException) -> str:
-    text = " ".join(str(error).split())
-    return f"{type(error).__name__}: {text[:300]}"
-
-
 def candidates(directory) -> list[str]:
     """Checkpoint prefixes found on disk (by their .index files), newest first.
 
@@ -85,7 +82,7 @@ def read_problem(prefix: str) -> str | None:
         for name in reader.get_variable_to_shape_map():
             reader.get_tensor(name)
     except Exception as error:  # TF raises OpError subclasses, ValueError, or plain errors
-        return _one_line(error)
+        return errors.described(error, limit=300, named=True)
     return None
 
 
@@ -122,7 +119,7 @@ class RunCheckpoints:
         try:
             self.manager = tf.train.CheckpointManager(checkpoint, str(self.write_dir), max_to_keep=self.keep)
         except Exception as error:  # a garbled `checkpoint` state file: it is only an index
-            logging.warning("ignoring unreadable %s (%s)", self.write_dir / "checkpoint", _one_line(error))
+            logging.warning("ignoring unreadable %s (%s)", self.write_dir / "checkpoint", errors.described(error, limit=300, named=True))
             (self.write_dir / "checkpoint").unlink()
             self.manager = tf.train.CheckpointManager(checkpoint, str(self.write_dir), max_to_keep=self.keep)
         return self
@@ -145,7 +142,7 @@ class RunCheckpoints:
                 if not 0 <= step < self.steps_per_epoch:
                     raise ValueError(f"its step count does not fit {self.steps_per_epoch} steps per epoch")
             except Exception as error:
-                bad.append((prefix, _one_line(error)))
+                bad.append((prefix, errors.described(error, limit=300, named=True)))
                 continue
             for bad_prefix, reason in bad:
                 logging.warning(

@@ -24,10 +24,19 @@ def want_traceback() -> bool:
 EXPLAINED = (ValueError, OSError, EOFError, RuntimeError, LookupError)
 
 
+def described(error: BaseException, *, limit: int | None = None, named: bool = False) -> str:
+    """An exception's message on one line (TensorFlow's run over many), cut after `limit`
+    characters, prefixed by its type when `named`: for quoting a caught error inside another message."""
+    text = " ".join(str(error).split()) or type(error).__name__
+    if limit is not None and len(text) > limit:
+        text = text[:limit] + "..."
+    return f"{type(error).__name__}: {text}" if named else text
+
+
 def one_line(error: BaseException) -> str:
     """``error: ...`` on one line. Errors of the kinds above carry their own explanation; any
     other kind is a bug here, so its type is named and the way to get the stack added."""
-    text = " ".join(str(error).split()) or type(error).__name__
+    text = described(error)
     if isinstance(error, EXPLAINED) and not isinstance(error, (NotImplementedError, RecursionError)):
         if isinstance(error, (OSError, EOFError)) and type(error).__name__ not in text:
             text = f"{type(error).__name__}: {text}"

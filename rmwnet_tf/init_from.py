@@ -22,7 +22,7 @@ import tensorflow as tf
 from absl import logging
 
 from rmwnet_tf import checkpointing
-from rmwnet_tf.errors import UserError
+from rmwnet_tf.errors import UserError, described
 
 
 def load_initial_weights(classifier: keras.Model, source) -> str:
@@ -42,7 +42,7 @@ def load_initial_weights(classifier: keras.Model, source) -> str:
                 status.expect_partial()  # the optimizer, epoch and weighting net stay behind
                 status.assert_existing_objects_matched()  # every classifier variable
             except (ValueError, AssertionError, tf.errors.OpError) as error:
-                problems.append(f"{pathlib.Path(prefix).name}: {_short(error)}")
+                problems.append(f"{pathlib.Path(prefix).name}: {described(error, limit=200)}")
                 continue
             loaded = f"{prefix} (classifier weights)"
             break
@@ -53,15 +53,10 @@ def load_initial_weights(classifier: keras.Model, source) -> str:
         try:
             classifier.load_weights(str(source))
         except (ValueError, OSError, KeyError) as error:
-            raise UserError(f"{flag}: does not fit this classifier ({_short(error)}); it must hold the "
+            raise UserError(f"{flag}: does not fit this classifier ({described(error, limit=200)}); it must hold the "
                             "weights of the same --model with the same classes and --image_size") from None
         loaded = str(source)
     else:
         raise UserError(f"{flag}: expected a run folder or a .weights.h5 file")
     logging.info("classifier initialised from %s", loaded)
     return loaded
-
-
-def _short(error: BaseException, limit: int = 200) -> str:
-    text = " ".join(str(error).split()) or type(error).__name__
-    return text if len(text) <= limit else text[:limit] + "..."

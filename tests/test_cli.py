@@ -316,3 +316,13 @@ def test_run_folder_refusals_are_one_line(tmp_path):
                     "wait for it to finish or stop it, or use another --model_dir")
     assert sorted(p.name for p in tmp_path.iterdir()) == [".run.lock", "notes"]
     assert (foreign / "precious.txt").read_text() == "keep me"
+
+
+def test_a_quoted_error_is_one_line_cut_and_optionally_named():
+    from rmwnet_tf import errors
+
+    error = ValueError("Shapes   (3, 3)\n  and (4, 4)\tdiffer")
+    assert errors.described(error) == "Shapes (3, 3) and (4, 4) differ"
+    assert errors.described(error, limit=6, named=True) == "ValueError: Shapes..."
+    assert errors.described(KeyError()) == "KeyError"
+    assert errors.one_line(error) == "error: Shapes (3, 3) and (4, 4) differ"
