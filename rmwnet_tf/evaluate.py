@@ -30,8 +30,8 @@ from rmwnet_tf import metrics as metrics_lib
 @dataclasses.dataclass
 class Evaluation:
     metrics: dict  # final name -> float (absent when undefined, e.g. no clean labels)
-    samples: dict  # per training sample, in data.train_indices order: index, given, clean (or
-    #                None), predicted, loss, weight, probs [N, K]
+    samples: dict  # per training sample, in data.train_indices order: index, given, clean and
+    #                noisy (data.is_noisy; both None without clean labels), predicted, loss, weight, probs [N, K]
 
 
 def predict_fn(model):
@@ -88,7 +88,7 @@ def evaluate(model, data: data_lib.NoisyData, *, batch_size: int, predict=None) 
     given, predicted, loss = train["label"], train["probs"].argmax(-1), train["loss"]
     weight = model.weight_function(loss)
     samples = dict(index=index, given=given, predicted=predicted, loss=loss, weight=weight,
-                   probs=train["probs"], clean=None)
+                   probs=train["probs"], clean=None, noisy=None)
     metrics["fit/given_accuracy"] = float((predicted == given).mean())
     if model.vnet is not None:
         metrics["weights/mean"] = float(weight.mean())
@@ -102,9 +102,8 @@ def evaluate(model, data: data_lib.NoisyData, *, batch_size: int, predict=None) 
         if rho is not None:
             metrics["weights/loss_spearman"] = rho
     if data.clean_labels is not None:
-        clean = data.clean_labels[index]
-        samples["clean"] = clean
-        noisy = clean != given
+        clean, noisy = data.clean_labels[index], data.is_noisy[index]
+        samples["clean"], samples["noisy"] = clean, noisy
         # The three rates the memorisation regime is read from: a network that fits its wrong
         # labels (memorised) instead of predicting the true class (corrected).
         for name, value in (

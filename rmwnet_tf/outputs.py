@@ -103,8 +103,8 @@ class RunWriter:
             return
         weight = samples["weight"]
         tf.summary.histogram("weights/all", weight)
-        if samples.get("clean") is not None:
-            noisy = samples["clean"] != samples["given"]
+        noisy = samples.get("noisy")
+        if noisy is not None:
             for tag, subset in (("weights/clean", ~noisy), ("weights/noisy", noisy)):
                 if subset.any():
                     tf.summary.histogram(tag, weight[subset])
