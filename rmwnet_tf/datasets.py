@@ -36,11 +36,5 @@ DATASETS: dict[str, Dataset] = {
 }
 
 
-def get_dataset(name: str) -> Dataset:
-    try:
-        return DATASETS[name]
-    except KeyError:
-        raise ValueError(f"unknown dataset {name!r}; known: {', '.join(DATASETS)}") from None
-
 # The halves of a source's training set a run can be restricted to (--part; noisy_split.training_part).
 TRAINING_PARTS = ("all", "a", "b")

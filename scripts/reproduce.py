@@ -42,15 +42,17 @@ def define_flags(flag_values: flags.FlagValues = flags.FLAGS) -> None:
                         "Comma-separated settings to run, in this order.", flag_values=flag_values)
     flags.DEFINE_string("methods", ",".join(reproduction.METHOD_ORDER), "Comma-separated methods to run.",
                         flag_values=flag_values)
-    flags.DEFINE_string("seeds", None, "Comma-separated seeds (default: 0,1 for v2.1, 0-4 for v3).",
+    flags.DEFINE_string("seeds", None, "Comma-separated seeds (default: " + "; ".join(
+                        f"{','.join(map(str, seeds))} for {name}" for name, seeds in reproduction.PROTOCOL_SEEDS.items())
+                        + ").",
                         flag_values=flag_values)
     flags.DEFINE_integer("max_cells", None, "Stop after this many newly run cells (default: all).",
                          lower_bound=0, flag_values=flag_values)
-    flags.DEFINE_string("out_dir", None, "Where reproduction.json, REPRODUCTION.md and plots/ go (default: "
-                        f"{reproduction.DEFAULT_OUT_DIR} for v2.1, {reproduction.V3_OUT_DIR} for v3).",
+    flags.DEFINE_string("out_dir", None, "Where reproduction.json, REPRODUCTION.md and plots/ go (default: " + ", ".join(
+                        f"{dirs[1]} for {name}" for name, dirs in reproduction.PROTOCOL_DIRS.items()) + ").",
                         flag_values=flag_values)
-    flags.DEFINE_string("runs_dir", None, "Where the runs go: <runs_dir>/<setting>/<method>/seed<k>/ (default: "
-                        f"{reproduction.DEFAULT_RUNS_DIR} for v2.1, {reproduction.V3_RUNS_DIR} for v3).",
+    flags.DEFINE_string("runs_dir", None, "Where the runs go: <runs_dir>/<setting>/<method>/seed<k>/ (default: " + ", ".join(
+                        f"{dirs[0]} for {name}" for name, dirs in reproduction.PROTOCOL_DIRS.items()) + ").",
                         flag_values=flag_values)
     flags.DEFINE_bool("report_only", False, "Only rebuild the report from the runs on disk.",
                       flag_values=flag_values)
@@ -81,12 +83,12 @@ def run(flag_values: flags.FlagValues, argv: list[str], run_fn=None) -> int:
     try:
         settings = reproduction.parse_settings(flag_values.settings)
         methods = reproduction.parse_methods(flag_values.methods)
-        v3 = flag_values.protocol.startswith("v3")
-        default_seeds = reproduction.V3_SEEDS if v3 else reproduction.DEFAULT_SEEDS
+        default_seeds = reproduction.PROTOCOL_SEEDS[flag_values.protocol]
         seeds = reproduction.parse_seeds(flag_values.seeds or ",".join(map(str, default_seeds)))
         protocol = protocol_from_flags(flag_values)
-        runs_dir = flag_values.runs_dir or (reproduction.V3_RUNS_DIR if v3 else reproduction.DEFAULT_RUNS_DIR)
-        out_dir = flag_values.out_dir or (reproduction.V3_OUT_DIR if v3 else reproduction.DEFAULT_OUT_DIR)
+        default_runs_dir, default_out_dir = reproduction.PROTOCOL_DIRS[flag_values.protocol]
+        runs_dir = flag_values.runs_dir or default_runs_dir
+        out_dir = flag_values.out_dir or default_out_dir
         outcome = reproduction.reproduce(
             settings=settings, methods=methods, seeds=seeds, protocol=protocol,
             runs_dir=runs_dir, out_dir=out_dir, max_cells=flag_values.max_cells,

@@ -90,12 +90,12 @@ class Protocol:
 # regime: late lr drops (79% and 92% of training), a 4-px pad at 16x16 (25% of the side),
 # Base on 6,000 images against the meta methods' 5,000, small_cnn; there Base never memorises.
 PROTOCOL_V1 = dataclasses.replace(
-    Protocol(), model="small_cnn", train_size=6000, epochs=24, lr_boundaries="19,22", eval_every=1,
+    Protocol(), name="v1", model="small_cnn", train_size=6000, epochs=24, lr_boundaries="19,22", eval_every=1,
     base_holds_out_meta=False, vnet_optimizer="adam", vnet_lr=1e-3,
 )
 # Protocol v2 (sessions 4-6, results/v2_1/v2/, runs in results/runs_v2/): v2.1 with the weighting
 # net's lr scaled to 0.0185; 3 of its 4 uniform RMNW-Net cells diverged.
-PROTOCOL_V2 = dataclasses.replace(Protocol(), vnet_lr=0.0185)
+PROTOCOL_V2 = dataclasses.replace(Protocol(), name="v2", vnet_lr=0.0185)
 PROTOCOL = Protocol()
 
 
@@ -262,7 +262,13 @@ PROTOCOL_V3 = dataclasses.replace(
     PROTOCOL, name="v3", part="b", part_seed=0, init_from=V3_PRETRAIN_DIR, train_size=11000,
     meta_size=1000, epochs=30, lr_boundaries="10,13", augment=False, eval_every=2,
 )
-PROTOCOLS = {"v2.1": PROTOCOL, "v3": PROTOCOL_V3}
+# Every protocol whose runs are kept, by name (--protocol), with where its runs and report go by
+# default and its seeds. v1's runs are not in the repository: PROTOCOL_V1 documents its archived
+# report (results/v2_1/v1/), which a rebuild would empty.
+PROTOCOLS = {"v2": PROTOCOL_V2, "v2.1": PROTOCOL, "v3": PROTOCOL_V3}
+PROTOCOL_DIRS = {"v2": ("results/runs_v2", "results/v2_1/v2"), "v2.1": (DEFAULT_RUNS_DIR, DEFAULT_OUT_DIR),
+                 "v3": (V3_RUNS_DIR, V3_OUT_DIR)}
+PROTOCOL_SEEDS = {"v2": DEFAULT_SEEDS, "v2.1": DEFAULT_SEEDS, "v3": V3_SEEDS}
 
 
 def pretrain_config(protocol: Protocol) -> Config | None:
