@@ -735,3 +735,12 @@ def test_external_labels_that_cannot_belong_to_these_samples_are_refused(source,
         data.prepare(source, **settings)
     # Not knowing the clean labels, there is nothing to compare with: accepted.
     data.prepare(source, **settings, source_labels_are_clean=False)
+
+
+def test_every_dataset_names_a_loader_kind_and_every_kind_has_its_loader():
+    from rmwnet_tf.data import sources
+    from rmwnet_tf.datasets import DATASETS, LOADER_KINDS
+
+    assert tuple(sources.LOADERS) == LOADER_KINDS
+    assert {d.loader for d in DATASETS.values()} == set(LOADER_KINDS)
+    assert sorted(sources.DOWNLOAD_HOSTS) == ["cifar10", "cifar100", "cifar100_n", "cifar10_n"]

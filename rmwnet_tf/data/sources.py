@@ -87,31 +87,37 @@ def load_source(
     ``cache_dir`` only matters for ``image_folder``: "auto" caches decoded arrays under
     ``$RMWNET_CACHE_DIR`` or ``~/.cache/rmwnet_tf``; None disables the cache.
     """
-    if name in ("cifar10", "cifar100"):
-        return _load_tfds(name, tfds_data_dir, image_size)
-    if name in ("cifar10_n", "cifar100_n"):
-        return _load_tfds(name, tfds_data_dir, image_size, label_key=label_key)
-    if name == "image_folder":
-        if data_dir is None:
-            raise ValueError(
-                "dataset 'image_folder' needs --data_dir=<folder with train/ and test/>"
-            )
-        return load_image_folder(
-            data_dir, image_size=image_size, class_names=class_names, cache_dir=cache_dir
-        )
-    if name == "synthetic":
-        return make_synthetic(
-            synthetic_train_size,
-            synthetic_test_size,
-            num_classes=synthetic_num_classes,
-            image_size=image_size,
-            seed=seed,
-        )
-    raise ValueError(f"unknown dataset {name!r}; expected one of {SOURCES}")
+    dataset = DATASETS.get(name)
+    if dataset is None:
+        raise ValueError(f"unknown dataset {name!r}; expected one of {SOURCES}")
+    options = dict(data_dir=data_dir, tfds_data_dir=tfds_data_dir, image_size=image_size, class_names=class_names,
+                   synthetic_train_size=synthetic_train_size, synthetic_test_size=synthetic_test_size,
+                   synthetic_num_classes=synthetic_num_classes, seed=seed, cache_dir=cache_dir, label_key=label_key)
+    return LOADERS[dataset.loader](name, **options)
+
+
+def _from_tfds(name, *, tfds_data_dir, image_size, label_key, **_) -> ImageSource:
+    return _load_tfds(name, tfds_data_dir, image_size, label_key=label_key)
+
+
+def _from_folder(name, *, data_dir, image_size, class_names, cache_dir, **_) -> ImageSource:
+    if data_dir is None:
+        raise ValueError(f"dataset {name!r} needs --data_dir=<folder with train/ and test/>")
+    return load_image_folder(data_dir, image_size=image_size, class_names=class_names, cache_dir=cache_dir)
+
+
+def _generated(name, *, synthetic_train_size, synthetic_test_size, synthetic_num_classes, image_size, seed,
+               **_) -> ImageSource:
+    return make_synthetic(synthetic_train_size, synthetic_test_size, num_classes=synthetic_num_classes,
+                          image_size=image_size, seed=seed)
+
+
+# One loader per kind of source (datasets.LOADER_KINDS); every option is handed to each, which takes its own.
+LOADERS = {"tfds": _from_tfds, "image_folder": _from_folder, "synthetic": _generated}
 
 
 # Where tensorflow-datasets downloads each source from (checked before a download is tried).
-DOWNLOAD_HOSTS = {name: "www.cs.toronto.edu" for name in ("cifar10", "cifar100", "cifar10_n", "cifar100_n")}
+DOWNLOAD_HOSTS = {name: "www.cs.toronto.edu" for name, dataset in DATASETS.items() if dataset.loader == "tfds"}
 # CIFAR-N's tfds builders number their classes without names. CIFAR-10's ten are short enough to
 # keep here; CIFAR-100's come from a prepared cifar100 in the same data_dir when there is one.
 CIFAR10_NAMES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
