@@ -60,22 +60,23 @@ def define_flags(flag_values: flags.FlagValues = flags.FLAGS) -> None:
                         "Comma-separated run folders (Base runs of the calibration) drawn in the report's "
                         "calibration section. Unset: keep the ones the previous report named; empty: none.",
                         flag_values=flag_values)
-    for field in _override_fields():
-        config_field = _CONFIG_FIELDS.get(field.name, field)  # a protocol-only field: its own type
-        help_text = f"Protocol override (default {getattr(reproduction.PROTOCOL, field.name)!r}): " \
-                    f"{config_field.metadata.get('help', '')}"
-        flags_lib.define_field_flag(config_field, None, help_text, flag_values)
+    for name in reproduction.PROTOCOL.config:
+        help_text = f"Protocol override (default {reproduction.PROTOCOL.config[name]!r}): " \
+                    f"{_CONFIG_FIELDS[name].metadata.get('help', '')}"
+        flags_lib.define_field_flag(_CONFIG_FIELDS[name], None, help_text, flag_values)
+    flags.DEFINE_bool("base_holds_out_meta", None, "Protocol override (default True): methods without a meta set "
+                      "(Base, GCE, the oracle) leave out the meta set a meta method would take, so all train on "
+                      "the same images.", flag_values=flag_values)
 
 
-def _override_fields():
-    """Every protocol field but its name, which --protocol picks."""
-    return [field for field in dataclasses.fields(reproduction.Protocol) if field.name != "name"]
+def _override_names() -> list[str]:
+    """Every protocol value a flag can override: its Config values, and whether Base holds the meta set out."""
+    return [*reproduction.PROTOCOL.config, "base_holds_out_meta"]
 
 
 def protocol_from_flags(flag_values: flags.FlagValues) -> reproduction.Protocol:
-    return reproduction.protocol_with(
-        {field.name: flag_values[field.name].value for field in _override_fields()},
-        base=reproduction.PROTOCOLS[flag_values.protocol])
+    return reproduction.protocol_with({name: flag_values[name].value for name in _override_names()},
+                                      base=reproduction.PROTOCOLS[flag_values.protocol])
 
 
 def run(flag_values: flags.FlagValues, argv: list[str], run_fn=None) -> int:

@@ -1,7 +1,6 @@
 """The reduced-scale reproduction: grid order, resume bookkeeping, claim rules, formatting, and
 one end-to-end smoke run of scripts/reproduce.py on synthetic data."""
 
-import dataclasses
 import importlib.util
 import json
 import pathlib
@@ -100,7 +99,7 @@ def test_max_cells_then_resume_runs_each_cell_once(tmp_path):
 def test_run_of_another_protocol_is_neither_reused_nor_overwritten(tmp_path):
     cells = rep.grid([rep.SETTINGS[0]], ["base"], [0])
     protocol = rep.protocol_with({"dataset": "synthetic"})  # needs no data on disk
-    rep.run_cells(cells, dataclasses.replace(protocol, lr=0.1), tmp_path, run_fn=fake_run([]))
+    rep.run_cells(cells, protocol.replace(lr=0.1), tmp_path, run_fn=fake_run([]))
     assert rep.collect_entries(cells, protocol, tmp_path)[0]["status"] == "stale"
     with pytest.raises(rep.StaleRunError, match="lr: 0.1 there, 0.05 now"):
         rep.run_cells(cells, protocol, tmp_path, run_fn=fake_run([]))
@@ -114,7 +113,7 @@ def test_run_of_another_protocol_is_neither_reused_nor_overwritten(tmp_path):
 def test_base_cell_counts_under_another_weighting_net_setting_a_meta_cell_does_not(tmp_path):
     cells = rep.grid([rep.SETTINGS[0]], ["base", "rmnwnet"], [0])
     rep.run_cells(cells, rep.PROTOCOL, tmp_path, run_fn=fake_run([]))
-    adam = dataclasses.replace(rep.PROTOCOL, vnet_optimizer="adam", vnet_lr=1e-3)
+    adam = rep.PROTOCOL.replace(vnet_optimizer="adam", vnet_lr=1e-3)
     assert [e["status"] for e in rep.collect_entries(cells, adam, tmp_path)] == ["done", "stale"]
 
 

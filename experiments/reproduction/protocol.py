@@ -15,88 +15,96 @@ from rmwnet_tf.methods import METHODS
 
 
 # ------------------------------------------------------------------------------------ protocol
+# Protocol keys that are not a run's setting (the rest are Config fields, one Config override dict).
+PROTOCOL_ONLY = ("name", "base_holds_out_meta")
+
+
 @dataclasses.dataclass(frozen=True)
 class Protocol:
-    """Protocol v2.1: the paper's regime, memorisation included, at a size 2 CPU cores can run.
+    """A reduced protocol: the Config values every one of its cells shares (`config`, an override
+    dict of Config: a cell adds its noise setting, method, seed and folder), its name, and whether
+    Base holds the meta set out of training as the meta methods do (a choice about Base, not a
+    Config field of any one run). `protocol.lr` reads `config["lr"]`."""
 
-    The paper (CIFAR-10: 49,000 training + 1,000 meta images of 32x32; WRN-28-10 or ResNet-32;
-    SGD lr 0.05, momentum 0.9, weight decay 5e-4, batch 100; 120 epochs with lr divided by 10
-    after epochs 40 and 50 for ResNet-32, i.e. at 33% and 42% of training, then ~58% of all
-    steps at lr/100; weighting net SGD lr 1e-3, weight decay 5e-4) is about the phase in which
-    cross-entropy memorises the noisy labels. Its shape is kept; its size is cut until Base
-    memorises here too (calibration gate, BUILD_NOTES.md "Protocol v2"):
-
-    - data: a seeded, class-balanced subset of 3,000 training images, of which 1,000 are the
-      meta set as in the paper, leaving 2,000 to train on. Every method trains on the same
-      2,000 images: Base holds the meta set out unused (`hold_out_meta`). The test set is
-      CIFAR-10's full 10,000 images.
-    - images: the offline CIFAR-10 JPEG copy (quality 75) at 16x16; crop+flip augmentation of
-      train and meta images with the pad scaled to the side (2 px = the paper's 12.5%).
-    - model: ResNet-32 (the paper's flip2 network, 464k parameters) for every noise type.
-    - schedule: 160 epochs of 20 steps (3,200 steps); lr 0.05 divided by 10 after epochs 53
-      and 67 (33% and 42%, ResNet-32's drop points), so 58% of the steps run at lr/100.
-    - evaluation every 4 epochs (and after the last): test set, un-augmented training set, meta set.
-    - weighting net: SGD (Nesterov momentum 0.9, weight decay 5e-4) at the paper's lr 1e-3.
-      v2 scaled it by the ratio of pre-drop steps (19,600 / 1,060 = 18.5) to 0.0185, so that W
-      would move as far before the drops as in the paper; 3 of its 4 uniform RMNW-Net cells
-      then diverged (W collapsed onto a few samples per batch), and so did Adam (lr 1e-3) on the
-      first cell checked. The paper's own lr passed the stability check fixed before its runs
-      (BUILD_NOTES.md "A VNet setting that does not diverge"); v2 differs only in this lr.
-    - kept as in the paper: batch 100, meta batch 100, classifier SGD (Nesterov) lr 0.05,
-      momentum 0.9, weight decay 5e-4 for both nets, noise models.
-    """
-
-    dataset: str = "image_folder"
-    data_dir: str = "data/cifar10"
-    image_size: int = 16
-    model: str = "resnet32"
-    train_size: int = 3000
-    meta_size: int = 1000
-    batch_size: int = 100
-    meta_batch_size: int = 100
-    epochs: int = 160
-    lr: float = 0.05
-    lr_boundaries: str = "53,67"
-    lr_decay: float = 0.1
-    momentum: float = 0.9
-    weight_decay: float = 5e-4
-    vnet_optimizer: str = "sgd"
-    vnet_lr: float = 1e-3
-    vnet_weight_decay: float = 5e-4
-    augment: bool = True
-    export: bool = False
-    eval_every: int = 4
-    # The meta step: exact every step, as the paper. Cheap modes (issue #14) run as variants.
-    meta_step: str = "exact"
-    meta_every: int = 1
-    base_holds_out_meta: bool = True
-    # Only read with dataset=synthetic (smoke tests); kept at Config's defaults otherwise.
-    synthetic_train_size: int = 4000
-    synthetic_test_size: int = 1000
-    # Protocol v3 (fine-tune regime): train on half b of the training set, starting from a
-    # classifier pretrained on half a (`init_from`: the pretraining run's folder). Defaults: v2.1.
-    part: str = "all"
-    part_seed: int = 0
-    init_from: str = ""
+    config: dict
     name: str = "v2.1"  # as reproduction.json's entries name the protocol
+    base_holds_out_meta: bool = True
+
+    def __post_init__(self):
+        unknown = sorted(set(self.config) - _CONFIG_FIELDS)
+        if unknown:
+            raise ValueError(f"not Config fields: {', '.join(unknown)}")
+
+    def __getattr__(self, key):
+        config = self.__dict__.get("config") or {}
+        if key in config:
+            return config[key]
+        raise AttributeError(f"{type(self).__name__} has no {key!r}")
 
     def config_fields(self) -> dict:
-        fields = dataclasses.asdict(self)
-        del fields["base_holds_out_meta"], fields["name"]
-        return fields
+        return dict(self.config)
+
+    def replace(self, **changes) -> "Protocol":
+        own = {key: changes.pop(key) for key in PROTOCOL_ONLY if key in changes}
+        return dataclasses.replace(self, config={**self.config, **changes}, **own)
+
+
+_CONFIG_FIELDS = {field.name for field in dataclasses.fields(Config)}
+
+# Why v2.1 is shaped as it is (shown in the report beside the protocol table).
+RATIONALE_V2_1 = """Protocol v2.1: the paper's regime, memorisation included, at a size 2 CPU cores can run.
+
+The paper (CIFAR-10: 49,000 training + 1,000 meta images of 32x32; WRN-28-10 or ResNet-32;
+SGD lr 0.05, momentum 0.9, weight decay 5e-4, batch 100; 120 epochs with lr divided by 10
+after epochs 40 and 50 for ResNet-32, i.e. at 33% and 42% of training, then ~58% of all
+steps at lr/100; weighting net SGD lr 1e-3, weight decay 5e-4) is about the phase in which
+cross-entropy memorises the noisy labels. Its shape is kept; its size is cut until Base
+memorises here too (calibration gate, BUILD_NOTES.md "Protocol v2"):
+
+- data: a seeded, class-balanced subset of 3,000 training images, of which 1,000 are the
+  meta set as in the paper, leaving 2,000 to train on. Every method trains on the same
+  2,000 images: Base holds the meta set out unused (`hold_out_meta`). The test set is
+  CIFAR-10's full 10,000 images.
+- images: the offline CIFAR-10 JPEG copy (quality 75) at 16x16; crop+flip augmentation of
+  train and meta images with the pad scaled to the side (2 px = the paper's 12.5%).
+- model: ResNet-32 (the paper's flip2 network, 464k parameters) for every noise type.
+- schedule: 160 epochs of 20 steps (3,200 steps); lr 0.05 divided by 10 after epochs 53
+  and 67 (33% and 42%, ResNet-32's drop points), so 58% of the steps run at lr/100.
+- evaluation every 4 epochs (and after the last): test set, un-augmented training set, meta set.
+- weighting net: SGD (Nesterov momentum 0.9, weight decay 5e-4) at the paper's lr 1e-3.
+  v2 scaled it by the ratio of pre-drop steps (19,600 / 1,060 = 18.5) to 0.0185, so that W
+  would move as far before the drops as in the paper; 3 of its 4 uniform RMNW-Net cells
+  then diverged (W collapsed onto a few samples per batch), and so did Adam (lr 1e-3) on the
+  first cell checked. The paper's own lr passed the stability check fixed before its runs
+  (BUILD_NOTES.md "A VNet setting that does not diverge"); v2 differs only in this lr.
+- kept as in the paper: batch 100, meta batch 100, classifier SGD (Nesterov) lr 0.05,
+  momentum 0.9, weight decay 5e-4 for both nets, noise models.
+"""
+PROTOCOL = Protocol(dict(
+    dataset="image_folder", data_dir="data/cifar10", image_size=16, model="resnet32", train_size=3000,
+    meta_size=1000, batch_size=100, meta_batch_size=100, epochs=160, lr=0.05, lr_boundaries="53,67",
+    lr_decay=0.1, momentum=0.9, weight_decay=5e-4, vnet_optimizer="sgd", vnet_lr=1e-3, vnet_weight_decay=5e-4,
+    augment=True, export=False, eval_every=4,
+    # The meta step: exact every step, as the paper. Cheap modes (issue #14) run as variants.
+    meta_step="exact", meta_every=1,
+    # Only read with dataset=synthetic (smoke tests); kept at Config's defaults otherwise.
+    synthetic_train_size=4000, synthetic_test_size=1000,
+    # Protocol v3 (fine-tune regime) trains on half b of the training set, starting from a classifier
+    # pretrained on half a (`init_from`: the pretraining run's folder); v2.1 uses all of it.
+    part="all", part_seed=0, init_from="",
+))
 
 
 # Protocol v1 (sessions 1-3, results/v2_1/v1/): the first reduced protocol. It tests a different
 # regime: late lr drops (79% and 92% of training), a 4-px pad at 16x16 (25% of the side),
 # Base on 6,000 images against the meta methods' 5,000, small_cnn; there Base never memorises.
-PROTOCOL_V1 = dataclasses.replace(
-    Protocol(), name="v1", model="small_cnn", train_size=6000, epochs=24, lr_boundaries="19,22", eval_every=1,
+PROTOCOL_V1 = PROTOCOL.replace(
+    name="v1", model="small_cnn", train_size=6000, epochs=24, lr_boundaries="19,22", eval_every=1,
     base_holds_out_meta=False, vnet_optimizer="adam", vnet_lr=1e-3,
 )
 # Protocol v2 (sessions 4-6, results/v2_1/v2/, runs in results/runs_v2/): v2.1 with the weighting
 # net's lr scaled to 0.0185; 3 of its 4 uniform RMNW-Net cells diverged.
-PROTOCOL_V2 = dataclasses.replace(Protocol(), name="v2", vnet_lr=0.0185)
-PROTOCOL = Protocol()
+PROTOCOL_V2 = PROTOCOL.replace(name="v2", vnet_lr=0.0185)
 
 
 def protocol_with(overrides: dict, base: Protocol | None = None) -> Protocol:
@@ -107,14 +115,14 @@ def protocol_with(overrides: dict, base: Protocol | None = None) -> Protocol:
     """
     base = base or PROTOCOL
     changes = {key: value for key, value in overrides.items() if value is not None}
-    unknown = sorted(set(changes) - {field.name for field in dataclasses.fields(Protocol)})
+    unknown = sorted(set(changes) - set(base.config) - set(PROTOCOL_ONLY))
     if unknown:
         raise ValueError(f"not protocol fields: {', '.join(unknown)}")
     if changes.get("dataset") == "cifar100":
         raise ValueError("--dataset: this reproduces the paper's CIFAR-10 tables; cifar100 is not one of them")
     if changes.get("dataset", base.dataset) != "image_folder" and "data_dir" not in changes:
         changes["data_dir"] = ""
-    return dataclasses.replace(base, **changes)
+    return base.replace(**changes)
 
 
 # ------------------------------------------------------------------------------------ grid
@@ -258,14 +266,34 @@ SHARED_WITH_PRETRAINING = ("dataset", "data_dir", "image_size", "model", "batch_
 # meta set, 10,000 are trained on (100 steps an epoch); 30 epochs, lr 0.05 divided by 10 after
 # epochs 10 and 13 (33% and 42%: ResNet-32's drop points in the paper), so 57% of the steps run at
 # lr/100; no augmentation; an evaluation every 2 epochs (5 before the first drop).
-PROTOCOL_V3 = dataclasses.replace(
-    PROTOCOL, name="v3", part="b", part_seed=0, init_from=V3_PRETRAIN_DIR, train_size=11000,
+PROTOCOL_V3 = PROTOCOL.replace(
+    name="v3", part="b", part_seed=0, init_from=V3_PRETRAIN_DIR, train_size=11000,
     meta_size=1000, epochs=30, lr_boundaries="10,13", augment=False, eval_every=2,
 )
 # Every protocol whose runs are kept, by name (--protocol), with where its runs and report go by
 # default and its seeds. v1's runs are not in the repository: PROTOCOL_V1 documents its archived
 # report (results/v2_1/v1/), which a rebuild would empty.
 PROTOCOLS = {"v2": PROTOCOL_V2, "v2.1": PROTOCOL, "v3": PROTOCOL_V3}
+RATIONALE_V3 = """Protocol v3: fine-tune a pretrained classifier on the noisy labels (issue 21).
+
+v2.1's classifier (30-35% test accuracy) gave the loss no power to separate clean from noisy
+samples, so no loss-based weighting had a signal. Here the classifier is strong from step 0:
+
+- pretraining (once, results/runs_v3/pretrain/): ResNet-32 on the clean labels of half a of
+  CIFAR-10's training set (25,000 images, a class-stratified halving by part_seed), crop+flip,
+  15 epochs, lr 0.1 divided by 10 after epochs 7 and 11: the stand-in for a backbone pretrained
+  elsewhere. Every cell starts from it (init_from).
+- every cell: 11,000 images of half b (a seeded, class-balanced subset), of which 1,000 form the
+  meta set and 10,000 are trained on (100 steps an epoch), fine-tuning the whole network; 30
+  epochs, lr 0.05 divided by 10 after epochs 10 and 13 (33% and 42%: ResNet-32's drop points in
+  the paper), so 57% of the steps run at lr/100; no augmentation, so that cross-entropy memorises
+  within the budget; an evaluation every 2 epochs.
+- a seed varies the noise draw, the meta split, the subset of b and the weighting net's
+  initialisation; the pretrained classifier is one fixed starting point.
+- the weighting net's optimizer is chosen by the gates G4 and G5 (BUILD_NOTES.md, "Protocol v3:
+  the gates"; results/v3_candidates/choice.md), never on test accuracy.
+"""
+RATIONALES = {"v2": RATIONALE_V2_1, "v2.1": RATIONALE_V2_1, "v3": RATIONALE_V3}
 PROTOCOL_DIRS = {"v2": ("results/runs_v2", "results/v2_1/v2"), "v2.1": (DEFAULT_RUNS_DIR, DEFAULT_OUT_DIR),
                  "v3": (V3_RUNS_DIR, V3_OUT_DIR)}
 PROTOCOL_SEEDS = {"v2": DEFAULT_SEEDS, "v2.1": DEFAULT_SEEDS, "v3": V3_SEEDS}

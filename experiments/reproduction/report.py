@@ -9,7 +9,6 @@ from typing import Sequence
 
 from experiments.reproduction import paper
 from experiments.reproduction.claims import (
-    ACCURACY,
     RELATION_RULES,
     ClaimResult,
     TargetResult,
@@ -21,6 +20,8 @@ from experiments.reproduction.protocol import (
     METHOD_LABELS,
     METHOD_ORDER,
     PROTOCOL,
+    RATIONALES,
+    RATIONALE_V2_1,
     SETTINGS,
     Protocol,
     Setting,
@@ -456,9 +457,9 @@ def _report_protocol(protocol: Protocol, command: str) -> str:
     return "\n".join([
         "## Protocol",
         "",
-        "From `experiments/reproduction/protocol.py` (`PROTOCOL`):",
+        f"From `experiments/reproduction/protocol.py` (`PROTOCOLS[{protocol.name!r}]`):",
         "",
-        inspect.cleandoc(Protocol.__doc__),
+        inspect.cleandoc(RATIONALES.get(protocol.name.split("_")[0], RATIONALE_V2_1)),
         "",
         "| setting | value |",
         "|---|---|",
