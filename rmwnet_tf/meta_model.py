@@ -17,29 +17,18 @@ Global-batch semantics under tf.distribute: see `collectives.py`.
 
 from __future__ import annotations
 
-
 import keras
 import numpy as np
 import tensorflow as tf
 
 from rmwnet_tf import lookahead
 from rmwnet_tf import losses as losses_lib
-from rmwnet_tf.collectives import all_gather, all_reduce_sum, as_logs, assign_from_replicas, local_slice, num_replicas
+from rmwnet_tf.collectives import all_gather, all_reduce_sum, as_logs, local_slice, num_replicas
 from rmwnet_tf.meta_steps import get_meta_step
 from rmwnet_tf.methods import get_method
+from rmwnet_tf.optimizer_steps import add_coupled_decay, apply_where
 
 WEIGHT_NORMS = ("sum", "mean")
-
-
-def _add_coupled_decay(grads, variables, decay, scale=1.0):
-    """PyTorch-style L2 (grad += decay * w), unlike Keras' decoupled `weight_decay`.
-
-    `scale` divides the decay term across replicas, because the optimizer sums the per-replica
-    gradients it is given.
-    """
-    if not decay:
-        return list(grads)
-    return [g + (decay * scale) * tf.convert_to_tensor(v) for g, v in zip(grads, variables)]
 
 
 class MetaWeightModel(keras.Model):
@@ -126,12 +115,8 @@ class MetaWeightModel(keras.Model):
         return trackers
 
     def _maybe_symbolic_build(self, iterator=None, data_batch=None):
-        """Skip Keras' symbolic build under a strategy: everything is built in __init__/compile.
-
-        Keras would pull one batch off the iterator and all-reduce it; with our nested-dict
-        batches MultiWorkerMirroredStrategy cannot (TF 2.21: "Attempt to convert a value
-        ({'train': ...PerReplica...}) with an unsupported type (<class 'dict'>) to a Tensor").
-        """
+        """Skipped: everything is built in __init__/compile, and under MultiWorkerMirroredStrategy
+        Keras' build cannot all-reduce our nested-dict batches (TF 2.21: "unsupported type <dict>")."""
         return
 
     def call(self, images, training=False):
@@ -163,11 +148,9 @@ class MetaWeightModel(keras.Model):
     def lookahead_context(self) -> lookahead.Context:
         """What the look-ahead needs, read at call time (the meta loss may be swapped by tests)."""
         return lookahead.Context(
-            classifier=self.classifier, lr=self._current_lr(), meta_loss=self.meta_loss_fn,
+            classifier=self.classifier, lr=tf.cast(self.optimizer.learning_rate, tf.float32),
+            meta_loss=self.meta_loss_fn,
             sample_weights=lambda losses, vnet_values=None: self.normalise(self.raw_weights(losses, vnet_values)))
-
-    def _current_lr(self):
-        return tf.cast(self.optimizer.learning_rate, tf.float32)
 
     # ---------------------------------------------------------------- steps
     def train_step(self, data):
@@ -232,11 +215,6 @@ class MetaWeightModel(keras.Model):
             weighted_loss=all_reduce_sum(tf.reduce_sum(weights * losses)),
         )
 
-    @staticmethod
-    def _correct(labels, logits):
-        predicted = tf.argmax(logits, axis=-1, output_type=tf.int32)
-        return tf.cast(tf.equal(predicted, tf.cast(labels, tf.int32)), tf.float32)
-
     def _update_train_metrics(self, train, *, logits, global_losses, global_raw_weights, meta_loss,
                               weighted_loss, meta_weight=None):
         """Running means over the global batch (the steps have gathered the vectors already).
@@ -245,7 +223,8 @@ class MetaWeightModel(keras.Model):
         `meta_weight` (0 or 1) leaves the steps that computed no meta loss out of its mean.
         """
         self.loss_tracker.update_state(global_losses)
-        self.accuracy_tracker.update_state(self._correct(train["label"], logits))
+        predicted = tf.argmax(logits, axis=-1, output_type=tf.int32)
+        self.accuracy_tracker.update_state(tf.cast(tf.equal(predicted, tf.cast(train["label"], tf.int32)), tf.float32))
         if self.spec.uses_meta:
             self.weighted_loss_tracker.update_state(weighted_loss)
             self.meta_loss_tracker.update_state(meta_loss, sample_weight=meta_weight)
@@ -254,7 +233,7 @@ class MetaWeightModel(keras.Model):
 
     def _apply_classifier_step(self, grads):
         params = self.classifier.trainable_variables
-        grads = _add_coupled_decay(grads, params, self.weight_decay, 1.0 / num_replicas())
+        grads = add_coupled_decay(grads, params, self.weight_decay, 1.0 / num_replicas())
         self.optimizer.apply(grads, params)
 
     def _base_train_step(self, train):
@@ -293,17 +272,11 @@ class MetaWeightModel(keras.Model):
         """Apply a gradient every replica holds in full (the optimizer sums over replicas)."""
         vnet_vars = self.vnet.trainable_variables
         replicas = num_replicas()
-        grads = _add_coupled_decay([g / replicas for g in grads], vnet_vars, self.vnet_weight_decay, 1.0 / replicas)
+        grads = add_coupled_decay([g / replicas for g in grads], vnet_vars, self.vnet_weight_decay, 1.0 / replicas)
         if self._vnet_update_gate is None:
             self.vnet_optimizer.apply(grads, vnet_vars)
-            return
-        # The masked schedule (see _scheduled_train_step): update, then restore unless a meta step.
-        state = list(vnet_vars) + list(self.vnet_optimizer.variables)
-        before = [tf.identity(tf.convert_to_tensor(v)) for v in state]
-        with tf.control_dependencies(before):
-            self.vnet_optimizer.apply(grads, vnet_vars)
-        kept = [tf.where(self._vnet_update_gate, tf.convert_to_tensor(v), old) for v, old in zip(state, before)]
-        assign_from_replicas(state, kept)
+        else:  # the masked schedule (see _scheduled_train_step): kept on meta steps only
+            apply_where(self._vnet_update_gate, self.vnet_optimizer, grads, vnet_vars)
 
     def _vnet_then_real_step(self, forward: lookahead.Forward, s, lr, meta_loss):
         """Steps 4 and 5: update Theta from s, then the real step reusing the recorded forward."""
