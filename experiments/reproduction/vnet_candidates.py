@@ -83,24 +83,17 @@ class CandidateVerdict:
 
 
 def judge_candidate(lr: float, histories: Mapping[tuple[str, int], Sequence[Mapping]], drop: int) -> CandidateVerdict:
-    """Walk the cells in their running order; stop at the first failure or the first missing cell."""
+    """Walk the cells in their running order; stop at the first failure or the first missing cell.
+    Seeds 3 and 4 join when no cell of seeds 0-2 had a W that rose with the loss at first."""
     verdicts: list[CellVerdict] = []
-    seeds = list(FIRST_SEEDS)
-    for method, seed in cell_order(seeds):
-        verdict = judge_cell(method, seed, histories.get((method, seed), []), drop)
-        verdicts.append(verdict)
-        if verdict.passed is None:
-            return CandidateVerdict(lr, "incomplete", verdicts)
-        if not verdict.passed:
-            return CandidateVerdict(lr, "fails", verdicts)
-    if not any(v.rose_first for v in verdicts):
-        for method, seed in cell_order(EXTRA_SEEDS):
+    for seeds in (FIRST_SEEDS, EXTRA_SEEDS):
+        if seeds is EXTRA_SEEDS and any(v.rose_first for v in verdicts):
+            break
+        for method, seed in cell_order(seeds):
             verdict = judge_cell(method, seed, histories.get((method, seed), []), drop)
             verdicts.append(verdict)
-            if verdict.passed is None:
-                return CandidateVerdict(lr, "incomplete", verdicts)
             if not verdict.passed:
-                return CandidateVerdict(lr, "fails", verdicts)
+                return CandidateVerdict(lr, "incomplete" if verdict.passed is None else "fails", verdicts)
     return CandidateVerdict(lr, "wins", verdicts)
 
 
