@@ -71,15 +71,16 @@ def console_line(row: dict, total_epochs: int) -> str:
 class RunWriter:
     """Sends each epoch's row to TensorBoard, history.json and the console.
 
-    `history` holds the rows of earlier sittings of a resumed run; rows are appended here and
-    the whole list rewritten each epoch (atomically), so history.json always matches the
-    newest checkpoint.
+    `history` starts as the rows of earlier sittings of a resumed run (copied: from here the
+    writer owns the list, and the loop reads `writer.history`); rows are appended here and the
+    whole list rewritten each epoch (atomically), so history.json always matches the newest
+    checkpoint.
     """
 
     def __init__(self, write_dir: pathlib.Path, *, total_epochs: int, history: list, print_fn,
                  weight_function=None, suspects=None):
         self.write_dir = pathlib.Path(write_dir)
-        self.total_epochs, self.history, self.print_fn = total_epochs, history, print_fn
+        self.total_epochs, self.history, self.print_fn = total_epochs, list(history), print_fn
         self.weight_function = weight_function
         self.suspects = suspects  # a Suspects, or None for no contact sheet
         self._tensorboard = tf.summary.create_file_writer(str(self.write_dir / "tensorboard"))

@@ -357,14 +357,15 @@ def _train_and_write(config, strategy, model_dir, write_dir, started, finished=N
         finished = None  # epochs to train: new results
     if config.caches_features:  # the frozen backbone's features of every image, once (feature_cache.py)
         data = feature_cache.with_features(data, model.image_classifier, batch_size=config.batch_size)
-    history = [row for row in (outputs.read_json(model_dir / "history.json") or []) if row["epoch"] <= start_epoch]
+    earlier_rows = [row for row in (outputs.read_json(model_dir / "history.json") or []) if row["epoch"] <= start_epoch]
     # A resumed run's wall time counts the kept epochs of earlier sittings too (not their setup,
     # nor an epoch lost to the interruption), so a cell's cost does not depend on when it stopped.
-    earlier_sittings_seconds = sum(row.get("wall_seconds") or 0.0 for row in history)
+    earlier_sittings_seconds = sum(row.get("wall_seconds") or 0.0 for row in earlier_rows)
 
     # ---- loop: train one epoch -> evaluate -> write -> checkpoint
     suspects = outputs.Suspects(data.source.x_train, data.source.class_names, config.suspects) if config.suspects else None
-    writer = outputs.RunWriter(write_dir, total_epochs=config.epochs, history=history, print_fn=logging.info,
+    # The writer owns the history from here: it appends each epoch's row and rewrites history.json.
+    writer = outputs.RunWriter(write_dir, total_epochs=config.epochs, history=earlier_rows, print_fn=logging.info,
                                weight_function=model.weight_function if model.vnet is not None else None,
                                suspects=suspects)
     predict = evaluate_lib.predict_fn(model)
@@ -399,7 +400,7 @@ def _train_and_write(config, strategy, model_dir, write_dir, started, finished=N
                 row.update(evaluation.metrics)
             row.update(train_seconds=train_seconds, wall_seconds=time.perf_counter() - epoch_started,
                        images_per_second=steps * config.batch_size / train_seconds)
-            if evaluation is not None and selection.select_epoch(history + [row]) == epoch + 1:
+            if evaluation is not None and selection.select_epoch(writer.history + [row]) == epoch + 1:
                 selected.write(str(write_dir / "selected" / "classifier"))
                 (write_dir / "selected" / "epoch").write_text(str(epoch + 1))
             writer.epoch(row, evaluation)
@@ -417,6 +418,7 @@ def _train_and_write(config, strategy, model_dir, write_dir, started, finished=N
             evaluation = evaluate_lib.evaluate(model, data, batch_size=config.batch_size, predict=predict)
         stop_if_requested()
         outputs.write_sample_outputs(write_dir, evaluation.samples, suspects)
+        history = writer.history
         train_seconds = sum(row["train_seconds"] or 0.0 for row in history)
         results = final_results(
             config, data, history, steps=int(model.optimizer.iterations.numpy()),
