@@ -256,3 +256,12 @@ def test_smoke_v3_pretrains_once_then_fills_cells_and_writes_the_report(tmp_path
     rep.reproduce(settings=settings, methods=["base", "rmnwnet", "oracle"], seeds=[0], protocol=protocol,
                   runs_dir=tmp_path / "runs", out_dir=tmp_path / "out", run_fn=run)
     assert calls == []  # the pretraining and every cell are reused
+
+
+def test_the_report_shows_the_vnet_choice_under_its_own_heading(tmp_path):
+    assert report_v3.vnet_choice_section(tmp_path) == ""
+    (tmp_path / "v3_candidates").mkdir()
+    (tmp_path / "v3_candidates" / "choice.md").write_text("# title\n\nintro\n\n## SGD lr 0.001: fails\n- a cell\n")
+    assert report_v3.vnet_choice_section(tmp_path) == (
+        "### The weighting net's optimizer, chosen on G4 and G5 (results/v3_candidates/)\n\n"
+        "intro\n\n#### SGD lr 0.001: fails\n- a cell")

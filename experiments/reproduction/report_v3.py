@@ -117,6 +117,16 @@ def judge_claims(entries: Sequence[Mapping], settings: Sequence[Setting]) -> lis
     return [judged for judged in (judge_claim(c, entries, names) for c in paper_claims()) if judged.comparisons]
 
 
+def vnet_choice_section(out_dir) -> str:
+    """The weighting net's optimizer as the fixed rule chose it (vnet_candidates.py), if it ran."""
+    path = pathlib.Path(out_dir) / "v3_candidates" / "choice.md"
+    if not path.exists():
+        return ""
+    body = path.read_text().strip().split("\n", 1)[1].strip()  # its own title replaced by ours
+    return "### The weighting net's optimizer, chosen on G4 and G5 (results/v3_candidates/)\n\n" + body.replace(
+        "\n## ", "\n#### ")
+
+
 def cleaning_section(out_dir) -> str:
     """The cleaning comparison (experiments/cleaning_comparison.py on a v3 Base run), if it was run."""
     path = pathlib.Path(out_dir) / "cleaning_v3.md"
@@ -244,7 +254,7 @@ def _progress(entries, settings, seeds) -> str:
 
 def render_v3(entries: Sequence[Mapping], protocol: Protocol, *, command: str, gates, claims, target_rows,
               plots, settings: Sequence[Setting], seeds: Sequence[int], pretrain: dict | None,
-              cleaning: str = "") -> str:
+              cleaning: str = "", vnet_choice: str = "") -> str:
     sections = [
         f"# Reproduction, protocol {protocol.name}: fine-tuning a pretrained classifier on noisy labels\n\n"
         "Ghosh & Lan (WACV 2021), CIFAR-10 (JPEG copy), reduced to 2 CPU cores in the regime where the "
@@ -253,6 +263,7 @@ def render_v3(entries: Sequence[Mapping], protocol: Protocol, *, command: str, g
         f"*Reproduction protocol v3*. {_progress(entries, settings, seeds)}",
         _pretrain_section(pretrain),
         _gates_section(gates),
+        vnet_choice,
         _targets_section(target_rows),
         "## Test accuracy beside the paper's\n\nFinal = after the last epoch; best = picked on the test set "
         "(the paper's and the official code's number, flattering); selected = the epoch with the best "
