@@ -265,3 +265,18 @@ def test_the_report_shows_the_vnet_choice_under_its_own_heading(tmp_path):
     assert report_v3.vnet_choice_section(tmp_path) == (
         "### The weighting net's optimizer, chosen on G4 and G5 (results/v3_candidates/)\n\n"
         "intro\n\n#### SGD lr 0.001: fails\n- a cell")
+
+
+def test_g4_fails_when_the_candidate_rule_judged_every_candidate_and_none_passed():
+    def candidate(lr, status):
+        return {"vnet_lr": lr, "status": status, "cells": [
+            {"passed": True, "line": "rmnwnet seed 0: fine"}, {"passed": False, "line": f"mwnet seed 1: drifted at {lr:g}"}]}
+
+    none_passed = {"chosen_vnet_lr": None, "candidates": [candidate(lr, "fails") for lr in (1e-3, 3e-3, 1e-2)]}
+    gates = {g.name: g for g in report_v3.evaluate_gates([], rep.PROTOCOL_V3, vnet_choice=none_passed)}
+    assert gates["G4 weighting-net travel"].passed is False
+    assert gates["G4 weighting-net travel"].details[1] == "SGD lr 0.003: mwnet seed 1: drifted at 0.003"
+    assert gates["G5 stability"].passed is None
+    two_judged = {"chosen_vnet_lr": None, "candidates": none_passed["candidates"][:2]}
+    assert {g.name: g for g in report_v3.evaluate_gates([], rep.PROTOCOL_V3, vnet_choice=two_judged)}[
+        "G4 weighting-net travel"].passed is None

@@ -8,6 +8,7 @@ Reads entries and run histories only (no TensorFlow). Cells not yet run show "â€
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import pathlib
 from typing import Mapping, Sequence
@@ -49,20 +50,39 @@ def histories(entries: Sequence[Mapping], setting: str) -> dict[str, dict[int, l
     return found
 
 
-def evaluate_gates(entries: Sequence[Mapping], protocol: Protocol, idle_seconds=()) -> list[gates_lib.Gate]:
+def evaluate_gates(entries: Sequence[Mapping], protocol: Protocol, idle_seconds=(),
+                   vnet_choice: Mapping | None = None) -> list[gates_lib.Gate]:
+    """The six gates from the grid's histories; G4 and G5 from the VNet candidates' cells when the
+    candidate rule (vnet_candidates.py, its choice.json as `vnet_choice`) has judged every candidate
+    and none passed: then no weighting-net setting of the protocol travels, whatever the grid holds."""
     runs = histories(entries, GATE_SETTING)
     first_drop = int(protocol.lr_boundaries.split(",")[0])
     base = {s: h for s, h in runs.get("base", {}).items() if s in (0, 1)}
     oracle = {s: h for s, h in runs.get("oracle", {}).items() if s in (0, 1)}
     meta = {m: runs.get(m, {}) for m in gates_lib.G4_METHODS}
+    g4, g5 = gates_lib.g4_travel(meta, first_drop), gates_lib.g5_stability(meta)
+    if vnet_choice is not None and no_candidate_passed(vnet_choice):
+        g4 = dataclasses.replace(g4, passed=False, details=[
+            f"SGD lr {c['vnet_lr']:g}: {next(cell['line'] for cell in c['cells'] if cell['passed'] is False)}"
+            for c in vnet_choice["candidates"]])
+        g5 = dataclasses.replace(g5, passed=None, details=["not judged: no weighting-net setting passed G4"])
     return [
         gates_lib.g1_separation(base, first_drop),
         gates_lib.g2_memorisation({s: h for s, h in base.items() if _finished(entries, "base", s)}),
         gates_lib.g3_headroom(base, oracle),
-        gates_lib.g4_travel(meta, first_drop),
-        gates_lib.g5_stability(meta),
+        g4,
+        g5,
         gates_lib.g6_cost(list(idle_seconds)),
     ]
+
+
+def no_candidate_passed(vnet_choice: Mapping) -> bool:
+    """Every candidate of the rule was judged and each failed (vnet_candidates.CANDIDATE_LRS)."""
+    from experiments.reproduction.vnet_candidates import CANDIDATE_LRS
+
+    judged = vnet_choice.get("candidates") or []
+    return (vnet_choice.get("chosen_vnet_lr") is None and len(judged) == len(CANDIDATE_LRS)
+            and all(c["status"] == "fails" for c in judged))
 
 
 def _finished(entries, method, seed) -> bool:
