@@ -280,3 +280,16 @@ def test_g4_fails_when_the_candidate_rule_judged_every_candidate_and_none_passed
     two_judged = {"chosen_vnet_lr": None, "candidates": none_passed["candidates"][:2]}
     assert {g.name: g for g in report_v3.evaluate_gates([], rep.PROTOCOL_V3, vnet_choice=two_judged)}[
         "G4 weighting-net travel"].passed is None
+
+
+def test_the_candidate_driver_follows_the_protocol_it_is_given():
+    from experiments.reproduction import vnet_candidates as vc
+
+    try:
+        vc.use_protocol("v3.1")
+        assert (str(vc.RUNS_ROOT), str(vc.OUT_ROOT)) == ("results/runs_v3_1_candidates", "results/v3_1/v3_candidates")
+        assert vc.first_drop() == 10 and rep.PROTOCOLS["v3.1"].augment is True
+    finally:
+        vc.use_protocol("v3")
+    assert (str(vc.RUNS_ROOT), str(vc.OUT_ROOT)) == ("results/runs_v3_candidates", "results/v3_candidates")
+    assert vc.main(["--protocol=v2.1"]) == 2

@@ -270,10 +270,14 @@ PROTOCOL_V3 = PROTOCOL.replace(
     name="v3", part="b", part_seed=0, init_from=V3_PRETRAIN_DIR, train_size=11000,
     meta_size=1000, epochs=30, lr_boundaries="10,13", augment=False, eval_every=2,
 )
+# Protocol v3.1 (try 1 after v3's G4 failed; BUILD_NOTES.md "Protocol v3.1"): v3 with the crop+flip
+# augmentation of the paper and of the pretraining, so that the noisy labels are memorised after the
+# first lr drop, as in the paper, rather than before it (v3's Base had memorised 40% by then).
+PROTOCOL_V3_1 = PROTOCOL_V3.replace(name="v3.1", augment=True)
 # Every protocol whose runs are kept, by name (--protocol), with where its runs and report go by
 # default and its seeds. v1's runs are not in the repository: PROTOCOL_V1 documents its archived
 # report (results/v2_1/v1/), which a rebuild would empty.
-PROTOCOLS = {"v2": PROTOCOL_V2, "v2.1": PROTOCOL, "v3": PROTOCOL_V3}
+PROTOCOLS = {"v2": PROTOCOL_V2, "v2.1": PROTOCOL, "v3": PROTOCOL_V3, "v3.1": PROTOCOL_V3_1}
 RATIONALE_V3 = """Protocol v3: fine-tune a pretrained classifier on the noisy labels (issue 21).
 
 v2.1's classifier (30-35% test accuracy) gave the loss no power to separate clean from noisy
@@ -293,10 +297,13 @@ samples, so no loss-based weighting had a signal. Here the classifier is strong 
 - the weighting net's optimizer is chosen by the gates G4 and G5 (BUILD_NOTES.md, "Protocol v3:
   the gates"; results/v3_candidates/choice.md), never on test accuracy.
 """
-RATIONALES = {"v2": RATIONALE_V2_1, "v2.1": RATIONALE_V2_1, "v3": RATIONALE_V3}
+RATIONALE_V3_1 = RATIONALE_V3.replace("Protocol v3: fine-tune", "Protocol v3.1 (v3 with augmentation): fine-tune").replace(
+    "no augmentation, so that cross-entropy memorises\n  within the budget",
+    "crop+flip augmentation (v3 had none; its MW-Net*'s W drifted\n  flat as Base memorised before the first drop)")
+RATIONALES = {"v2": RATIONALE_V2_1, "v2.1": RATIONALE_V2_1, "v3": RATIONALE_V3, "v3.1": RATIONALE_V3_1}
 PROTOCOL_DIRS = {"v2": ("results/runs_v2", "results/v2_1/v2"), "v2.1": (DEFAULT_RUNS_DIR, DEFAULT_OUT_DIR),
-                 "v3": (V3_RUNS_DIR, V3_OUT_DIR)}
-PROTOCOL_SEEDS = {"v2": DEFAULT_SEEDS, "v2.1": DEFAULT_SEEDS, "v3": V3_SEEDS}
+                 "v3": (V3_RUNS_DIR, V3_OUT_DIR), "v3.1": ("results/runs_v3_1", "results/v3_1")}
+PROTOCOL_SEEDS = {"v2": DEFAULT_SEEDS, "v2.1": DEFAULT_SEEDS, "v3": V3_SEEDS, "v3.1": V3_SEEDS}
 
 
 def pretrain_config(protocol: Protocol) -> Config | None:

@@ -459,7 +459,7 @@ def _report_protocol(protocol: Protocol, command: str) -> str:
         "",
         f"From `experiments/reproduction/protocol.py` (`PROTOCOLS[{protocol.name!r}]`):",
         "",
-        inspect.cleandoc(RATIONALES.get(protocol.name.split("_")[0], RATIONALE_V2_1)),
+        inspect.cleandoc(RATIONALES.get(protocol.name, RATIONALE_V2_1)),
         "",
         "| setting | value |",
         "|---|---|",

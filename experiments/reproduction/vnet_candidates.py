@@ -1,6 +1,7 @@
 """Choose protocol v3's weighting-net optimizer by the rule fixed in BUILD_NOTES before any meta cell ran.
 
-    python -m experiments.reproduction.vnet_candidates            # runs what is missing, then decides
+    python -m experiments.reproduction.vnet_candidates                     # protocol v3
+    python -m experiments.reproduction.vnet_candidates --protocol=v3.1     # a later try of it
 
 Candidates in order (SGD lr 1e-3, the paper's; then 3e-3; then 1e-2); the first whose RMNW-Net and
 MW-Net* cells pass G4 (by the first drop Spearman(W, loss) <= -0.9 and W noisy/clean <= 0.6) and G5
@@ -12,9 +13,10 @@ its candidate (the gate asks for every seed), so the next candidate starts at on
 then 3 and 4 if none of the cells run had a W that rose with the loss at its first evaluation (the
 gate must see W turn, not only start right).
 
-Each cell is `scripts/reproduce.py --protocol=v3` with the candidate's --vnet_lr, in
-results/runs_v3_candidates/vnet_lr_<lr>/ (its report in results/v3_candidates/vnet_lr_<lr>/); the
-decision with every cell's numbers goes to results/v3_candidates/choice.md and choice.json.
+Each cell is `scripts/reproduce.py --protocol=<name>` with the candidate's --vnet_lr, in
+<runs_dir>_candidates/vnet_lr_<lr>/ (its report in <out_dir>/v3_candidates/vnet_lr_<lr>/), with
+the protocol's default folders (v3: results/runs_v3, results); the decision with every cell's
+numbers goes to <out_dir>/v3_candidates/choice.md and choice.json, which the report shows.
 """
 
 from __future__ import annotations
@@ -28,19 +30,26 @@ import sys
 from typing import Callable, Mapping, Sequence
 
 from experiments.reproduction import gates
-from experiments.reproduction.protocol import PROTOCOL_V3
+from experiments.reproduction.protocol import PROTOCOL_DIRS, PROTOCOLS
 
 CANDIDATE_LRS = (1e-3, 3e-3, 1e-2)
 METHODS = gates.G4_METHODS
 FIRST_SEEDS = (0, 1, 2)
 EXTRA_SEEDS = (3, 4)
 SETTING = "uniform40"
-RUNS_ROOT = pathlib.Path("results/runs_v3_candidates")
-OUT_ROOT = pathlib.Path("results/v3_candidates")
+PROTOCOL_NAME = "v3"  # main() sets it from --protocol
+RUNS_ROOT = pathlib.Path(PROTOCOL_DIRS[PROTOCOL_NAME][0] + "_candidates")
+OUT_ROOT = pathlib.Path(PROTOCOL_DIRS[PROTOCOL_NAME][1]) / "v3_candidates"
 
 
-def first_drop(protocol=PROTOCOL_V3) -> int:
-    return int(protocol.lr_boundaries.split(",")[0])
+def use_protocol(name: str) -> None:
+    global PROTOCOL_NAME, RUNS_ROOT, OUT_ROOT
+    runs_dir, out_dir = PROTOCOL_DIRS[name]
+    PROTOCOL_NAME, RUNS_ROOT, OUT_ROOT = name, pathlib.Path(runs_dir + "_candidates"), pathlib.Path(out_dir) / "v3_candidates"
+
+
+def first_drop() -> int:
+    return int(PROTOCOLS[PROTOCOL_NAME].lr_boundaries.split(",")[0])
 
 
 @dataclasses.dataclass
@@ -110,7 +119,7 @@ def read_histories(runs_dir: pathlib.Path) -> dict[tuple[str, int], list[dict]]:
 
 
 def run_cell(lr: float, method: str, seed: int, drop: int) -> None:
-    command = [sys.executable, "scripts/reproduce.py", "--protocol=v3", f"--settings={SETTING}",
+    command = [sys.executable, "scripts/reproduce.py", f"--protocol={PROTOCOL_NAME}", f"--settings={SETTING}",
                f"--methods={method}", f"--seeds={seed}", f"--vnet_lr={lr:g}", f"--epochs={drop}",
                f"--runs_dir={RUNS_ROOT / lr_name(lr)}", f"--out_dir={OUT_ROOT / lr_name(lr)}"]
     print("$", " ".join(command), flush=True)
@@ -137,8 +146,8 @@ def choose(run: Callable[[float, str, int, int], None] = run_cell, read=read_his
 
 def write_choice(judged: Sequence[CandidateVerdict]) -> None:
     OUT_ROOT.mkdir(parents=True, exist_ok=True)
-    lines = ["# Protocol v3: the weighting net's optimizer (G4 and G5 at the first drop)", "",
-             "Written by `python -m experiments.reproduction.vnet_candidates`; the rule is in BUILD_NOTES.md "
+    lines = [f"# Protocol {PROTOCOL_NAME}: the weighting net's optimizer (G4 and G5 at the first drop)", "",
+             f"Written by `python -m experiments.reproduction.vnet_candidates --protocol={PROTOCOL_NAME}`; the rule is in BUILD_NOTES.md "
              "(\"Protocol v3: the gates\"). Cells run in this order and a candidate stops at its first failing "
              "cell.", ""]
     for verdict in judged:
@@ -156,11 +165,19 @@ def write_choice(judged: Sequence[CandidateVerdict]) -> None:
         os.replace(tmp, OUT_ROOT / name)
 
 
-def main() -> int:
+def main(argv: Sequence[str]) -> int:
+    names = [a.split("=", 1)[1] for a in argv if a.startswith("--protocol=")]
+    unknown = [a for a in argv if not a.startswith("--protocol=")] + [n for n in names if not n.startswith("v3")
+                                                                       or n not in PROTOCOLS]
+    if unknown:
+        print(f"error: expected only --protocol=<one of {', '.join(n for n in PROTOCOLS if n.startswith('v3'))}>, "
+              f"got {' '.join(unknown)}", file=sys.stderr)
+        return 2
+    use_protocol(names[-1] if names else "v3")
     judged = choose()
     print((OUT_ROOT / "choice.md").read_text())
     return 0 if judged and judged[-1].status == "wins" else 1
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(sys.argv[1:]))
