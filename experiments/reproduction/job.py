@@ -122,6 +122,7 @@ def write_report_v3(protocol: Protocol, runs_dir, out_dir, *, seeds: Sequence[in
     claims, target_rows = report_v3.judge_claims(entries, settings), report_v3.targets(entries)
     pretrain = report_v3.pretrain_summary(protocol)
     plots = make_plots(entries, out_dir / "plots", settings)
+    others = report_v3.other_reports(protocol.name, out_dir)
     _write_text(json_path, json.dumps({
         "protocol": protocol.name, "protocol_fields": protocol.config_fields(), "runs_dir": str(runs_dir),
         "command": command, "pretrain": pretrain, "entry_keys": ENTRY_KEYS_DOC, "entries": entries,
@@ -133,12 +134,12 @@ def write_report_v3(protocol: Protocol, runs_dir, out_dir, *, seeds: Sequence[in
                                                                "per_seed": dict(d.per_seed)}}
                         for st, a, b, d, v in c.comparisons]} for c in claims],
         "idle_timings": idle, "paper": paper_json(),
-        "earlier": [{"protocol": name, "report": link} for name, link in report_v3.EARLIER_REPORTS],
+        "other_reports": [{"protocol": name, "report": link} for name, link in others],
     }, indent=2) + "\n")
     _write_text(report_path, report_v3.render_v3(
         entries, protocol, command=command, gates=gates, claims=claims, target_rows=target_rows, plots=plots,
         settings=settings, seeds=seeds, pretrain=pretrain, cleaning=report_v3.cleaning_section(out_dir),
-        vnet_choice=report_v3.vnet_choice_section(out_dir)))
+        vnet_choice=report_v3.vnet_choice_section(out_dir), others=others))
     return Outcome(None, json_path, report_path, entries, [])
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import pathlib
 from typing import Mapping, Sequence
 
@@ -32,10 +33,19 @@ from experiments.reproduction.report import _report_protocol, paper_accuracy, pa
 GATE_SETTING = "uniform40"
 MEMORISED = Metric("final/fit/noisy_memorised", "wrong labels memorised at the end", 100.0, 1, " points")
 # Links to the earlier protocols' reports (relative to the results folder).
-EARLIER_REPORTS = (
-    ("v2.1 (from scratch, 2,000 images, 160 epochs; its variants v1, v2, cheap steps, Adam inside)",
-     "v2_1/REPRODUCTION.md"),
+# Every protocol's report, from the repository root; each report links the others relative to itself.
+REPORTS = (
+    ("v2.1", "v2.1 (from scratch, 2,000 images, 160 epochs; its variants v1, v2, cheap steps, Adam inside)",
+     "results/v2_1/REPRODUCTION.md"),
+    ("v3", "v3 (fine-tune, no augmentation: G4 fails, MW-Net*'s W drifts flat before the first drop)",
+     "results/REPRODUCTION.md"),
+    ("v3.1", "v3.1 (v3 with crop+flip: Base no longer memorises, G2 fails)", "results/v3_1/REPRODUCTION.md"),
 )
+
+
+def other_reports(protocol_name: str, out_dir) -> list[tuple[str, str]]:
+    """(label, link relative to out_dir) of every other protocol's report."""
+    return [(label, os.path.relpath(path, out_dir)) for name, label, path in REPORTS if name != protocol_name]
 
 
 # ------------------------------------------------------------------------------------ inputs
@@ -274,7 +284,7 @@ def _progress(entries, settings, seeds) -> str:
 
 def render_v3(entries: Sequence[Mapping], protocol: Protocol, *, command: str, gates, claims, target_rows,
               plots, settings: Sequence[Setting], seeds: Sequence[int], pretrain: dict | None,
-              cleaning: str = "", vnet_choice: str = "") -> str:
+              cleaning: str = "", vnet_choice: str = "", others: Sequence[tuple[str, str]] = ()) -> str:
     sections = [
         f"# Reproduction, protocol {protocol.name}: fine-tuning a pretrained classifier on noisy labels\n\n"
         "Ghosh & Lan (WACV 2021), CIFAR-10 (JPEG copy), reduced to 2 CPU cores in the regime where the "
@@ -296,6 +306,6 @@ def render_v3(entries: Sequence[Mapping], protocol: Protocol, *, command: str, g
         cleaning,
         _plots_section(plots, settings),
         _report_protocol(protocol, command),
-        "## Earlier protocols\n\n" + "\n".join(f"- [{name}]({link})" for name, link in EARLIER_REPORTS),
+        "## Other protocols\n\n" + "\n".join(f"- [{name}]({link})" for name, link in others),
     ]
     return "\n\n".join(s for s in sections if s) + "\n"
