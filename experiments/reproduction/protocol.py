@@ -274,10 +274,15 @@ PROTOCOL_V3 = PROTOCOL.replace(
 # augmentation of the paper and of the pretraining, so that the noisy labels are memorised after the
 # first lr drop, as in the paper, rather than before it (v3's Base had memorised 40% by then).
 PROTOCOL_V3_1 = PROTOCOL_V3.replace(name="v3.1", augment=True)
+# Protocol v3.2 (try 2; BUILD_NOTES.md "Protocol v3.2"): v3 at the classifier lr 0.1 (the pretraining's,
+# and the official MW-Net code's) instead of 0.05. v3's Base memorised faster at the lower lr (3-5% of
+# the wrong labels an epoch at 0.05, 19% at 0.005), so a higher lr before the drop should keep the
+# memorisation after it, where the paper has it, without v3.1's augmentation, which stopped it.
+PROTOCOL_V3_2 = PROTOCOL_V3.replace(name="v3.2", lr=0.1)
 # Every protocol whose runs are kept, by name (--protocol), with where its runs and report go by
 # default and its seeds. v1's runs are not in the repository: PROTOCOL_V1 documents its archived
 # report (results/v2_1/v1/), which a rebuild would empty.
-PROTOCOLS = {"v2": PROTOCOL_V2, "v2.1": PROTOCOL, "v3": PROTOCOL_V3, "v3.1": PROTOCOL_V3_1}
+PROTOCOLS = {"v2": PROTOCOL_V2, "v2.1": PROTOCOL, "v3": PROTOCOL_V3, "v3.1": PROTOCOL_V3_1, "v3.2": PROTOCOL_V3_2}
 RATIONALE_V3 = """Protocol v3: fine-tune a pretrained classifier on the noisy labels (issue 21).
 
 v2.1's classifier (30-35% test accuracy) gave the loss no power to separate clean from noisy
@@ -300,10 +305,14 @@ samples, so no loss-based weighting had a signal. Here the classifier is strong 
 RATIONALE_V3_1 = RATIONALE_V3.replace("Protocol v3: fine-tune", "Protocol v3.1 (v3 with augmentation): fine-tune").replace(
     "no augmentation, so that cross-entropy memorises\n  within the budget",
     "crop+flip augmentation (v3 had none; its MW-Net*'s W drifted\n  flat as Base memorised before the first drop)")
-RATIONALES = {"v2": RATIONALE_V2_1, "v2.1": RATIONALE_V2_1, "v3": RATIONALE_V3, "v3.1": RATIONALE_V3_1}
+RATIONALE_V3_2 = RATIONALE_V3.replace("Protocol v3: fine-tune", "Protocol v3.2 (v3 at lr 0.1): fine-tune").replace(
+    "30\n  epochs, lr 0.05 divided by 10", "30\n  epochs, lr 0.1 (v3: 0.05; its Base memorised before the first drop) divided by 10")
+RATIONALES = {"v2": RATIONALE_V2_1, "v2.1": RATIONALE_V2_1, "v3": RATIONALE_V3, "v3.1": RATIONALE_V3_1,
+              "v3.2": RATIONALE_V3_2}
 PROTOCOL_DIRS = {"v2": ("results/runs_v2", "results/v2_1/v2"), "v2.1": (DEFAULT_RUNS_DIR, DEFAULT_OUT_DIR),
-                 "v3": (V3_RUNS_DIR, V3_OUT_DIR), "v3.1": ("results/runs_v3_1", "results/v3_1")}
-PROTOCOL_SEEDS = {"v2": DEFAULT_SEEDS, "v2.1": DEFAULT_SEEDS, "v3": V3_SEEDS, "v3.1": V3_SEEDS}
+                 "v3": (V3_RUNS_DIR, V3_OUT_DIR), "v3.1": ("results/runs_v3_1", "results/v3_1"),
+                 "v3.2": ("results/runs_v3_2", "results/v3_2")}
+PROTOCOL_SEEDS = {"v2": DEFAULT_SEEDS, "v2.1": DEFAULT_SEEDS, "v3": V3_SEEDS, "v3.1": V3_SEEDS, "v3.2": V3_SEEDS}
 
 
 def pretrain_config(protocol: Protocol) -> Config | None:
