@@ -40,7 +40,7 @@ REPORTS = (
     ("v3", "v3 (fine-tune, no augmentation: G4 fails, MW-Net*'s W drifts flat before the first drop)",
      "results/REPRODUCTION.md"),
     ("v3.1", "v3.1 (v3 with crop+flip: Base no longer memorises, G2 fails)", "results/v3_1/REPRODUCTION.md"),
-    ("v3.2", "v3.2 (v3 at lr 0.1, try 2)", "results/v3_2/REPRODUCTION.md"),
+    ("v3.2", "v3.2 (v3 at lr 0.1: G1, G2 pass; G4 fails as at v3)", "results/v3_2/REPRODUCTION.md"),
 )
 
 
