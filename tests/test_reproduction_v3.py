@@ -263,7 +263,7 @@ def test_the_report_shows_the_vnet_choice_under_its_own_heading(tmp_path):
     (tmp_path / "v3_candidates").mkdir()
     (tmp_path / "v3_candidates" / "choice.md").write_text("# title\n\nintro\n\n## SGD lr 0.001: fails\n- a cell\n")
     assert report_v3.vnet_choice_section(tmp_path) == (
-        "### The weighting net's optimizer, chosen on G4 and G5 (results/v3_candidates/)\n\n"
+        f"### The weighting net's optimizer, chosen on G4 and G5 ({tmp_path / 'v3_candidates'}/)\n\n"
         "intro\n\n#### SGD lr 0.001: fails\n- a cell")
 
 

@@ -154,7 +154,7 @@ def vnet_choice_section(out_dir) -> str:
     if not path.exists():
         return ""
     body = path.read_text().strip().split("\n", 1)[1].strip()  # its own title replaced by ours
-    return "### The weighting net's optimizer, chosen on G4 and G5 (results/v3_candidates/)\n\n" + body.replace(
+    return f"### The weighting net's optimizer, chosen on G4 and G5 ({path.parent}/)\n\n" + body.replace(
         "\n## ", "\n#### ")
 
 
