@@ -23,13 +23,13 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 import pathlib
 import subprocess
 import sys
 from typing import Callable, Mapping, Sequence
 
 from experiments.reproduction import gates
+from experiments.reproduction.job import _write_text as write_text  # write-then-rename
 from experiments.reproduction.protocol import PROTOCOL_DIRS, PROTOCOLS
 
 CANDIDATE_LRS = (1e-3, 3e-3, 1e-2)
@@ -160,9 +160,7 @@ def write_choice(judged: Sequence[CandidateVerdict]) -> None:
                                "cells": [dataclasses.asdict(c) for c in v.cells]} for v in judged],
                "chosen_vnet_lr": winner}
     for name, text in (("choice.md", "\n".join(lines) + "\n"), ("choice.json", json.dumps(payload, indent=1) + "\n")):
-        tmp = OUT_ROOT / (name + ".tmp")
-        tmp.write_text(text)
-        os.replace(tmp, OUT_ROOT / name)
+        write_text(OUT_ROOT / name, text)
 
 
 def main(argv: Sequence[str]) -> int:
