@@ -279,10 +279,18 @@ PROTOCOL_V3_1 = PROTOCOL_V3.replace(name="v3.1", augment=True)
 # the wrong labels an epoch at 0.05, 19% at 0.005), so a higher lr before the drop should keep the
 # memorisation after it, where the paper has it, without v3.1's augmentation, which stopped it.
 PROTOCOL_V3_2 = PROTOCOL_V3.replace(name="v3.2", lr=0.1)
+# Protocol v3.3 (try 3; BUILD_NOTES.md "Protocol v3.3"): v3 with twice the training images at the same
+# 3,000 steps: 20,000 images of half b are trained on (21,000 with the meta set), 15 epochs of 200 steps,
+# lr divided by 10 after epochs 5 and 6 (33% and 40%), an evaluation every epoch (5 before the first
+# drop, as v3). Each wrong label is seen 5 times before the drop instead of 10: v3's MW-Net* kept its
+# falling W while its run had memorised less than ~15% of the wrong labels (epochs 2-4) and lost it
+# as that grew to 23-28% by epoch 10.
+PROTOCOL_V3_3 = PROTOCOL_V3.replace(name="v3.3", train_size=21000, epochs=15, lr_boundaries="5,6", eval_every=1)
 # Every protocol whose runs are kept, by name (--protocol), with where its runs and report go by
 # default and its seeds. v1's runs are not in the repository: PROTOCOL_V1 documents its archived
 # report (results/v2_1/v1/), which a rebuild would empty.
-PROTOCOLS = {"v2": PROTOCOL_V2, "v2.1": PROTOCOL, "v3": PROTOCOL_V3, "v3.1": PROTOCOL_V3_1, "v3.2": PROTOCOL_V3_2}
+PROTOCOLS = {"v2": PROTOCOL_V2, "v2.1": PROTOCOL, "v3": PROTOCOL_V3, "v3.1": PROTOCOL_V3_1, "v3.2": PROTOCOL_V3_2,
+             "v3.3": PROTOCOL_V3_3}
 RATIONALE_V3 = """Protocol v3: fine-tune a pretrained classifier on the noisy labels (issue 21).
 
 v2.1's classifier (30-35% test accuracy) gave the loss no power to separate clean from noisy
@@ -307,12 +315,24 @@ RATIONALE_V3_1 = RATIONALE_V3.replace("Protocol v3: fine-tune", "Protocol v3.1 (
     "crop+flip augmentation (v3 had none; its MW-Net*'s W drifted\n  flat as Base memorised before the first drop)")
 RATIONALE_V3_2 = RATIONALE_V3.replace("Protocol v3: fine-tune", "Protocol v3.2 (v3 at lr 0.1): fine-tune").replace(
     "30\n  epochs, lr 0.05 divided by 10", "30\n  epochs, lr 0.1 (v3: 0.05; its Base memorised before the first drop) divided by 10")
+RATIONALE_V3_3 = RATIONALE_V3.replace("Protocol v3: fine-tune", "Protocol v3.3 (v3 with twice the images): fine-tune").replace(
+    """11,000 images of half b (a seeded, class-balanced subset), of which 1,000 form the
+  meta set and 10,000 are trained on (100 steps an epoch), fine-tuning the whole network; 30
+  epochs, lr 0.05 divided by 10 after epochs 10 and 13 (33% and 42%: ResNet-32's drop points in
+  the paper), so 57% of the steps run at lr/100""",
+    """21,000 images of half b (a seeded, class-balanced subset), of which 1,000 form the
+  meta set and 20,000 are trained on (200 steps an epoch), fine-tuning the whole network; 15
+  epochs (v3: 30 epochs of 10,000 images, the same 3,000 steps; its Base memorised 40% of the
+  wrong labels in the 10 passes before the first drop), lr 0.05 divided by 10 after epochs 5 and 6
+  (33% and 40%; ResNet-32's drop points in the paper are 33% and 42%), so 60% of the steps run at
+  lr/100""").replace("an evaluation every 2 epochs", "an evaluation every epoch")
 RATIONALES = {"v2": RATIONALE_V2_1, "v2.1": RATIONALE_V2_1, "v3": RATIONALE_V3, "v3.1": RATIONALE_V3_1,
-              "v3.2": RATIONALE_V3_2}
+              "v3.2": RATIONALE_V3_2, "v3.3": RATIONALE_V3_3}
 PROTOCOL_DIRS = {"v2": ("results/runs_v2", "results/v2_1/v2"), "v2.1": (DEFAULT_RUNS_DIR, DEFAULT_OUT_DIR),
                  "v3": (V3_RUNS_DIR, V3_OUT_DIR), "v3.1": ("results/runs_v3_1", "results/v3_1"),
-                 "v3.2": ("results/runs_v3_2", "results/v3_2")}
-PROTOCOL_SEEDS = {"v2": DEFAULT_SEEDS, "v2.1": DEFAULT_SEEDS, "v3": V3_SEEDS, "v3.1": V3_SEEDS, "v3.2": V3_SEEDS}
+                 "v3.2": ("results/runs_v3_2", "results/v3_2"), "v3.3": ("results/runs_v3_3", "results/v3_3")}
+PROTOCOL_SEEDS = {"v2": DEFAULT_SEEDS, "v2.1": DEFAULT_SEEDS, "v3": V3_SEEDS, "v3.1": V3_SEEDS, "v3.2": V3_SEEDS,
+                  "v3.3": V3_SEEDS}
 
 
 def pretrain_config(protocol: Protocol) -> Config | None:

@@ -41,6 +41,7 @@ REPORTS = (
      "results/REPRODUCTION.md"),
     ("v3.1", "v3.1 (v3 with crop+flip: Base no longer memorises, G2 fails)", "results/v3_1/REPRODUCTION.md"),
     ("v3.2", "v3.2 (v3 at lr 0.1: G1, G2 pass; G4 fails as at v3)", "results/v3_2/REPRODUCTION.md"),
+    ("v3.3", "v3.3 (v3 with twice the images at the same steps)", "results/v3_3/REPRODUCTION.md"),
 )
 
 
