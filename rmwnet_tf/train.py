@@ -238,9 +238,11 @@ def checkpoint_for(model: MetaWeightModel, epoch: tf.Variable) -> tf.train.Check
     return tf.train.Checkpoint(**parts)
 
 
-def final_results(config, data, history, *, steps, wall_seconds, images_per_second, xla=None) -> dict:
+def final_results(config, data, history, *, steps, wall_seconds, images_trained, xla=None) -> dict:
     """results.json: the history's numbers under their own names by the row they come from
-    (summary.py: final, best, best_epoch, selected), the realised noise, and the run's cost."""
+    (summary.py: final, best, best_epoch, selected), the realised noise, and the run's cost
+    (`images_trained` over the history's summed training seconds)."""
+    sections = summary.summarise(history)
     realised = None
     if data.clean_labels is not None:
         train_clean, train_given = data.clean_labels[data.train_indices], data.given_labels[data.train_indices]
@@ -251,12 +253,12 @@ def final_results(config, data, history, *, steps, wall_seconds, images_per_seco
     return {
         "epochs_completed": len(history),
         "steps": steps,
-        **summary.summarise(history),
+        **sections,
         "noise_matrix_nominal": data.noise_matrix,
         "noise_realised": realised,
         "data": data.describe(),
         "wall_seconds": wall_seconds,
-        "images_per_second": images_per_second,
+        "images_per_second": images_trained / sections["train_seconds"] if sections["train_seconds"] else None,
         "xla": xla,  # what --jit_compile resolved to (in the last sitting, if resumed)
         "config": config.to_dict(),
         "history": history,
@@ -419,12 +421,10 @@ def _train_and_write(config, strategy, model_dir, write_dir, started, finished=N
         stop_if_requested()
         outputs.write_sample_outputs(write_dir, evaluation.samples, suspects)
         history = writer.history
-        train_seconds = sum(row["train_seconds"] or 0.0 for row in history)
         results = final_results(
             config, data, history, steps=int(model.optimizer.iterations.numpy()),
             wall_seconds=earlier_sittings_seconds + time.perf_counter() - started,
-            images_per_second=steps_per_epoch * config.batch_size * len(history) / train_seconds if train_seconds else None,
-            xla=jit,
+            images_trained=steps_per_epoch * config.batch_size * len(history), xla=jit,
         )
         if config.export:
             stop_if_requested()

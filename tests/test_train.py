@@ -55,6 +55,8 @@ def test_run_writes_results_json(finished_run):
         assert flat[key] is not None, key
     assert saved["wall_seconds"] > 0 and saved["images_per_second"] > 0
     assert saved["train_seconds"] == sum(row["train_seconds"] for row in saved["history"])
+    # The throughput is the images trained over those same seconds (one sum, not two).
+    assert saved["images_per_second"] == pytest.approx(saved["steps"] * 50 / saved["train_seconds"], rel=1e-12)
     assert saved["best"]["test/accuracy"] >= saved["final"]["test/accuracy"]
     # One producer: the summary fields are the last history row's evaluated numbers.
     last = saved["history"][-1]

@@ -108,6 +108,30 @@ def first_evaluation_rose(history: History) -> bool | None:
     return None if not values else values[0][1] > 0
 
 
+def travel_at(history: History, epoch: int) -> tuple[float, float] | None:
+    """(Spearman(W, loss), W noisy mean / W clean mean) at `epoch`'s evaluation; None before it."""
+    row = _at_epoch(history, epoch)
+    rho, noisy, clean = (row.get(k) for k in ("weights/loss_spearman", "weights/noisy_mean", "weights/clean_mean"))
+    return None if rho is None or noisy is None or not clean else (rho, noisy / clean)
+
+
+def travelled(rho: float, ratio: float) -> bool:
+    """G4 for one run: W falls with the loss and weights the noisy samples down."""
+    return rho <= G4_SPEARMAN and ratio <= G4_RATIO
+
+
+def lowest_weights(history: History) -> tuple[float | None, float | None]:
+    """(lowest raw W mean, lowest ESS/N) over a run's evaluations (None: never measured)."""
+    means = [v for _, v in _evaluated(history, "weights/mean")]
+    ess = [v for _, v in _evaluated(history, "weights/ess_fraction")]
+    return (min(means) if means else None), (min(ess) if ess else None)
+
+
+def stable(low_mean: float, low_ess: float | None) -> bool:
+    """G5 for one run (a history from before ESS/N was measured is judged on the W mean alone)."""
+    return low_mean >= G5_WEIGHT_MEAN and (low_ess is None or low_ess >= G5_ESS_FRACTION)
+
+
 def g4_travel(meta: Mapping[str, Mapping[int, History]], first_drop: int, *, seeds_needed: int = 3) -> Gate:
     """`meta`: method -> seed -> history, for RMNW-Net and MW-Net*."""
     details, checks, rose = [], [], []
@@ -116,16 +140,14 @@ def g4_travel(meta: Mapping[str, Mapping[int, History]], first_drop: int, *, see
         runs = _by_seed(meta.get(method, {}))
         complete &= len([1 for _, h in runs if _at_epoch(h, first_drop)]) >= seeds_needed
         for seed, history in runs:
-            row = _at_epoch(history, first_drop)
-            rho, noisy, clean = (row.get(k) for k in ("weights/loss_spearman", "weights/noisy_mean",
-                                                      "weights/clean_mean"))
             start = first_evaluation_rose(history)
             rose.append(bool(start))
-            if rho is None or noisy is None or not clean:
+            at_drop = travel_at(history, first_drop)
+            if at_drop is None:
                 details.append(f"{method} seed {seed}: not evaluated at epoch {first_drop} yet")
                 continue
-            ratio = noisy / clean
-            checks.append(rho <= G4_SPEARMAN and ratio <= G4_RATIO)
+            rho, ratio = at_drop
+            checks.append(travelled(rho, ratio))
             details.append(f"{method} seed {seed}: W {'rose' if start else 'fell'} with the loss at the first "
                            f"evaluation; at epoch {first_drop} Spearman(W, loss) {rho:+.3f}, "
                            f"W noisy/clean {ratio:.3f}")
@@ -138,21 +160,18 @@ def g4_travel(meta: Mapping[str, Mapping[int, History]], first_drop: int, *, see
 
 
 def g5_stability(meta: Mapping[str, Mapping[int, History]], *, seeds_needed: int = 3) -> Gate:
-    details, checks, runs = [], [], 0
+    details, checks = [], []
     for method in sorted(meta):
         for seed, history in _by_seed(meta[method]):
-            means = _evaluated(history, "weights/mean")
-            ess = _evaluated(history, "weights/ess_fraction")
-            if not means:
+            low_mean, low_ess = lowest_weights(history)
+            if low_mean is None:
                 continue
-            runs += 1
-            low_mean, low_ess = min(v for _, v in means), (min(v for _, v in ess) if ess else None)
-            ok = low_mean >= G5_WEIGHT_MEAN and (low_ess is None or low_ess >= G5_ESS_FRACTION)
-            checks.append(ok)
-            details.append(f"{method} seed {seed} (epochs {means[0][0]}–{means[-1][0]}): lowest W mean "
+            checks.append(stable(low_mean, low_ess))
+            epochs = [epoch for epoch, _ in _evaluated(history, "weights/mean")]
+            details.append(f"{method} seed {seed} (epochs {epochs[0]}–{epochs[-1]}): lowest W mean "
                            f"{low_mean:.3f}, lowest ESS/N {'—' if low_ess is None else f'{low_ess:.3f}'}")
     return Gate("G5 stability", f"at every evaluation W mean ≥ {G5_WEIGHT_MEAN} and ESS/N ≥ {G5_ESS_FRACTION}",
-                _verdict(checks, runs >= seeds_needed), details)
+                _verdict(checks, len(checks) >= seeds_needed), details)
 
 
 def g6_cost(meta_cell_seconds: Sequence[tuple[str, float]]) -> Gate:

@@ -64,19 +64,16 @@ class CellVerdict:
 def judge_cell(method: str, seed: int, history: Sequence[Mapping], drop: int) -> CellVerdict:
     """G4 at the first drop and G5 at every evaluation up to it, for one cell's history."""
     history = [row for row in history if row["epoch"] <= drop]
-    row = next((r for r in history if r["epoch"] == drop and r.get("weights/loss_spearman") is not None), None)
+    at_drop = gates.travel_at(history, drop)
     rose = gates.first_evaluation_rose(history)
-    if row is None:
+    if at_drop is None:
         return CellVerdict(method, seed, None, rose, f"{method} seed {seed}: not evaluated at epoch {drop} yet")
-    rho, ratio = row["weights/loss_spearman"], row["weights/noisy_mean"] / row["weights/clean_mean"]
-    means = [r["weights/mean"] for r in history if r.get("weights/mean") is not None]
-    ess = [r["weights/ess_fraction"] for r in history if r.get("weights/ess_fraction") is not None]
-    g4 = rho <= gates.G4_SPEARMAN and ratio <= gates.G4_RATIO
-    g5 = min(means) >= gates.G5_WEIGHT_MEAN and min(ess) >= gates.G5_ESS_FRACTION
+    (rho, ratio), (low_mean, low_ess) = at_drop, gates.lowest_weights(history)
+    g4, g5 = gates.travelled(rho, ratio), gates.stable(low_mean, low_ess)
     start = "rose" if rose else "fell"
     line = (f"{method} seed {seed}: W {start} with the loss at the first evaluation; at epoch {drop} "
             f"Spearman(W, loss) {rho:+.3f}, W noisy/clean {ratio:.3f} (G4 {'passes' if g4 else 'fails'}); "
-            f"lowest W mean {min(means):.3f}, lowest ESS/N {min(ess):.3f} (G5 {'passes' if g5 else 'fails'})")
+            f"lowest W mean {low_mean:.3f}, lowest ESS/N {'—' if low_ess is None else f'{low_ess:.3f}'} (G5 {'passes' if g5 else 'fails'})")
     return CellVerdict(method, seed, g4 and g5, rose, line)
 
 
