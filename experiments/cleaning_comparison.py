@@ -1,7 +1,7 @@
 """Which training labels are wrong? Our ranking against cleanlab's and the small-loss rule.
 
     pip install "cleanlab>=2.6"      # optional: only this comparison needs it
-    python experiments/cleaning_comparison.py --meta_run=DIR --base_run=DIR
+    python experiments/cleaning_comparison.py --meta_run=DIR --base_run=DIR [--heldout_runs=DIR,DIR,DIR,DIR]
 
 Both run folders must hold the same training set with known clean labels (sample_scores.csv
 with `is_noisy`, pred_probs.npy, given_labels.npy, sample_index.npy), e.g. the reproduction's
@@ -11,7 +11,12 @@ uniform40/rmnwnet/seed0 and uniform40/base/seed0 cells. Detectors:
   its flagged set: the samples whose prediction disagrees with their given label;
 - cleanlab: `cleanlab.filter.find_label_issues(given_labels, pred_probs)` on the meta run's and
   on the Base run's in-sample probabilities (its own flagged set; ranked by self-confidence);
-- small loss: the Base run's loss, highest first; flagged: prediction disagrees with the label.
+- small loss: the Base run's loss, highest first; flagged: prediction disagrees with the label;
+- cleanlab out of sample (`--heldout_runs`, cleanlab's own recommendation): the Base runs of
+  `--holdout_folds=F --holdout_fold=0..F-1` with the Base run's other settings each predict the
+  fold they never trained on; together they give every training sample one out-of-sample
+  probability row. Their cost is reported in Base runs (summed training seconds over the Base
+  run's).
 
 For each: size, precision and recall of the flagged set, and precision at k for k = the number
 of truly mislabelled samples (the ranking's quality at the size that matters).
@@ -20,6 +25,7 @@ of truly mislabelled samples (the ranking's quality at the size that matters).
 from __future__ import annotations
 
 import csv
+import json
 import pathlib
 import sys
 
@@ -29,6 +35,8 @@ from absl import app, flags
 FLAGS = flags.FLAGS
 flags.DEFINE_string("meta_run", None, "Run folder of a meta method (RMNW-Net).")
 flags.DEFINE_string("base_run", None, "Run folder of a Base run on the same training set.")
+flags.DEFINE_list("heldout_runs", [], "Run folders of the cross-fitting Base runs (--holdout_folds, one per fold): "
+                  "adds cleanlab on out-of-sample probabilities.")
 flags.DEFINE_string("markdown_out", None, "Also write the table, with a heading naming both runs, to this Markdown file "
                     "(results/cleaning_v3.md is shown in the v3 report).")
 
@@ -41,9 +49,45 @@ def load_run(folder) -> dict:
     if "is_noisy" not in next(iter(rows.values())):
         raise ValueError(f"{folder}: clean labels unknown (no is_noisy column); nothing to compare against")
     column = lambda name, kind: np.array([kind(rows[i][name]) for i in index])  # noqa: E731
+    results = _read_json(folder / "results.json")
     return dict(index=index, probs=np.load(folder / "pred_probs.npy"), given=np.load(folder / "given_labels.npy"),
                 noisy=column("is_noisy", int).astype(bool), rank=column("suspicion_rank", int),
-                loss=column("loss", float), predicted=column("predicted_label", int))
+                loss=column("loss", float), predicted=column("predicted_label", int),
+                train_seconds=results.get("train_seconds"), config=_read_json(folder / "config.json"))
+
+
+def _read_json(path: pathlib.Path) -> dict:
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
+# What a fold run must share with the Base run for its held-out fold to be the Base run's samples
+# with the Base run's labels (the folds themselves are checked sample by sample).
+SAME_DRAW = ("dataset", "seed", "noise_type", "noise_rate", "train_size", "meta_size", "hold_out_meta", "part",
+             "part_seed", "method")
+
+
+def load_heldout(folders, base: dict) -> dict:
+    """The fold runs' out-of-sample probabilities in the Base run's sample order, and their cost
+    in Base runs. Every training sample of the Base run must be predicted exactly once."""
+    rows = {int(i): position for position, i in enumerate(base["index"])}
+    probs = np.full_like(base["probs"], np.nan)
+    seen = np.zeros(len(rows), bool)
+    seconds = 0.0
+    for folder in map(pathlib.Path, folders):
+        config = _read_json(folder / "config.json")
+        differ = [key for key in SAME_DRAW if config.get(key) != base["config"].get(key)]
+        if differ:
+            raise ValueError(f"{folder}: not the Base run's draw ({', '.join(f'--{k}' for k in differ)} differ)")
+        index, fold_probs = np.load(folder / "heldout_index.npy"), np.load(folder / "heldout_probs.npy")
+        positions = [rows.get(int(i), -1) for i in index]
+        if min(positions, default=0) < 0 or seen[positions].any():
+            raise ValueError(f"{folder}: its held-out fold is not a fresh part of {len(rows)} training samples of the "
+                             "Base run (another seed, subset or fold?)")
+        seen[positions], probs[positions] = True, fold_probs
+        seconds += json.loads((folder / "results.json").read_text())["train_seconds"]
+    if not seen.all():
+        raise ValueError(f"the held-out folds cover {seen.sum()} of the Base run's {len(seen)} training samples")
+    return dict(probs=probs, base_runs=seconds / base["train_seconds"], folds=len(folders))
 
 
 def scores(flagged: np.ndarray, order: np.ndarray, noisy: np.ndarray) -> dict:
@@ -54,17 +98,21 @@ def scores(flagged: np.ndarray, order: np.ndarray, noisy: np.ndarray) -> dict:
                 precision_at_k=noisy[order[:k]].mean(), k=k)
 
 
-def compare(meta: dict, base: dict) -> dict[str, dict]:
+def compare(meta: dict, base: dict, heldout: dict | None = None) -> dict[str, dict]:
     from cleanlab.filter import find_label_issues
 
-    if not np.array_equal(meta["index"], base["index"]) or not np.array_equal(meta["noisy"], base["noisy"]):
+    if not all(np.array_equal(meta[key], base[key]) for key in ("index", "noisy", "given")):
         raise ValueError("the two runs do not hold the same training samples and labels")
     noisy = meta["noisy"]
     result = {"ours (RMNW-Net weight ranking)": scores(
         meta["predicted"] != meta["given"], np.argsort(meta["rank"], kind="stable"), noisy)}
-    for name, run in (("cleanlab on RMNW-Net's pred_probs", meta), ("cleanlab on Base's pred_probs", base)):
-        flagged = find_label_issues(run["given"], run["probs"])
-        self_confidence = run["probs"][np.arange(len(run["given"])), run["given"]]
+    probabilities = [("cleanlab on RMNW-Net's pred_probs", meta["probs"]), ("cleanlab on Base's pred_probs", base["probs"])]
+    if heldout is not None:
+        probabilities.append((f"cleanlab on {heldout['folds']}-fold out-of-sample Base probabilities "
+                              f"(cost {heldout['base_runs']:.2f} Base runs)", heldout["probs"]))
+    for name, probs in probabilities:
+        flagged = find_label_issues(base["given"], probs)
+        self_confidence = probs[np.arange(len(base["given"])), base["given"]]
         result[name] = scores(flagged, np.argsort(self_confidence, kind="stable"), noisy)
     result["small loss (Base)"] = scores(base["predicted"] != base["given"], np.argsort(-base["loss"], kind="stable"),
                                          noisy)
@@ -83,14 +131,17 @@ def main(argv):
     del argv
     if not FLAGS.meta_run or not FLAGS.base_run:
         sys.exit("error: --meta_run and --base_run are both required")
-    table = markdown(compare(load_run(FLAGS.meta_run), load_run(FLAGS.base_run)))
+    base = load_run(FLAGS.base_run)
+    heldout = load_heldout(FLAGS.heldout_runs, base) if FLAGS.heldout_runs else None
+    table = markdown(compare(load_run(FLAGS.meta_run), base, heldout))
     print(table)
+    folds = f" --heldout_runs={','.join(FLAGS.heldout_runs)}" if FLAGS.heldout_runs else ""
     if FLAGS.markdown_out:
         pathlib.Path(FLAGS.markdown_out).write_text(
             "## Cleaning the training set: our ranking against cleanlab and the small-loss rule\n\n"
             f"Final models of `{FLAGS.meta_run}` (RMNW-Net) and `{FLAGS.base_run}` (Base), the same training "
             "set; precision at k with k = the number of wrong labels. Command: `python "
-            f"experiments/cleaning_comparison.py --meta_run={FLAGS.meta_run} --base_run={FLAGS.base_run} "
+            f"experiments/cleaning_comparison.py --meta_run={FLAGS.meta_run} --base_run={FLAGS.base_run}{folds} "
             f"--markdown_out={FLAGS.markdown_out}`.\n\n{table}\n")
 
 

@@ -15,7 +15,7 @@ from typing import Callable, Sequence
 
 from experiments.reproduction.protocol import (METHOD_LABELS, METHOD_ORDER, PROTOCOL, SETTINGS, Cell, Protocol,
                                                Setting, cell_config)
-from rmwnet_tf.config import Config
+from rmwnet_tf.config import Config, upgrade_saved
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 # The reproduction's measured cells (scripts/reproduce.py writes it): the CPU flagfiles quote them.
@@ -128,6 +128,14 @@ def quickstart_identity(config: Config) -> dict:
     return {k: v for k, v in config.to_dict().items() if k not in QUICKSTART_FREE_FIELDS}
 
 
+def recorded_identity(recorded: dict | None) -> dict | None:
+    """A measured run's recorded identity in today's fields: a Config field added since the run was
+    measured takes its default, which is the behaviour from before it existed (`upgrade_saved`)."""
+    if recorded is None:
+        return None
+    return {k: v for k, v in upgrade_saved(recorded).items() if k not in QUICKSTART_FREE_FIELDS}
+
+
 def _read_json(path: pathlib.Path):
     return json.loads(path.read_text()) if path.exists() else None
 
@@ -135,7 +143,7 @@ def _read_json(path: pathlib.Path):
 def quickstart_measured_lines(measured: dict | None, config: Config) -> tuple[str, ...]:
     """The flagfile's claim, written from the latest measured runs (results/quickstart.json),
     or a line saying there are none at these settings."""
-    if not measured or measured.get("config") != quickstart_identity(config):
+    if not measured or recorded_identity(measured.get("config")) != quickstart_identity(config):
         return ("Not yet measured at these settings: python scripts/measure_quickstart.py records the runs.",)
     base, meta = measured["methods"]["base"], measured["methods"]["rmnwnet"]
     gap = 100 * (meta["final/test/accuracy"] - base["final/test/accuracy"])

@@ -72,6 +72,11 @@ class Config:
     meta_size: int = _field(1000, "Meta samples taken (class-balanced) out of the training set.")
     hold_out_meta: bool = _field(False, "Methods without a meta set (base, gce, oracle): leave out of training the meta_size samples a meta "
                                  "method would take, so every method trains on the same images.")
+    holdout_folds: int = _field(0, "Cross-fitting (e.g. cleanlab on out-of-sample probabilities): split the training "
+                                "set into this many seeded folds, class-balanced by given label, and leave fold "
+                                "--holdout_fold out of training; the run writes the final classifier's probabilities "
+                                "on it (heldout_probs.npy, heldout_index.npy). 0: off.")
+    holdout_fold: int = _field(0, "The fold --holdout_folds leaves out of training (0 .. holdout_folds - 1).")
     weight_norm: str = _field("sum", "Normalise sample weights by their batch sum (official code) or by n.",
                               choices=("sum", "mean"))
     meta_step: str = _field("exact", "; ".join(f"{s.name}: {s.summary}" for s in META_STEPS.values()) + ".",
@@ -266,6 +271,13 @@ class Config:
             if method.meta_labels == "clean" and not self.source_labels_are_clean:
                 bad("method", "mwnet needs clean meta labels, but --nosource_labels_are_clean says they "
                     "are unknown; use rmnwnet, which needs no clean samples")
+        if self.holdout_folds == 1 or self.holdout_folds < 0:
+            bad("holdout_folds", f"must be 0 (off) or at least 2, got {self.holdout_folds}")
+        elif self.holdout_folds and not 0 <= self.holdout_fold < self.holdout_folds:
+            bad("holdout_fold", f"must be between 0 and {self.holdout_folds - 1} (--holdout_folds="
+                f"{self.holdout_folds}), got {self.holdout_fold}")
+        elif not self.holdout_folds and self.holdout_fold:
+            bad("holdout_fold", f"--holdout_fold={self.holdout_fold} needs --holdout_folds (how many folds)")
         if self.train_size and self.meta_size and holds_meta:
             if self.train_size <= self.meta_size:
                 bad("train_size", f"{self.train_size} leaves no training data after --meta_size={self.meta_size}")

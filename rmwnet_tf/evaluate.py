@@ -68,6 +68,15 @@ def spearman(a, b) -> float | None:
     return float((ra * rb).sum() / denominator) if denominator > 0 else None
 
 
+def heldout_predictions(model, data: data_lib.NoisyData, *, batch_size: int, predict=None) -> dict | None:
+    """The classifier's probabilities on the training fold --holdout_folds left out (None without
+    one): {"index": source indices, "probs": [N_fold, K]}, out of sample for cleanlab."""
+    if not len(data.heldout_indices):
+        return None
+    heldout = _pass(predict or predict_fn(model), data_lib.heldout_eval_dataset(data, batch_size=batch_size))
+    return {"index": data.heldout_indices, "probs": heldout["probs"]}
+
+
 def evaluate(model, data: data_lib.NoisyData, *, batch_size: int, predict=None) -> Evaluation:
     """Metrics and per-sample arrays of `model` (a MetaWeightModel) on `data`.
 

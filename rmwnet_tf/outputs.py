@@ -173,6 +173,13 @@ def write_sample_outputs(write_dir: pathlib.Path, samples: dict, suspects: Suspe
         (write_dir / "suspects.png").write_bytes(figures.to_png(suspects.figure(samples)))
 
 
+def write_heldout_outputs(write_dir: pathlib.Path, heldout: dict) -> None:
+    """heldout_probs.npy [N_fold, K] and heldout_index.npy [N_fold] (source indices): the final
+    classifier on the fold it never trained on (--holdout_folds)."""
+    np.save(pathlib.Path(write_dir) / "heldout_probs.npy", heldout["probs"].astype(np.float32))
+    np.save(pathlib.Path(write_dir) / "heldout_index.npy", np.asarray(heldout["index"], np.int64))
+
+
 def write_sample_scores(path, *, indices, given_labels, predicted_labels, weights, losses, clean_labels=None):
     """Write the per-sample review list as CSV, most suspicious label first.
 

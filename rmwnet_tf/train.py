@@ -170,6 +170,8 @@ def load_data(config: Config) -> data_lib.NoisyData:
         part=config.part,
         part_seed=config.part_seed,
         clean_samples_only=method.clean_samples_only,
+        holdout_folds=config.holdout_folds,
+        holdout_fold=config.holdout_fold,
     )
 
 
@@ -420,6 +422,9 @@ def _train_and_write(config, strategy, model_dir, write_dir, started, finished=N
             evaluation = evaluate_lib.evaluate(model, data, batch_size=config.batch_size, predict=predict)
         stop_if_requested()
         outputs.write_sample_outputs(write_dir, evaluation.samples, suspects)
+        heldout = evaluate_lib.heldout_predictions(model, data, batch_size=config.batch_size, predict=predict)
+        if heldout is not None:
+            outputs.write_heldout_outputs(write_dir, heldout)
         history = writer.history
         results = final_results(
             config, data, history, steps=int(model.optimizer.iterations.numpy()),

@@ -83,7 +83,7 @@ def test_quickstart_claim_is_the_latest_measured_run():
     runs must have used the quick start's current settings, and show what the quick start promises."""
     measured = json.loads(presets.QUICKSTART_JSON.read_text())
     config = presets.quickstart_config()
-    assert measured["config"] == presets.quickstart_identity(config), (
+    assert presets.recorded_identity(measured["config"]) == presets.quickstart_identity(config), (
         "the quick start's settings changed since its runs were measured: python scripts/measure_quickstart.py, "
         "then python scripts/make_configs.py")
     text = (ROOT / "configs" / "quickstart.flags").read_text()
@@ -96,6 +96,14 @@ def test_quickstart_claim_is_the_latest_measured_run():
     readme = (ROOT / "README.md").read_text().split("## Quick start")[1].split("\n## ")[0]
     assert (f"RMNW-Net {meta['final/test/accuracy']:.3f} and Base {base['final/test/accuracy']:.3f}"
             in " ".join(readme.split())), "README's quick start quotes other numbers than results/quickstart.json"
+
+
+def test_a_field_added_after_the_measurement_keeps_it_only_at_its_default():
+    measured = json.loads(presets.QUICKSTART_JSON.read_text())
+    recorded = {k: v for k, v in measured["config"].items() if k != "holdout_folds"}  # as before the field existed
+    config = presets.quickstart_config()
+    assert presets.recorded_identity(recorded) == presets.quickstart_identity(config)
+    assert presets.recorded_identity(recorded) != presets.quickstart_identity(dataclasses.replace(config, holdout_folds=4))
 
 
 def test_quickstart_comment_without_a_measurement_says_so():

@@ -169,6 +169,19 @@ def test_paired_difference_uses_common_seeds_in_points():
     assert difference.mean == pytest.approx(10.5)
 
 
+def test_a_method_is_also_paired_with_bases_gold_free_selected_epoch():
+    entries = [entry("uniform40", "rmnwnet", s, a) for s, a in ((0, 0.60), (1, 0.62))] + [
+        {**entry("uniform40", "base", s, final), "selected/test/accuracy": chosen}
+        for s, final, chosen in ((0, 0.41, 0.58), (1, 0.42, 0.59))]
+    difference = paired.paired_difference(entries, "uniform40", "rmnwnet", "base", ACCURACY,
+                                          b_key="selected/test/accuracy")
+    assert [round(v, 6) for _, v in difference.per_seed] == [2.0, 3.0]
+    rows = report_v3._paired_table(entries, [rep.SETTINGS_BY_NAME["uniform40"]]).splitlines()
+    assert rows[2].startswith("| uniform 40% | RMNW-Net − Base | +19.50")
+    assert rows[3].startswith("| uniform 40% | RMNW-Net (final) − Base (gold-free selected epoch) | +2.50")
+    assert len(rows) == 4
+
+
 @pytest.mark.parametrize("relation, values, margin, expected", [
     ("greater", [1.0, 1.2, 1.4], 0.0, HOLDS),
     ("greater", [-1.0, -1.2, -1.4], 0.0, FAILS),
@@ -277,9 +290,47 @@ def test_g4_fails_when_the_candidate_rule_judged_every_candidate_and_none_passed
     assert gates["G4 weighting-net travel"].passed is False
     assert gates["G4 weighting-net travel"].details[1] == "SGD lr 0.003: mwnet seed 1: drifted at 0.003"
     assert gates["G5 stability"].passed is None
+    assert report_v3.mwnet_caveat(list(gates.values())).startswith("G4 failed: MW-Net\\*'s weighting net")
     two_judged = {"chosen_vnet_lr": None, "candidates": none_passed["candidates"][:2]}
     assert {g.name: g for g in report_v3.evaluate_gates([], rep.PROTOCOL_V3, vnet_choice=two_judged)}[
         "G4 weighting-net travel"].passed is None
+
+
+def test_when_no_candidate_passed_the_grids_own_cells_join_g4_and_decide_g5(monkeypatch):
+    def candidate(lr):
+        return {"vnet_lr": lr, "status": "fails", "cells": [{"passed": False, "line": f"mwnet seed 0: drifted"}]}
+
+    none_passed = {"chosen_vnet_lr": None, "candidates": [candidate(lr) for lr in (1e-3, 3e-3, 1e-2)]}
+    held = candidate_run(+0.5, -0.95, 0.3)
+    monkeypatch.setattr(report_v3, "histories", lambda entries, setting: {
+        "rmnwnet": {0: held, 1: held}, "mwnet": {0: candidate_run(-0.9, -0.5, 0.7)}})
+    found = {g.name: g for g in report_v3.evaluate_gates([], rep.PROTOCOL_V3, vnet_choice=none_passed)}
+    g4, g5 = found["G4 weighting-net travel"], found["G5 stability"]
+    assert g4.passed is False and len(g4.details) == 3 + 3
+    assert g4.details[3] == ("the grid (SGD lr 0.003), rmnwnet seed 0: W rose with the loss at the first evaluation; "
+                             "at epoch 10 Spearman(W, loss) -0.950, W noisy/clean 0.300")
+    assert g5.passed is True and len(g5.details) == 3  # three meta cells, W mean 0.5 and ESS/N 0.8 throughout
+
+
+def test_the_grid_notes_why_it_runs_at_its_vnet_lr_when_no_candidate_won(tmp_path):
+    (tmp_path / "v3_candidates").mkdir()
+    (tmp_path / "v3_candidates" / "choice.md").write_text("# title\n\nintro\n")
+    section = report_v3.vnet_choice_section(tmp_path, "v3", rep.PROTOCOL_V3.vnet_lr)
+    assert section.split("\n\n")[-1].startswith("**The grid runs at SGD lr 0.003 anyway.** BUILD_NOTES.md")
+    assert "MW-Net\\*'s W drifted" in section and "G4 stays FAILED" in section
+    assert "anyway" not in report_v3.vnet_choice_section(tmp_path, "v3.2", 1e-3)
+
+
+def test_the_v3_tries_keep_the_budget_and_the_paper_vnet_lr_while_the_grid_uses_its_own():
+    def steps(protocol):
+        return (protocol.train_size - protocol.meta_size) // protocol.batch_size * protocol.epochs
+
+    assert {name: steps(rep.PROTOCOLS[name]) for name in ("v3", "v3.1", "v3.2", "v3.3")} == dict.fromkeys(
+        ("v3", "v3.1", "v3.2", "v3.3"), 3000)
+    v33 = rep.PROTOCOLS["v3.3"]
+    assert (v33.train_size, v33.epochs, v33.lr_boundaries, v33.eval_every) == (21000, 15, "5,6", 1)
+    assert [rep.PROTOCOLS[n].vnet_lr for n in ("v3", "v3.1", "v3.2", "v3.3")] == [3e-3, 1e-3, 1e-3, 1e-3]
+    assert rep.PROTOCOL_DIRS["v3.3"] == ("results/runs_v3_3", "results/v3_3")
 
 
 def test_the_candidate_driver_follows_the_protocol_it_is_given():

@@ -139,7 +139,7 @@ def write_report_v3(protocol: Protocol, runs_dir, out_dir, *, seeds: Sequence[in
     _write_text(report_path, report_v3.render_v3(
         entries, protocol, command=command, gates=gates, claims=claims, target_rows=target_rows, plots=plots,
         settings=settings, seeds=seeds, pretrain=pretrain, cleaning=report_v3.cleaning_section(out_dir),
-        vnet_choice=report_v3.vnet_choice_section(out_dir), others=others))
+        vnet_choice=report_v3.vnet_choice_section(out_dir, protocol.name, protocol.vnet_lr), others=others))
     return Outcome(None, json_path, report_path, entries, [])
 
 

@@ -63,9 +63,11 @@ def values_by_seed(entries: Sequence[Mapping], setting: str, method: str, key: s
 
 
 def paired_difference(entries: Sequence[Mapping], setting: str, a: str, b: str,
-                      metric: Metric) -> PairedDifference | None:
-    """a − b per seed both finished, in the metric's shown units; None without a common seed."""
-    va, vb = (values_by_seed(entries, setting, m, metric.key) for m in (a, b))
+                      metric: Metric, b_key: str | None = None) -> PairedDifference | None:
+    """a − b per seed both finished, in the metric's shown units; None without a common seed.
+    `b_key` reads b's value under another key of the same units (e.g. Base's gold-free selected
+    epoch against a method's final one)."""
+    va, vb = values_by_seed(entries, setting, a, metric.key), values_by_seed(entries, setting, b, b_key or metric.key)
     seeds = sorted(set(va) & set(vb))
     if not seeds:
         return None

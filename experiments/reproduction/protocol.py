@@ -294,8 +294,8 @@ PROTOCOL_V3_3 = PROTOCOL_V3.replace(name="v3.3", train_size=21000, epochs=15, lr
 # lr under which RMNW-Net's W passed G4 and G5 in every cell run, chosen on those statistics alone.
 GRID_VNET_LR_V3 = 3e-3
 GRID_VNET_NOTES = {"v3": (
-    f"**The grid runs at SGD lr {GRID_VNET_LR_V3:g} anyway** (BUILD_NOTES.md, \"What four tries say\"): no "
-    "candidate passed G4, because MW-Net*'s W drifted back towards flat before the first drop; "
+    "BUILD_NOTES.md, \"What four tries say\": no candidate passed G4, because MW-Net*'s W drifted back "
+    "towards flat before the first drop; "
     f"{GRID_VNET_LR_V3:g} is the lowest candidate under which RMNW-Net's W passed G4 and G5 in every cell "
     "run, a choice made on those weight statistics alone, before any cell went past the first drop. "
     "G4 stays FAILED: every comparison with MW-Net* is against a weaker MW-Net* than the paper's.")}

@@ -25,6 +25,7 @@ from experiments.reproduction.protocol import (
     REFERENCE_METHODS,
     Protocol,
     Setting,
+    GRID_VNET_NOTES,
     markdown,
     pretrain_config,
 )
@@ -74,10 +75,10 @@ def evaluate_gates(entries: Sequence[Mapping], protocol: Protocol, idle_seconds=
     meta = {m: runs.get(m, {}) for m in gates_lib.G4_METHODS}
     g4, g5 = gates_lib.g4_travel(meta, first_drop), gates_lib.g5_stability(meta)
     if vnet_choice is not None and no_candidate_passed(vnet_choice):
-        g4 = dataclasses.replace(g4, passed=False, details=[
-            f"SGD lr {c['vnet_lr']:g}: {next(cell['line'] for cell in c['cells'] if cell['passed'] is False)}"
-            for c in vnet_choice["candidates"]])
-        g5 = dataclasses.replace(g5, passed=None, details=["not judged: no weighting-net setting passed G4"])
+        candidates = [f"SGD lr {c['vnet_lr']:g}: {next(cell['line'] for cell in c['cells'] if cell['passed'] is False)}"
+                      for c in vnet_choice["candidates"]]
+        grid_cells = [f"the grid (SGD lr {protocol.vnet_lr:g}), {line}" for line in g4.details]
+        g4 = dataclasses.replace(g4, passed=False, details=candidates + grid_cells)
     return [
         gates_lib.g1_separation(base, first_drop),
         gates_lib.g2_memorisation({s: h for s, h in base.items() if _finished(entries, "base", s)}),
@@ -149,14 +150,26 @@ def judge_claims(entries: Sequence[Mapping], settings: Sequence[Setting]) -> lis
     return [judged for judged in (judge_claim(c, entries, names) for c in paper_claims()) if judged.comparisons]
 
 
-def vnet_choice_section(out_dir) -> str:
-    """The weighting net's optimizer as the fixed rule chose it (vnet_candidates.py), if it ran."""
+def vnet_choice_section(out_dir, protocol_name: str = "", protocol_vnet_lr: float = 0.0) -> str:
+    """The weighting net's optimizer as the fixed rule chose it (vnet_candidates.py), if it ran, and
+    the lr the grid runs at when the rule chose none (protocol.GRID_VNET_NOTES)."""
     path = pathlib.Path(out_dir) / "v3_candidates" / "choice.md"
     if not path.exists():
         return ""
     body = path.read_text().strip().split("\n", 1)[1].strip()  # its own title replaced by ours
-    return f"### The weighting net's optimizer, chosen on G4 and G5 ({path.parent}/)\n\n" + body.replace(
-        "\n## ", "\n#### ")
+    grid_note = GRID_VNET_NOTES.get(protocol_name)
+    return (f"### The weighting net's optimizer, chosen on G4 and G5 ({path.parent}/)\n\n"
+            + body.replace("\n## ", "\n#### ")
+            + (f"\n\n**The grid runs at SGD lr {protocol_vnet_lr:g} anyway.** {markdown(grid_note)}" if grid_note else ""))
+
+
+def mwnet_caveat(gates: Sequence[gates_lib.Gate]) -> str:
+    """What a failed G4 means for every comparison with MW-Net* ('' while G4 has not failed)."""
+    g4 = next((g for g in gates if g.name.startswith("G4")), None)
+    if g4 is None or g4.passed is not False:
+        return ""
+    return ("G4 failed: MW-Net\\*'s weighting net did not keep a falling W up to the first drop, so every "
+            "comparison with MW-Net\\* below is against a weaker MW-Net\\* than the paper's.")
 
 
 def cleaning_section(out_dir) -> str:
@@ -208,6 +221,10 @@ def _detection_table(entries, settings) -> str:
 
 PAIRS = (("rmnwnet", "base"), ("rmnwnet", "mwnet"), ("rmnwnet", "mnwnet"), ("rmnwnet", "gce"),
          ("mwnet", "base"), ("mnwnet", "base"), ("gce", "base"), ("oracle", "rmnwnet"))
+# What a practitioner without gold labels compares against: Base stopped at its best noisy meta-set
+# accuracy (gold-free early stopping), which at v3 recovers most of what memorisation costs Base.
+BASE_SELECTED_KEY = "selected/test/accuracy"
+PAIRS_AGAINST_SELECTED_BASE = ("rmnwnet", "mwnet", "mnwnet", "gce")
 
 
 def _paired_table(entries, settings) -> str:
@@ -221,6 +238,11 @@ def _paired_table(entries, settings) -> str:
             auc = paired_difference(entries, setting.name, a, b, AUC_BEST)
             rows.append(f"| {setting.label} | {markdown(METHOD_LABELS[a])} − {markdown(METHOD_LABELS[b])} | "
                         f"{accuracy.text()} | {auc.text() if auc else '—'} |")
+        for a in PAIRS_AGAINST_SELECTED_BASE:
+            accuracy = paired_difference(entries, setting.name, a, "base", ACCURACY, b_key=BASE_SELECTED_KEY)
+            if accuracy is not None:
+                rows.append(f"| {setting.label} | {markdown(METHOD_LABELS[a])} (final) − Base (gold-free selected "
+                            f"epoch) | {accuracy.text()} | — |")
     return "\n".join(rows) if len(rows) > 2 else "No pair of methods has a common finished seed yet."
 
 
@@ -233,10 +255,11 @@ def _gates_section(gates: Sequence[gates_lib.Gate]) -> str:
     return "\n".join(lines)
 
 
-def _claims_section(claims: Sequence[PairedClaim]) -> str:
+def _claims_section(claims: Sequence[PairedClaim], caveat: str = "") -> str:
     lines = ["## The paper's claims, judged on paired 95% intervals", "",
              "HOLDS: the whole interval satisfies the claim; FAILS: none of it does; UNDECIDED: it "
              "straddles the bound (more seeds would decide); n=1: the single difference decides.", ""]
+    lines += [f"**{caveat}**", ""] if caveat else []
     for judged in claims:
         claim = judged.claim
         bound = f", margin {claim.margin:g}{claim.metric.unit}" if claim.margin else ""
@@ -249,11 +272,12 @@ def _claims_section(claims: Sequence[PairedClaim]) -> str:
     return "\n".join(lines)
 
 
-def _targets_section(rows: Sequence[dict]) -> str:
+def _targets_section(rows: Sequence[dict], caveat: str = "") -> str:
     lines = ["## The issue's targets at uniform 40% (from the paper's Tables 1 and 3)", "",
              f"The paper at uniform 40%: RMNW-Net {paper_accuracy('uniform40', 'rmnwnet')}, MW-Net\\* "
              f"{paper_accuracy('uniform40', 'mwnet')}, Base {paper_accuracy('uniform40', 'base')}; detection AUC "
              f"of RMNW-Net {paper_auc('uniform40', 'rmnwnet')}.", ""]
+    lines += [f"**{caveat}**", ""] if caveat else []
     lines += [f"- {markdown(r['statement'])}: **{r['verdict']}** — {markdown(r['value'])}" for r in rows]
     return "\n".join(lines)
 
@@ -296,12 +320,12 @@ def render_v3(entries: Sequence[Mapping], protocol: Protocol, *, command: str, g
         _pretrain_section(pretrain),
         _gates_section(gates),
         vnet_choice,
-        _targets_section(target_rows),
+        _targets_section(target_rows, mwnet_caveat(gates)),
         "## Test accuracy beside the paper's\n\nFinal = after the last epoch; best = picked on the test set "
         "(the paper's and the official code's number, flattering); selected = the epoch with the best "
         "meta-set accuracy (no clean labels needed). Mean ± std over seeds.\n\n" + _accuracy_table(entries, settings),
         "## Paired differences (same seed = same noisy labels, meta set and subset)\n\n" + _paired_table(entries, settings),
-        _claims_section(claims),
+        _claims_section(claims, mwnet_caveat(gates)),
         "## Detection and memorisation\n\nAUC of a \"this label is clean\" score over the whole un-augmented "
         "training set: the learned weight W, and Base's small-loss rule (−loss), which any weighting must "
         "beat to add value.\n\n" + _detection_table(entries, settings),

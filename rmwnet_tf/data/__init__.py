@@ -3,8 +3,8 @@
 Data flows one way, one module per step, and no module imports a later one:
 ``sources.load_source`` (pixels + the labels that came with them) ->
 ``noisy_split.prepare`` (the labels training sees, the meta split, normalisation) ->
-``pipelines.train_dataset`` / ``meta_dataset`` / ``test_dataset`` / ``train_eval_dataset``
-(batches).
+``pipelines.train_dataset`` / ``meta_dataset`` / ``test_dataset`` / ``train_eval_dataset`` /
+``heldout_eval_dataset`` (batches).
 
 Reproducibility: everything random is a pure function of a seed (numpy ``SeedSequence``
 streams in the noisy split, stateless TF ops keyed by (seed, stream, epoch or step) in the
@@ -39,6 +39,7 @@ from rmwnet_tf.data.pipelines import (
     augment_pad,
     epoch_order,
     gather_crop_flip,
+    heldout_eval_dataset,
     meta_dataset,
     meta_eval_dataset,
     normalize,
@@ -82,4 +83,5 @@ __all__ = [
     "meta_eval_dataset",
     "test_dataset",
     "train_eval_dataset",
+    "heldout_eval_dataset",
 ]

@@ -23,7 +23,7 @@ META_LABEL_KINDS = ("clean", "noisy", "none")
 
 # numpy streams of ``prepare`` (the noise module uses spawn keys 0 and 1, the synthetic
 # source 102).
-_SUBSET_STREAM, _META_STREAM, _PART_STREAM = 100, 101, 103
+_SUBSET_STREAM, _META_STREAM, _PART_STREAM, _FOLD_STREAM = 100, 101, 103, 104
 
 
 @dataclasses.dataclass(eq=False)
@@ -55,6 +55,8 @@ class NoisyData:
     noise_matrix: np.ndarray | None  # nominal [K,K] used for injection
     # A head-only run's frozen-backbone features: the classifier's input instead of the pixels.
     features: CachedFeatures | None = None
+    # Cross-fitting: the training fold left out (--holdout_folds), predicted once at the end.
+    heldout_indices: np.ndarray = dataclasses.field(default_factory=lambda: np.zeros(0, np.int64))
     # Device copies of these arrays, made once by the pipelines (pipelines.cached_tensor) and
     # shared by every pipeline built from this object; this module stays free of TensorFlow.
     device_copies: dict = dataclasses.field(default_factory=dict, init=False, repr=False)
@@ -104,6 +106,8 @@ def prepare(
     part: str = "all",
     part_seed: int = 0,
     clean_samples_only: bool = False,
+    holdout_folds: int = 0,
+    holdout_fold: int = 0,
 ) -> NoisyData:
     """Build the label table, the (optional) subset and the meta split.
 
@@ -119,6 +123,10 @@ def prepare(
     a trained on, e.g. a backbone pretrained on a and fine-tuned on b's noisy labels.
     ``clean_samples_only`` (the oracle) then drops the training samples whose given label is
     wrong, after the meta split, so it trains on the clean part of the same images.
+    ``holdout_folds`` splits the training set that remains into that many folds (`holdout_split`)
+    and trains on all but ``holdout_fold``, which becomes ``heldout_indices``: the runs of every
+    fold of one seed share the noise, the meta split and the folds, so together they predict
+    each training sample exactly once out of sample.
 
     Checked here: only what needs the data (sample and class counts; the noise rate against
     the class count, inside `noise.corrupt_labels`). The rules about the settings alone (meta
@@ -175,6 +183,10 @@ def prepare(
         if clean is None:
             raise ValueError("training on the clean samples only needs the clean labels")
         train = train[given[train] == clean[train]]
+    heldout = np.zeros(0, np.int64)
+    if holdout_folds:
+        folds = holdout_split(given[train], holdout_folds, _numpy_rng(seed, _FOLD_STREAM))
+        train, heldout = train[folds != holdout_fold], train[folds == holdout_fold]
 
     if meta_label_kind == "clean":
         meta_labels = clean[meta]
@@ -197,7 +209,18 @@ def prepare(
         mean=mean,
         std=std,
         noise_matrix=matrix,
+        heldout_indices=heldout,
     )
+
+
+def holdout_split(labels: np.ndarray, folds: int, rng) -> np.ndarray:
+    """The fold (0 .. folds - 1) of each sample: within each label a seeded permutation dealt
+    round-robin, so every fold holds each label's samples to within one."""
+    assignment = np.empty(len(labels), np.int64)
+    for label in np.unique(labels):
+        members = rng.permutation(np.flatnonzero(labels == label))
+        assignment[members] = np.arange(len(members)) % folds
+    return assignment
 
 
 def training_part(labels, part: str, part_seed: int) -> np.ndarray:

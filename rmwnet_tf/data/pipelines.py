@@ -264,6 +264,11 @@ def meta_eval_dataset(data: NoisyData, *, batch_size: int) -> tf.data.Dataset:
     return _eval_dataset(data, data.meta_indices, data.meta_labels, batch_size)
 
 
+def heldout_eval_dataset(data: NoisyData, *, batch_size: int) -> tf.data.Dataset:
+    """The training fold left out by --holdout_folds, with its given labels, not augmented."""
+    return _eval_dataset(data, data.heldout_indices, data.given_labels[data.heldout_indices], batch_size)
+
+
 def _eval_dataset(data: NoisyData, indices, labels, batch_size: int) -> tf.data.Dataset:
     lookup = _train_lookup(data)
 
