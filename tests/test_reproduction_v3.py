@@ -59,6 +59,14 @@ def test_g2_needs_memorisation_and_a_fall_of_five_points():
     assert gates.g2_memorisation({0: ok, 1: little_memorised}).passed is False
 
 
+def test_a_gate_asked_of_every_seed_fails_at_its_first_failing_seed_but_waits_to_pass():
+    memorised = history((2, {"test/accuracy": 0.60}), (30, {"test/accuracy": 0.40, "fit/noisy_memorised": 0.9}))
+    barely = history((2, {"test/accuracy": 0.60}), (30, {"test/accuracy": 0.58, "fit/noisy_memorised": 0.3}))
+    assert gates.g2_memorisation({0: memorised}).passed is None  # one seed of two: not yet
+    assert gates.g2_memorisation({0: barely}).passed is False  # one failing seed decides
+    assert gates.g2_memorisation({0: memorised, 1: memorised}).passed is True
+
+
 def test_g3_is_the_mean_paired_gap_to_the_oracle():
     base = {s: history((30, {"test/accuracy": 0.50})) for s in (0, 1)}
     oracle = {0: history((30, {"test/accuracy": 0.60})), 1: history((30, {"test/accuracy": 0.565}))}

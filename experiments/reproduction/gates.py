@@ -50,9 +50,11 @@ def _at_epoch(history: History, epoch: int) -> Mapping:
 
 
 def _verdict(checks: Sequence[bool], enough: bool) -> bool | None:
-    if not enough:
-        return None
-    return all(checks)
+    """A gate asked of every seed (or run) fails at its first failing one; it passes only once
+    enough of them are in and all hold."""
+    if not all(checks):
+        return False
+    return all(checks) if enough else None
 
 
 def g1_separation(base: Mapping[int, History], first_drop: int, *, seeds_needed: int = 2) -> Gate:
