@@ -25,12 +25,16 @@ CONSOLE_KEYS = ("train/loss", "test/accuracy", "detection/auc", "fit/noisy_memor
 NOT_SCALARS = ("epoch", "train_seconds", "wall_seconds", "images_per_second")
 
 
-def write_json(path: pathlib.Path, value) -> None:
+def write_text(path: pathlib.Path, text: str) -> None:
     """Write-then-rename, so an interrupted run never leaves half a file behind."""
     path = pathlib.Path(path)
     tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(value, indent=2, default=_json_default))
+    tmp.write_text(text)
     os.replace(tmp, path)
+
+
+def write_json(path: pathlib.Path, value) -> None:
+    write_text(path, json.dumps(value, indent=2, default=_json_default))
 
 
 def read_json(path: pathlib.Path):

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 import pathlib
 import re
 import shlex
@@ -17,6 +16,7 @@ from typing import Callable, Sequence
 from absl import logging
 
 from rmwnet_tf.config import Config
+from rmwnet_tf.outputs import write_text
 from experiments.reproduction.cells import (
     RunTally,
     StaleRunError,
@@ -123,7 +123,7 @@ def write_report_v3(protocol: Protocol, runs_dir, out_dir, *, seeds: Sequence[in
     pretrain = report_v3.pretrain_summary(protocol)
     plots = make_plots(entries, out_dir / "plots", settings)
     others = report_v3.other_reports(protocol.name, out_dir)
-    _write_text(json_path, json.dumps({
+    write_text(json_path, json.dumps({
         "protocol": protocol.name, "protocol_fields": protocol.config_fields(), "runs_dir": str(runs_dir),
         "command": command, "pretrain": pretrain, "entry_keys": ENTRY_KEYS_DOC, "entries": entries,
         "gates": [dataclasses.asdict(g) for g in gates], "targets": target_rows,
@@ -136,7 +136,7 @@ def write_report_v3(protocol: Protocol, runs_dir, out_dir, *, seeds: Sequence[in
         "idle_timings": idle, "paper": paper_json(),
         "other_reports": [{"protocol": name, "report": link} for name, link in others],
     }, indent=2) + "\n")
-    _write_text(report_path, report_v3.render_v3(
+    write_text(report_path, report_v3.render_v3(
         entries, protocol, command=command, gates=gates, claims=claims, target_rows=target_rows, plots=plots,
         settings=settings, seeds=seeds, pretrain=pretrain, cleaning=report_v3.cleaning_section(out_dir),
         vnet_choice=report_v3.vnet_choice_section(out_dir, protocol.name, protocol.vnet_lr), others=others))
@@ -186,14 +186,14 @@ def write_report(protocol: Protocol, runs_dir, out_dir, *, seeds: Sequence[int],
     cost = cost_rows(entries)
     plots = make_plots(entries, out_dir / "plots", SETTINGS)
     calibration = calibration_rows(calibration_runs, out_dir / "plots")
-    _write_text(json_path, json.dumps({
+    write_text(json_path, json.dumps({
         "protocol": protocol.config_fields(), "runs_dir": str(runs_dir), "command": command,
         "entries": entries, "claims": claims_as_json(claims), "targets": targets_as_json(targets),
         "sanity": {"claims": claims_as_json(sanity), "targets": targets_as_json(paper_targets)},
         "calibration_runs": list(calibration_runs), "calibration": calibration,
         "cost": cost, "paper": paper_json(),
     }, indent=2) + "\n")
-    _write_text(report_path, render_report(
+    write_text(report_path, render_report(
         entries, claims, cost, protocol, command=command, plots=plots,
         settings=SETTINGS, seeds=list(dict.fromkeys([*DEFAULT_SEEDS, *seeds])),
         variants=find_variants(out_dir), targets=targets, paper_targets=paper_targets, sanity=sanity,
@@ -240,13 +240,6 @@ def find_variants(out_dir) -> list[dict]:
             continue
         variants.append(variant)
     return variants
-
-
-def _write_text(path: pathlib.Path, text: str) -> None:
-    """Write-then-rename, so an interrupted write never leaves half a report."""
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
 
 
 def reproduce(*, settings: Sequence[Setting], methods: Sequence[str], seeds: Sequence[int], protocol: Protocol,
