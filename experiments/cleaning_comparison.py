@@ -15,8 +15,8 @@ uniform40/rmnwnet/seed0 and uniform40/base/seed0 cells. Detectors:
 - cleanlab out of sample (`--heldout_runs`, cleanlab's own recommendation): the Base runs of
   `--holdout_folds=F --holdout_fold=0..F-1` with the Base run's other settings each predict the
   fold they never trained on; together they give every training sample one out-of-sample
-  probability row. Their cost is reported in Base runs (summed training seconds over the Base
-  run's).
+  probability row. Their cost is reported in Base runs: their summed optimizer steps over the
+  Base run's (the same step cost; seconds would depend on what else the machine ran).
 
 For each: size, precision and recall of the flagged set, and precision at k for k = the number
 of truly mislabelled samples (the ranking's quality at the size that matters).
@@ -53,7 +53,7 @@ def load_run(folder) -> dict:
     return dict(index=index, probs=np.load(folder / "pred_probs.npy"), given=np.load(folder / "given_labels.npy"),
                 noisy=column("is_noisy", int).astype(bool), rank=column("suspicion_rank", int),
                 loss=column("loss", float), predicted=column("predicted_label", int),
-                train_seconds=results.get("train_seconds"), config=_read_json(folder / "config.json"))
+                steps=results.get("steps"), config=_read_json(folder / "config.json"))
 
 
 def _read_json(path: pathlib.Path) -> dict:
@@ -68,11 +68,11 @@ SAME_DRAW = ("dataset", "seed", "noise_type", "noise_rate", "train_size", "meta_
 
 def load_heldout(folders, base: dict) -> dict:
     """The fold runs' out-of-sample probabilities in the Base run's sample order, and their cost
-    in Base runs. Every training sample of the Base run must be predicted exactly once."""
+    in Base runs (optimizer steps). Every training sample of the Base run must be predicted exactly once."""
     rows = {int(i): position for position, i in enumerate(base["index"])}
     probs = np.full_like(base["probs"], np.nan)
     seen = np.zeros(len(rows), bool)
-    seconds = 0.0
+    steps = 0
     for folder in map(pathlib.Path, folders):
         config = _read_json(folder / "config.json")
         differ = [key for key in SAME_DRAW if config.get(key) != base["config"].get(key)]
@@ -84,10 +84,10 @@ def load_heldout(folders, base: dict) -> dict:
             raise ValueError(f"{folder}: its held-out fold is not a fresh part of {len(rows)} training samples of the "
                              "Base run (another seed, subset or fold?)")
         seen[positions], probs[positions] = True, fold_probs
-        seconds += json.loads((folder / "results.json").read_text())["train_seconds"]
+        steps += json.loads((folder / "results.json").read_text())["steps"]
     if not seen.all():
         raise ValueError(f"the held-out folds cover {seen.sum()} of the Base run's {len(seen)} training samples")
-    return dict(probs=probs, base_runs=seconds / base["train_seconds"], folds=len(folders))
+    return dict(probs=probs, base_runs=steps / base["steps"], folds=len(folders))
 
 
 def scores(flagged: np.ndarray, order: np.ndarray, noisy: np.ndarray) -> dict:

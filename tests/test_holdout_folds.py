@@ -70,21 +70,21 @@ def test_a_fold_run_writes_the_final_classifiers_probabilities_on_its_fold_only(
     assert probs.shape == (100, 10) and np.allclose(probs.sum(axis=1), 1.0, atol=1e-5)
 
 
-def _fold_folder(tmp_path, name, index, probs, seconds, **config):
+def _fold_folder(tmp_path, name, index, probs, steps, **config):
     folder = tmp_path / name
     folder.mkdir()
     np.save(folder / "heldout_index.npy", np.asarray(index))
     np.save(folder / "heldout_probs.npy", np.asarray(probs, np.float32))
-    (folder / "results.json").write_text(json.dumps({"train_seconds": seconds}))
+    (folder / "results.json").write_text(json.dumps({"steps": steps}))
     (folder / "config.json").write_text(json.dumps({"seed": 0, **config}))
     return folder
 
 
 def test_the_comparison_reassembles_the_folds_in_the_base_runs_order_with_their_cost(tmp_path):
-    base = dict(index=np.array([10, 11, 12, 13]), probs=np.zeros((4, 2), np.float32), train_seconds=100.0,
+    base = dict(index=np.array([10, 11, 12, 13]), probs=np.zeros((4, 2), np.float32), steps=100,
                 config={"seed": 0})
-    first = _fold_folder(tmp_path, "f0", [12, 10], [[0.1, 0.9], [0.2, 0.8]], 40.0)
-    second = _fold_folder(tmp_path, "f1", [13, 11], [[0.3, 0.7], [0.4, 0.6]], 35.0)
+    first = _fold_folder(tmp_path, "f0", [12, 10], [[0.1, 0.9], [0.2, 0.8]], 40)
+    second = _fold_folder(tmp_path, "f1", [13, 11], [[0.3, 0.7], [0.4, 0.6]], 35)
     heldout = cleaning_comparison.load_heldout([first, second], base)
     np.testing.assert_allclose(heldout["probs"], [[0.2, 0.8], [0.4, 0.6], [0.1, 0.9], [0.3, 0.7]])
     assert heldout["base_runs"] == pytest.approx(0.75) and heldout["folds"] == 2
@@ -92,7 +92,7 @@ def test_the_comparison_reassembles_the_folds_in_the_base_runs_order_with_their_
         cleaning_comparison.load_heldout([first], base)
     with pytest.raises(ValueError, match="not a fresh part"):
         cleaning_comparison.load_heldout([first, first], base)
-    other_seed = _fold_folder(tmp_path, "f2", [13, 11], [[0.3, 0.7], [0.4, 0.6]], 35.0, seed=1)
+    other_seed = _fold_folder(tmp_path, "f2", [13, 11], [[0.3, 0.7], [0.4, 0.6]], 35, seed=1)
     with pytest.raises(ValueError, match="not the Base run's draw \\(--seed differ\\)"):
         cleaning_comparison.load_heldout([first, other_seed], base)
 

@@ -10,7 +10,7 @@ split held out, schedule), each trained on the other folds and predicting fold j
 `<runs_dir>/<setting>/base_folds/seed<seed>/fold<j>/`, one at a time (an interrupted one resumes);
 then `experiments/cleaning_comparison.py` compares our RMNW-Net ranking, the small-loss rule,
 cleanlab on in-sample probabilities and cleanlab on these, and writes `<out_dir>/cleaning_v3.md`,
-which the protocol's report shows. Their cost is reported in Base runs.
+which the protocol's report shows. Their cost is reported in Base runs (optimizer steps).
 """
 
 from __future__ import annotations
