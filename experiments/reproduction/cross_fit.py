@@ -21,6 +21,8 @@ import subprocess
 import sys
 from typing import Callable, Sequence
 
+from absl import logging
+
 from experiments.reproduction.cells import inspect_cell
 from experiments.reproduction.protocol import PROTOCOL_DIRS, PROTOCOLS, SETTINGS_BY_NAME, Cell, cell_config
 from rmwnet_tf.config import Config
@@ -69,6 +71,7 @@ def main(argv: Sequence[str]) -> int:
     if unknown or name not in PROTOCOLS or not name.startswith("v3") or not seed.isdigit():
         print("error: expected --protocol=<a v3 protocol> and --seed=<non-negative integer>", file=sys.stderr)
         return 2
+    logging.set_verbosity(logging.INFO)  # train.run's epoch lines: progress on a half-hour job
     run_folds(fold_configs(name, int(seed)))
     return subprocess.run(comparison_command(name, int(seed))).returncode
 
