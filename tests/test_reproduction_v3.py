@@ -190,6 +190,17 @@ def test_a_method_is_also_paired_with_bases_gold_free_selected_epoch():
     assert len(rows) == 4
 
 
+def test_the_targets_end_with_what_a_user_has_without_gold_labels():
+    entries = [entry("uniform40", "rmnwnet", s, a) for s, a in ((0, 0.50), (1, 0.52), (2, 0.51))] + [
+        entry("uniform40", "gce", s, a) for s, a in ((0, 0.58), (1, 0.59), (2, 0.60))] + [
+        {**entry("uniform40", "base", s, 0.41), "selected/test/accuracy": chosen} for s, chosen in ((0, 0.48), (1, 0.49))]
+    gce, selected = report_v3.targets(entries)[-2:]
+    assert (gce["statement"], gce["verdict"]) == ("RMNW-Net > GCE (a robust loss at Base's cost)", FAILS)
+    assert gce["value"].startswith("-8.00 [") and gce["value"].endswith("(n=3: -8.00, -7.00, -9.00)")
+    assert selected["statement"] == "RMNW-Net > Base stopped at its gold-free selected epoch"
+    assert (selected["verdict"], selected["value"]) == (paired.UNDECIDED, "+2.50 [-3.85, +8.85] (n=2: +2.00, +3.00)")
+
+
 @pytest.mark.parametrize("relation, values, margin, expected", [
     ("greater", [1.0, 1.2, 1.4], 0.0, HOLDS),
     ("greater", [-1.0, -1.2, -1.4], 0.0, FAILS),
