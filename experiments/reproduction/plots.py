@@ -124,7 +124,7 @@ def make_plots(entries: Sequence[dict], plots_dir, settings: Sequence[Setting] =
 
 def _accuracy_figure(setting: Setting, histories: dict[str, list], drops: Sequence[int]):
     """Test accuracy at every evaluation, mean over each method's finished seeds; lr drops dotted."""
-    figure = figures.new_figure((720, 420))
+    figure = figures.new_figure((900, 420))
     axes = figure.add_subplot()
     for method in PLOTTED_METHODS:
         curve = _mean_curve(histories[method], "test/accuracy")
@@ -138,7 +138,7 @@ def _accuracy_figure(setting: Setting, histories: dict[str, list], drops: Sequen
     _mark_drops(axes, drops)
     axes.set(title=f"Test accuracy during training, {setting.label}", xlabel="epoch", ylabel="test accuracy (%)")
     axes.grid(alpha=0.3)
-    axes.legend(loc="best", fontsize=8)
+    axes.legend(loc="center left", bbox_to_anchor=(1.01, 0.5), fontsize=8)  # beside the curves, never on them
     figure.tight_layout()
     return figure
 
