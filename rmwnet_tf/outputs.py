@@ -16,6 +16,7 @@ import numpy as np
 import tensorflow as tf
 
 from rmwnet_tf.errors import UserError
+from rmwnet_tf.files import write_text
 from rmwnet_tf.metrics import suspicion_ranks
 from rmwnet_tf import figures
 
@@ -25,15 +26,8 @@ CONSOLE_KEYS = ("train/loss", "test/accuracy", "detection/auc", "fit/noisy_memor
 NOT_SCALARS = ("epoch", "train_seconds", "wall_seconds", "images_per_second")
 
 
-def write_text(path: pathlib.Path, text: str) -> None:
-    """Write-then-rename, so an interrupted run never leaves half a file behind."""
-    path = pathlib.Path(path)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
 def write_json(path: pathlib.Path, value) -> None:
+    """Write-then-rename, so an interrupted run never leaves half a file behind."""
     write_text(path, json.dumps(value, indent=2, default=_json_default))
 
 

@@ -16,7 +16,7 @@ from typing import Callable, Sequence
 from absl import logging
 
 from rmwnet_tf.config import Config
-from rmwnet_tf.outputs import write_text
+from rmwnet_tf.files import write_text
 from experiments.reproduction.cells import (
     RunTally,
     StaleRunError,

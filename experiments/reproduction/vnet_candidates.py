@@ -30,7 +30,7 @@ from typing import Callable, Mapping, Sequence
 
 from experiments.reproduction import gates
 from experiments.reproduction.protocol import PROTOCOL_DIRS, PROTOCOLS
-from rmwnet_tf.outputs import write_text  # write-then-rename
+from rmwnet_tf.files import write_text  # write-then-rename
 
 CANDIDATE_LRS = (1e-3, 3e-3, 1e-2)
 METHODS = gates.G4_METHODS
