@@ -84,7 +84,7 @@ def load_heldout(folders, base: dict) -> dict:
             raise ValueError(f"{folder}: its held-out fold is not a fresh part of {len(rows)} training samples of the "
                              "Base run (another seed, subset or fold?)")
         seen[positions], probs[positions] = True, fold_probs
-        steps += json.loads((folder / "results.json").read_text())["steps"]
+        steps += _read_json(folder / "results.json")["steps"]
     if not seen.all():
         raise ValueError(f"the held-out folds cover {seen.sum()} of the Base run's {len(seen)} training samples")
     return dict(probs=probs, base_runs=steps / base["steps"], folds=len(folders))
