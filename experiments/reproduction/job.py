@@ -52,7 +52,7 @@ from experiments.reproduction.protocol import (
     grid,
     pretrain_config,
 )
-from experiments.reproduction import report_v3
+from experiments.reproduction import cheap_steps, report_v3
 from experiments.reproduction.report import paper_json, render_report
 
 
@@ -123,6 +123,7 @@ def write_report_v3(protocol: Protocol, runs_dir, out_dir, *, seeds: Sequence[in
     pretrain = report_v3.pretrain_summary(protocol)
     plots = make_plots(entries, out_dir / "plots", settings)
     others = report_v3.other_reports(protocol.name, out_dir)
+    cheap = cheap_steps.find_cheap_variants(out_dir, protocol.name, protocol.config_fields())
     write_text(json_path, json.dumps({
         "protocol": protocol.name, "protocol_fields": protocol.config_fields(), "runs_dir": str(runs_dir),
         "command": command, "pretrain": pretrain, "entry_keys": ENTRY_KEYS_DOC, "entries": entries,
@@ -134,12 +135,14 @@ def write_report_v3(protocol: Protocol, runs_dir, out_dir, *, seeds: Sequence[in
                                                                "per_seed": dict(d.per_seed)}}
                         for st, a, b, d, v in c.comparisons]} for c in claims],
         "idle_timings": idle, "paper": paper_json(),
+        "cheap_steps": cheap_steps.as_json(entries, cheap, settings),
         "other_reports": [{"protocol": name, "report": link} for name, link in others],
     }, indent=2) + "\n")
     write_text(report_path, report_v3.render_v3(
         entries, protocol, command=command, gates=gates, claims=claims, target_rows=target_rows, plots=plots,
         settings=settings, seeds=seeds, pretrain=pretrain, cleaning=report_v3.cleaning_section(out_dir),
-        vnet_choice=report_v3.vnet_choice_section(out_dir, protocol.name, protocol.vnet_lr), others=others))
+        vnet_choice=report_v3.vnet_choice_section(out_dir, protocol.name, protocol.vnet_lr), others=others,
+        cheap_steps=cheap_steps.section(entries, cheap, settings)))
     return Outcome(None, json_path, report_path, entries, [])
 
 

@@ -322,7 +322,8 @@ def _progress(entries, settings, seeds) -> str:
 
 def render_v3(entries: Sequence[Mapping], protocol: Protocol, *, command: str, gates, claims, target_rows,
               plots, settings: Sequence[Setting], seeds: Sequence[int], pretrain: dict | None,
-              cleaning: str = "", vnet_choice: str = "", others: Sequence[tuple[str, str]] = ()) -> str:
+              cleaning: str = "", vnet_choice: str = "", others: Sequence[tuple[str, str]] = (),
+              cheap_steps: str = "") -> str:
     sections = [
         f"# Reproduction, protocol {protocol.name}: fine-tuning a pretrained classifier on noisy labels\n\n"
         "Ghosh & Lan (WACV 2021), CIFAR-10 (JPEG copy), reduced to 2 CPU cores in the regime where the "
@@ -342,6 +343,7 @@ def render_v3(entries: Sequence[Mapping], protocol: Protocol, *, command: str, g
         "training set: the learned weight W, and Base's small-loss rule (−loss), which any weighting must "
         "beat to add value.\n\n" + _detection_table(entries, settings),
         cleaning,
+        cheap_steps,
         _plots_section(plots, settings),
         _report_protocol(protocol, command),
         "## Other protocols\n\n" + "\n".join(f"- [{name}]({link})" for name, link in others),
