@@ -102,3 +102,11 @@ def test_a_cheap_variant_run_by_reproduce_appears_in_the_main_report(tmp_path):
     row = next(line for line in text.splitlines() if line.startswith("| uniform 40% | `meta_step=head`"))
     assert row.startswith("| uniform 40% | `meta_step=head` ([report](v3_cheap_head/REPRODUCTION.md)) | +0.00 [+0.00, +0.00]")
     assert row.endswith("| — |")
+
+
+def test_a_report_names_what_its_protocol_changed_against_the_protocol_it_is_a_variant_of():
+    from experiments.reproduction.report import _report_protocol
+
+    assert "differs from" not in _report_protocol(rep.PROTOCOL_V3, "cmd")
+    text = _report_protocol(rep.PROTOCOL_V3.replace(meta_step="head"), "cmd")
+    assert "**This report's protocol differs from `PROTOCOLS['v3']`:** `meta_step`: `head`." in text

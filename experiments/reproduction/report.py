@@ -20,6 +20,7 @@ from experiments.reproduction.protocol import (
     METHOD_LABELS,
     METHOD_ORDER,
     PROTOCOL,
+    PROTOCOLS,
     RATIONALES,
     RATIONALE_V2_1,
     SETTINGS,
@@ -450,9 +451,11 @@ def _report_protocol(protocol: Protocol, command: str) -> str:
              if protocol.dataset == "synthetic" or not key.startswith("synthetic_")}
     rows = [f"| `{key}` | {_code(value)} |" for key, value in shown.items()]
     rows.append(f"| Base holds the meta set out (`hold_out_meta`) | {_code(protocol.base_holds_out_meta)} |")
-    changed = {key: value for key, value in shown.items() if getattr(PROTOCOL, key) != value}
+    # Against the protocol it names (v3's report is not a v2.1 variant); a variant says what it changed.
+    registered = PROTOCOLS.get(protocol.name, PROTOCOL)
+    changed = {key: value for key, value in shown.items() if registered.config.get(key) != value}
     note = ("" if not changed else
-            "\n\n**This report's protocol differs from `PROTOCOL`:** "
+            f"\n\n**This report's protocol differs from `PROTOCOLS[{protocol.name!r}]`:** "
             + ", ".join(f"`{k}`: {_code(v)}" for k, v in changed.items()) + ".")
     return "\n".join([
         "## Protocol",
