@@ -187,7 +187,15 @@ def test_a_method_is_also_paired_with_bases_gold_free_selected_epoch():
     rows = report_v3._paired_table(entries, [rep.SETTINGS_BY_NAME["uniform40"]]).splitlines()
     assert rows[2].startswith("| uniform 40% | RMNW-Net − Base | +19.50")
     assert rows[3].startswith("| uniform 40% | RMNW-Net (final) − Base (gold-free selected epoch) | +2.50")
-    assert len(rows) == 4
+    assert len(rows) == 4  # RMNW-Net has no selected epoch here: no selected-vs-selected row
+
+
+def test_both_stopped_at_their_gold_free_selected_epoch_is_a_pair_of_its_own():
+    entries = [{**entry("uniform40", m, s, 0.5), "selected/test/accuracy": chosen}
+               for m, s, chosen in (("rmnwnet", 0, 0.585), ("rmnwnet", 1, 0.60), ("base", 0, 0.58), ("base", 1, 0.59))]
+    rows = report_v3._paired_table(entries, [rep.SETTINGS_BY_NAME["uniform40"]]).splitlines()
+    assert rows[-1] == ("| uniform 40% | RMNW-Net − Base, each at its gold-free selected epoch | "
+                        "+0.75 [-2.43, +3.93] (n=2: +0.50, +1.00) | — |")
 
 
 def test_the_targets_end_with_what_a_user_has_without_gold_labels():

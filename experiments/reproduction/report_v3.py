@@ -38,6 +38,9 @@ MEMORISED = Metric("final/fit/noisy_memorised", "wrong labels memorised at the e
 # accuracy (gold-free early stopping), which at v3 recovers most of what memorisation costs Base.
 BASE_SELECTED_KEY = "selected/test/accuracy"
 PAIRS_AGAINST_SELECTED_BASE = ("rmnwnet", "mwnet", "mnwnet", "gce")
+# Both sides stopped at their own gold-free selected epoch: the pipeline a user without gold labels
+# would run with either method (does the method still add anything once Base is stopped early?).
+SELECTED = Metric(BASE_SELECTED_KEY, "test accuracy at the gold-free selected epoch", 100.0, 2, " points")
 # Links to the earlier protocols' reports (relative to the results folder).
 # Every protocol's report, from the repository root; each report links the others relative to itself.
 REPORTS = (
@@ -255,6 +258,11 @@ def _paired_table(entries, settings) -> str:
             if accuracy is not None:
                 rows.append(f"| {setting.label} | {markdown(METHOD_LABELS[a])} (final) − Base (gold-free selected "
                             f"epoch) | {accuracy.text()} | — |")
+        for a in PAIRS_AGAINST_SELECTED_BASE:
+            selected = paired_difference(entries, setting.name, a, "base", SELECTED)
+            if selected is not None:
+                rows.append(f"| {setting.label} | {markdown(METHOD_LABELS[a])} − Base, each at its gold-free "
+                            f"selected epoch | {selected.text()} | — |")
     return "\n".join(rows) if len(rows) > 2 else "No pair of methods has a common finished seed yet."
 
 
