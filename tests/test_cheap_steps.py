@@ -77,6 +77,8 @@ def test_only_variants_differing_in_the_meta_step_alone_are_cheap_steps(tmp_path
     write_report(tmp_path / "c_other_lr", "v3", {**fields, "meta_step": "head", "vnet_lr": 0.01})
     write_report(tmp_path / "d_other_protocol", "v3.2", {**fields, "meta_step": "head"})
     write_report(tmp_path / "e_same", "v3", fields)
+    (tmp_path / "g_v2_format").mkdir()
+    (tmp_path / "g_v2_format" / "reproduction.json").write_text(json.dumps({"protocol": fields, "entries": []}))
     (tmp_path / "f_broken").mkdir()
     (tmp_path / "f_broken" / "reproduction.json").write_text("{not json")
     found = cheap_steps.find_cheap_variants(tmp_path, "v3", fields)

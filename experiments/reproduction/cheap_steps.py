@@ -59,11 +59,15 @@ def find_cheap_variants(results_dir, protocol_name: str, protocol_fields: Mappin
     for path in sorted(pathlib.Path(results_dir).glob("*/reproduction.json")):
         try:
             saved = json.loads(path.read_text())
-            name, fields, entries = saved["protocol"], saved["protocol_fields"], saved["entries"]
-        except (OSError, ValueError, KeyError, TypeError) as error:
+        except (OSError, ValueError) as error:
             logging.warning("skipping report %s: %s", path, error)
             continue
-        if name != protocol_name or not isinstance(fields, dict):
+        # Another protocol's report (v2.1's names its protocol by a dict of fields) is not a variant.
+        if not isinstance(saved, dict) or saved.get("protocol") != protocol_name:
+            continue
+        fields, entries = saved.get("protocol_fields"), saved.get("entries")
+        if not isinstance(fields, dict) or not isinstance(entries, list):
+            logging.warning("skipping report %s: no protocol_fields or entries", path)
             continue
         changed = {key for key in set(fields) | set(protocol_fields) if fields.get(key) != protocol_fields.get(key)}
         if changed and changed <= set(CHEAP_FIELDS):
