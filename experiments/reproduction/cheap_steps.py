@@ -106,6 +106,13 @@ def compare(exact_entries: Sequence[Mapping], variant: CheapVariant, setting: st
     return CheapComparison(setting, variant.label, differences)
 
 
+def comparisons(exact_entries: Sequence[Mapping], variants: Sequence[CheapVariant],
+                settings: Sequence) -> list[tuple[CheapVariant, CheapComparison]]:
+    """Every (variant, comparison) with a seed in common with the grid, setting by setting."""
+    found = [(variant, compare(exact_entries, variant, setting.name)) for setting in settings for variant in variants]
+    return [(variant, comparison) for variant, comparison in found if comparison is not None]
+
+
 def _text(difference: PairedDifference | None) -> str:
     return "—" if difference is None else difference.text()
 
@@ -118,16 +125,13 @@ def section(exact_entries: Sequence[Mapping], variants: Sequence[CheapVariant], 
              f"mean final detection AUC within {AUC_BAR:g} of the exact step's on the same seeds. Seconds per "
              "step are the runs' own training time, taken beside other work: a cost hint, not a benchmark "
              "(BUILD_NOTES.md has the idle step benchmark)."]
+    labels = {setting.name: setting.label for setting in settings}
     rows = []
-    for setting in settings:
-        for variant in variants:
-            found = compare(exact_entries, variant, setting.name)
-            if found is None:
-                continue
-            verdict = {True: "yes", False: "**no**", None: "—"}[found.within_bar]
-            cells = " | ".join(_text(found.differences[m.key]) for m in COMPARED)
-            rows.append(f"| {setting.label} | `{found.label}` ([report]({variant.folder}/REPRODUCTION.md)) | "
-                        f"{cells} | {verdict} |")
+    for variant, found in comparisons(exact_entries, variants, settings):
+        verdict = {True: "yes", False: "**no**", None: "—"}[found.within_bar]
+        cells = " | ".join(_text(found.differences[m.key]) for m in COMPARED)
+        rows.append(f"| {labels[found.setting]} | `{found.label}` ([report]({variant.folder}/REPRODUCTION.md)) | "
+                    f"{cells} | {verdict} |")
     if not rows:
         return "\n".join(lines + ["", "No cheap-step variant has a seed in common with the grid yet."])
     header = " | ".join(f"Δ {m.name}" for m in COMPARED)
@@ -137,15 +141,8 @@ def section(exact_entries: Sequence[Mapping], variants: Sequence[CheapVariant], 
 
 def as_json(exact_entries: Sequence[Mapping], variants: Sequence[CheapVariant], settings: Sequence) -> list[dict]:
     """The section's numbers for reproduction.json."""
-    rows = []
-    for setting in settings:
-        for variant in variants:
-            found = compare(exact_entries, variant, setting.name)
-            if found is None:
-                continue
-            rows.append({"setting": setting.name, "meta_step": found.label, "report": variant.folder,
-                         "within_bar": found.within_bar, "differences": {
-                             key: None if d is None else {"mean": d.mean, "low": d.low, "high": d.high,
-                                                          "per_seed": dict(d.per_seed)}
-                             for key, d in found.differences.items()}})
-    return rows
+    return [{"setting": found.setting, "meta_step": found.label, "report": variant.folder,
+             "within_bar": found.within_bar, "differences": {
+                 key: None if d is None else {"mean": d.mean, "low": d.low, "high": d.high, "per_seed": dict(d.per_seed)}
+                 for key, d in found.differences.items()}}
+            for variant, found in comparisons(exact_entries, variants, settings)]
