@@ -30,6 +30,7 @@ from experiments.reproduction.claims import ACCURACY, AUC_BEST, AUC_FINAL, Metri
 from experiments.reproduction.paired import PairedDifference, paired_difference
 
 CHEAP_FIELDS = ("meta_step", "meta_every")
+EXACT_STEP = {"meta_step": "exact", "meta_every": 1}  # the grid's values of CHEAP_FIELDS (Config's defaults)
 ACCURACY_BAR_POINTS = 1.0
 AUC_BAR = 0.02
 METHOD = "rmnwnet"
@@ -48,7 +49,7 @@ class CheapVariant:
 def mode_label(fields: Mapping) -> str:
     """How a variant computes its meta step, e.g. "meta_step=head" or "meta_every=4"."""
     parts = [f"{name}={fields[name]}" for name in CHEAP_FIELDS
-             if name in fields and fields[name] != {"meta_step": "exact", "meta_every": 1}[name]]
+             if name in fields and fields[name] != EXACT_STEP[name]]
     return ", ".join(parts) or "exact"
 
 
