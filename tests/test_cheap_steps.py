@@ -51,6 +51,7 @@ def test_no_common_seed_no_row():
     assert cheap_steps.compare(EXACT, variant(cell("rmnwnet", 0, 0.5, 0.8, setting="uniform60")), "uniform40") is None
     text = cheap_steps.section(EXACT, [variant(cell("rmnwnet", 4, 0.5, 0.8))], [U40])
     assert text.endswith("No cheap-step variant has a seed in common with the grid yet.")
+    assert cheap_steps.section(EXACT, [], [U40]) == ""
 
 
 def test_the_section_has_one_row_per_variant_and_setting_with_its_verdict():

@@ -457,6 +457,19 @@ def parse(script, argv):
     return values
 
 
+@pytest.mark.parametrize("protocol_name", ["v2.1", "v3", "v3.1"])
+def test_every_command_a_report_shows_parses_and_reruns_that_reports_protocol(protocol_name):
+    from experiments.reproduction.report import canonical_commands
+
+    script = load_script()
+    commands = [line for line in canonical_commands(protocol_name) if not line.startswith("#")]
+    assert len(commands) == (5 if protocol_name == "v2.1" else 4)
+    for command in commands:
+        program, *argv = command.split()[1:]
+        assert program == "scripts/reproduce.py"
+        assert parse(script, argv).protocol == protocol_name, command
+
+
 def test_missing_cifar_copy_is_reported_before_any_work(tmp_path, capsys):
     script = load_script()
     argv = [f"--data_dir={tmp_path / 'nowhere'}", f"--runs_dir={tmp_path / 'runs'}", f"--out_dir={tmp_path / 'out'}"]

@@ -119,7 +119,10 @@ def _text(difference: PairedDifference | None) -> str:
 
 
 def section(exact_entries: Sequence[Mapping], variants: Sequence[CheapVariant], settings: Sequence) -> str:
-    """The report's *Cheap meta steps* section: one row per variant and setting with a common seed."""
+    """The report's *Cheap meta steps* section: one row per variant and setting with a common seed;
+    nothing at all for a protocol no cheap step was run under (v3.1's report has no such section)."""
+    if not variants:
+        return ""
     lines = ["## Cheap meta steps, re-judged in this regime (issue 14's bar)", "",
              f"RMNW-Net with a cheaper meta-gradient minus the exact step, paired by seed (mean [95% interval] "
              f"(per seed)). The bar (issue 14): mean final test accuracy within {ACCURACY_BAR_POINTS:g} point and "

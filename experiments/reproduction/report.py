@@ -396,20 +396,29 @@ VARIANT_NOTES = {
 
 
 # ------------------------------------------------------------------------------------ report
-def canonical_commands() -> list[str]:
-    return [
+def canonical_commands(protocol_name: str = PROTOCOL.name) -> list[str]:
+    """The commands that rerun this report's grid. Every one names the protocol unless it is the
+    flag's default (v2.1), so a command copied from v3's report never runs v2.1's grid."""
+    reproduce = "python scripts/reproduce.py" + ("" if protocol_name == PROTOCOL.name
+                                                 else f" --protocol={protocol_name}")
+    commands = [
         "# once: the CIFAR-10 JPEG copy unpacked into data/cifar10/{train,test}/<class>/ "
         "(README.md, *Training on CIFAR*)",
         "# the whole grid; rerun the same command to continue after an interruption",
-        "python scripts/reproduce.py",
+        reproduce,
         "# or a few cells per sitting (uniform 40% first), then again later",
-        "python scripts/reproduce.py --max_cells=4",
+        f"{reproduce} --max_cells=4",
         "# rebuild this report from the runs on disk, without training",
-        "python scripts/reproduce.py --report_only",
-        "# ... with the calibration section: Base run folders, comma-separated (kept for later rebuilds)",
-        "python scripts/reproduce.py --report_only --calibration_runs=runs/calibration/a,runs/calibration/b",
+        f"{reproduce} --report_only",
+    ]
+    if protocol_name == PROTOCOL.name:  # only v2.1's report draws the calibration runs
+        commands += [
+            "# ... with the calibration section: Base run folders, comma-separated (kept for later rebuilds)",
+            f"{reproduce} --report_only --calibration_runs=runs/calibration/a,runs/calibration/b",
+        ]
+    return commands + [
         "# with internet instead of the JPEG copy (tensorflow-datasets; other runs folder)",
-        "python scripts/reproduce.py --dataset=cifar10 --runs_dir=runs/reproduction_tfds",
+        f"{reproduce} --dataset=cifar10 --runs_dir=runs/reproduction_tfds",
     ]
 
 
@@ -475,7 +484,7 @@ def _report_protocol(protocol: Protocol, command: str) -> str:
         "### Commands",
         "",
         "```sh",
-        *canonical_commands(),
+        *canonical_commands(protocol.name),
         "```",
         "",
         "This report was built by:",
