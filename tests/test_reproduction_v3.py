@@ -94,6 +94,36 @@ def test_g4_every_seed_of_both_methods_at_the_first_drop_with_one_that_rose_firs
     assert gates.g4_travel({"rmnwnet": {0: rose}}, first_drop=10).passed is None
 
 
+def test_the_turn_is_the_first_evaluation_at_which_w_falls_as_g4_asks():
+    late = history((2, {"weights/loss_spearman": 1.0}), (4, {"weights/loss_spearman": -0.89}),
+                   (6, {}), (8, {"weights/loss_spearman": -0.9}), (10, {"weights/loss_spearman": -1.0}))
+    assert gates.first_turn(late) == 8
+    assert gates.first_turn(history((2, {"weights/loss_spearman": 0.3}))) is None
+    assert gates.first_turn(history((2, {}))) is None
+
+
+def test_the_travel_table_reads_g4s_statistics_for_every_meta_cell_of_every_setting(monkeypatch):
+    settings = [rep.SETTINGS_BY_NAME["uniform40"], rep.SETTINGS_BY_NAME["uniform60"]]
+    slow = history((2, {"weights/loss_spearman": 1.0}), (8, {"weights/loss_spearman": -0.99}),
+                   (10, {"weights/loss_spearman": -1.0, "weights/noisy_mean": 0.41, "weights/clean_mean": 0.5}))
+    runs = {"uniform40": {"rmnwnet": {1: meta_run(-0.5, -0.95, 0.3, 0.6), 0: meta_run(+0.5, -0.92, 0.35, 0.6)},
+                          "base": {0: history((2, {}))}},
+            "uniform60": {"mnwnet": {0: meta_run(+0.8, +0.7, 0.6, 0.5), 2: history((2, {"weights/loss_spearman": 1.0}))},
+                          "rmnwnet": {0: slow}}}
+    monkeypatch.setattr(report_v3, "histories", lambda entries, setting: runs[setting])
+    lines = report_v3._travel_table([], settings, first_drop=10).splitlines()
+    assert lines[0] == "## How far the weighting net travelled by the first lr drop, every setting"
+    assert lines[-4:] == [
+        "| uniform 40% | RMNW-Net | 0 | rose with the loss | epoch 10 | -0.920 | 0.583 | yes |",
+        "| uniform 40% | RMNW-Net | 1 | fell with the loss | epoch 10 | -0.950 | 0.500 | yes |",
+        "| uniform 60% | MNW-Net | 0 | rose with the loss | never | +0.700 | 1.200 | no |",
+        "| uniform 60% | RMNW-Net | 0 | rose with the loss | epoch 8 | -1.000 | 0.820 | no |",
+    ]  # Base has no W; a cell not yet evaluated at the first drop (uniform 60% MNW-Net seed 2) is left out
+    assert lines[-5].startswith("|---")
+    monkeypatch.setattr(report_v3, "histories", lambda entries, setting: {})
+    assert report_v3._travel_table([], settings, first_drop=10) == ""
+
+
 def test_g5_looks_at_every_evaluation_and_g6_at_idle_timings():
     steady = history(*[(e, {"weights/mean": 0.5, "weights/ess_fraction": 0.8}) for e in (2, 4, 6)])
     collapsed = history((2, {"weights/mean": 0.5, "weights/ess_fraction": 0.8}),
@@ -356,6 +386,7 @@ def test_the_v3_tries_keep_the_budget_and_the_paper_vnet_lr_while_the_grid_uses_
         ("v3", "v3.1", "v3.2", "v3.3"), 3000)
     v33 = rep.PROTOCOLS["v3.3"]
     assert (v33.train_size, v33.epochs, v33.lr_boundaries, v33.eval_every) == (21000, 15, "5,6", 1)
+    assert (rep.PROTOCOLS["v3"].first_drop, v33.first_drop) == (10, 5)
     assert [rep.PROTOCOLS[n].vnet_lr for n in ("v3", "v3.1", "v3.2", "v3.3")] == [3e-3, 1e-3, 1e-3, 1e-3]
     assert rep.PROTOCOL_DIRS["v3.3"] == ("results/runs_v3_3", "results/v3_3")
 

@@ -110,6 +110,12 @@ def first_evaluation_rose(history: History) -> bool | None:
     return None if not values else values[0][1] > 0
 
 
+def first_turn(history: History) -> int | None:
+    """The epoch of the first evaluation at which W falls with the loss as G4 asks (Spearman ≤
+    G4_SPEARMAN); None if it never does."""
+    return next((epoch for epoch, rho in _evaluated(history, "weights/loss_spearman") if rho <= G4_SPEARMAN), None)
+
+
 def travel_at(history: History, epoch: int) -> tuple[float, float] | None:
     """(Spearman(W, loss), W noisy mean / W clean mean) at `epoch`'s evaluation; None before it."""
     row = _at_epoch(history, epoch)

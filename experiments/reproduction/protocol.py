@@ -44,6 +44,11 @@ class Protocol:
     def config_fields(self) -> dict:
         return dict(self.config)
 
+    @property
+    def first_drop(self) -> int:
+        """The epoch after which the lr first drops: where G4 judges how far W has travelled."""
+        return int(self.lr_boundaries.split(",")[0])
+
     def replace(self, **changes) -> "Protocol":
         own = {key: changes.pop(key) for key in PROTOCOL_ONLY if key in changes}
         return dataclasses.replace(self, config={**self.config, **changes}, **own)

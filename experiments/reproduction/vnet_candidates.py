@@ -49,7 +49,7 @@ def use_protocol(name: str) -> None:
 
 
 def first_drop() -> int:
-    return int(PROTOCOLS[PROTOCOL_NAME].lr_boundaries.split(",")[0])
+    return PROTOCOLS[PROTOCOL_NAME].first_drop
 
 
 @dataclasses.dataclass
