@@ -124,6 +124,26 @@ def test_the_travel_table_reads_g4s_statistics_for_every_meta_cell_of_every_sett
     assert report_v3._travel_table([], settings, first_drop=10) == ""
 
 
+def test_step_1_says_where_the_oracle_ends_against_the_classifier_every_cell_starts_from():
+    settings = [rep.SETTINGS_BY_NAME["uniform40"], rep.SETTINGS_BY_NAME["uniform60"]]
+    pretrain = {"model_dir": "runs/pretrain", "final/test/accuracy": 0.66, "epochs": 15}
+
+    def oracle(setting, seed, accuracy, status="done"):
+        return {"setting": setting, "method": "oracle", "seed": seed, "status": status,
+                "final/test/accuracy": accuracy}
+
+    entries = [oracle("uniform40", 0, 0.62), oracle("uniform40", 1, 0.63), oracle("uniform40", 2, None, "not run"),
+               {"setting": "uniform40", "method": "base", "seed": 0, "status": "done", "final/test/accuracy": 0.9}]
+    text = report_v3._pretrain_section(pretrain, entries, settings)
+    assert ("The oracle (fine-tuned on the clean samples only) ends at 62.50% at uniform 40% (2 seeds, -3.50 "
+            "points) against this starting point. Fine-tuning at this protocol's lr without augmentation costs "
+            "accuracy even on clean labels") in text
+    above = report_v3._pretrain_section(pretrain, entries + [oracle("uniform60", 0, 0.70)], settings)
+    assert "uniform 60% (1 seed, +4.00 points) against this starting point." in above
+    assert "costs accuracy" not in above  # said only when the oracle ends below the start everywhere
+    assert "oracle" not in report_v3._pretrain_section(pretrain, entries[-1:], settings)
+
+
 def test_g5_looks_at_every_evaluation_and_g6_at_idle_timings():
     steady = history(*[(e, {"weights/mean": 0.5, "weights/ess_fraction": 0.8}) for e in (2, 4, 6)])
     collapsed = history((2, {"weights/mean": 0.5, "weights/ess_fraction": 0.8}),
