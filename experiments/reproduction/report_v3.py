@@ -22,6 +22,7 @@ from experiments.reproduction.paired import verdict as paired_verdict
 from experiments.reproduction.plots import run_history
 from experiments.reproduction.protocol import (
     METHOD_LABELS,
+    META_METHODS,
     METHOD_ORDER,
     REFERENCE_METHODS,
     Protocol,
@@ -238,9 +239,6 @@ def _detection_table(entries, settings) -> str:
     return "\n".join(rows)
 
 
-TRAVEL_METHODS = ("mwnet", "mnwnet", "rmnwnet")
-
-
 def _travel_table(entries, settings, first_drop: int) -> str:
     """How far each meta cell's W travelled by the first lr drop, in every setting the grid has run:
     G4's statistics read per run (a gate at uniform 40% only; elsewhere they explain a result)."""
@@ -249,7 +247,7 @@ def _travel_table(entries, settings, first_drop: int) -> str:
             f"{first_drop} | G4's bar met |", "|---|---|---|---|---|---|---|---|"]
     for setting in settings:
         runs = histories(entries, setting.name)
-        for method in TRAVEL_METHODS:
+        for method in META_METHODS:
             for seed, history in sorted(runs.get(method, {}).items()):
                 start, at_drop = gates_lib.first_evaluation_rose(history), gates_lib.travel_at(history, first_drop)
                 if start is None or at_drop is None:
@@ -338,8 +336,7 @@ def _oracle_against_start(entries, settings, start: float) -> str:
     cell starts from: what fine-tuning in this protocol costs or gains before any noise is involved."""
     found = []  # (setting label, seeds, mean final accuracy)
     for setting in settings:
-        finals = [e["final/test/accuracy"] for e in entries if e["setting"] == setting.name and
-                  e["method"] == "oracle" and e["status"] == "done" and e.get("final/test/accuracy") is not None]
+        finals = list(values_by_seed(entries, setting.name, "oracle", ACCURACY.key).values())
         if finals:
             found.append((setting.label, len(finals), sum(finals) / len(finals)))
     if not found:
