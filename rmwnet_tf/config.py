@@ -46,6 +46,9 @@ class Config:
     synthetic_train_size: int = _field(4000, "For dataset=synthetic: number of training images.")
     synthetic_test_size: int = _field(1000, "For dataset=synthetic: number of test images.")
     train_size: int = _field(0, "Use a seeded, class-balanced subset of this many training images (0: all).")
+    classes: str = _field("", "Train and test on some of the source's classes only: comma-separated class indices or "
+                          "names (e.g. 5,6,7,8,9 or dog,frog,horse,ship,truck), relabelled 0..K-1 in the order "
+                          "given, their names kept. Empty: every class.")
     part: str = _field("all", "Train on one fixed half of the source's training set: a or b (disjoint, "
                        "class-stratified, drawn by --part_seed alone, whatever --seed says), e.g. pretrain on "
                        "a, then fine-tune on b with --init_from; all: the whole set. The test set is never "
@@ -87,6 +90,9 @@ class Config:
     model: str = _field("resnet32", "Classifier architecture.", choices=tuple(CLASSIFIERS))
     init_from: str = _field("", "Start the classifier from weights this tool trained: a run folder (its "
                             "newest checkpoint) or a .weights.h5 file; same --model, classes and image size.")
+    init_head: bool = _field(True, "With --init_from: take its last (`logits`) layer too. false: keep this run's "
+                             "fresh, seeded head, as a fine-tune on new classes needs (the class count must still "
+                             "match).")
     epochs: int = _field(120, "Training epochs.")
     batch_size: int = _field(100, "Global train batch size (split across replicas).")
     meta_batch_size: int = _field(100, "Global meta batch size.")
@@ -129,6 +135,11 @@ class Config:
     @property
     def boundaries(self) -> list[int]:
         return parse_boundaries(self.lr_boundaries)
+
+    @property
+    def class_selection(self) -> list[str]:
+        """--classes as its comma-separated entries (indices or names), in the order given."""
+        return [part.strip() for part in self.classes.split(",") if part.strip()]
 
     @property
     def caches_features(self) -> bool:
@@ -232,6 +243,8 @@ class Config:
             if self.noise_type != "none":
                 bad("noise_type", "must be 'none' when --noisy_labels supplies the noisy labels")
         num_classes = dataset.num_classes if dataset is not None else None
+        if self.classes.strip():
+            num_classes = self._check_classes(bad, num_classes, dataset)
         if self.noise_type not in noise.NOISE_TYPES:
             pass  # reported above
         elif self.noise_type == "none":
@@ -243,6 +256,8 @@ class Config:
             except ValueError as error:
                 bad("noise_rate", str(error))
 
+        if not self.init_head and not self.init_from:
+            bad("init_head", "--noinit_head only applies with --init_from (a fresh head is the default without it)")
         if self.init_from:
             if not os.path.exists(self.init_from):
                 bad("init_from", f"{self.init_from!r} does not exist (a run folder or a .weights.h5 file)")
@@ -263,8 +278,9 @@ class Config:
             if self.meta_size < 1:
                 bad("meta_size", f"method {self.method} needs meta samples (got --meta_size={self.meta_size})")
             elif num_classes and self.meta_size < num_classes:
+                of = f"--classes={self.classes}" if self.classes.strip() else self.dataset
                 bad("meta_size", f"{self.meta_size} is smaller than the {num_classes} classes of "
-                    f"{self.dataset}; the class-balanced meta set needs at least one sample per class")
+                    f"{of}; the class-balanced meta set needs at least one sample per class")
             if method.uses_meta and self.meta_size >= 1 and self.meta_batch_size > self.meta_size:
                 bad("meta_batch_size", f"{self.meta_batch_size} exceeds the {self.meta_size} meta samples "
                     "(--meta_size); a meta batch would repeat samples")
@@ -282,6 +298,28 @@ class Config:
             if self.train_size <= self.meta_size:
                 bad("train_size", f"{self.train_size} leaves no training data after --meta_size={self.meta_size}")
         return found
+
+    def _check_classes(self, bad, source_classes: int | None, dataset) -> int:
+        """--classes: entries that can be checked before the data is read (names are resolved
+        against the source's class names when it is loaded). Returns the run's class count."""
+        selected = self.class_selection
+        duplicates = sorted({entry for entry in selected if selected.count(entry) > 1})
+        if len(selected) < 2:
+            bad("classes", f"needs at least 2 classes, got {self.classes!r}")
+        elif duplicates:
+            bad("classes", f"lists {', '.join(duplicates)} more than once")
+        indices = [int(entry) for entry in selected if entry.lstrip("-").isdigit()]
+        if any(index < 0 for index in indices):
+            bad("classes", f"class indices start at 0, got {self.classes!r}")
+        elif source_classes and any(index >= source_classes for index in indices):
+            bad("classes", f"{self.dataset} has classes 0..{source_classes - 1}, got {self.classes!r}")
+        if dataset is not None and dataset.label_keys:
+            bad("classes", f"is not available with --dataset={self.dataset}: its human labels may name a class "
+                "left out")
+        if self.noisy_labels:
+            bad("classes", "cannot be combined with --noisy_labels (the labels file follows the whole source's "
+                "sample order); write the labels of the kept classes into an image folder of their own")
+        return len(selected)
 
     def validate(self) -> "Config":
         problems = self.problems()

@@ -25,9 +25,15 @@ from rmwnet_tf import checkpointing
 from rmwnet_tf.errors import UserError, described
 
 
-def load_initial_weights(classifier: keras.Model, source) -> str:
+def load_initial_weights(classifier: keras.Model, source, *, keep_head: bool = True) -> str:
     """Load `source` into `classifier` (every variable, BatchNorm statistics included); return
-    a one-line description of what was loaded, for the log."""
+    a one-line description of what was loaded, for the log.
+
+    `keep_head=False` (`--noinit_head`) puts the classifier's own freshly initialised last layer
+    (`logits`) back after loading: fine-tuning on classes the source never saw starts from its
+    features, not from a head that maps them to other classes' logits (protocol v4).
+    """
+    fresh_head = None if keep_head else [value.numpy() for value in classifier.get_layer("logits").weights]
     source = pathlib.Path(source)
     flag = f"--init_from={source}"
     if source.is_dir():
@@ -58,5 +64,9 @@ def load_initial_weights(classifier: keras.Model, source) -> str:
         loaded = str(source)
     else:
         raise UserError(f"{flag}: expected a run folder or a .weights.h5 file")
+    if fresh_head is not None:
+        for variable, value in zip(classifier.get_layer("logits").weights, fresh_head):
+            variable.assign(value)
+        loaded += ", with this run's fresh logits layer"
     logging.info("classifier initialised from %s", loaded)
     return loaded

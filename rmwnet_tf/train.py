@@ -155,6 +155,8 @@ def load_data(config: Config) -> data_lib.NoisyData:
         seed=config.seed,
         label_key=config.label_key,
     )
+    if config.class_selection:
+        source = data_lib.select_classes(source, config.class_selection)
     method = get_method(config.method)
     return data_lib.prepare(
         source,
@@ -343,7 +345,7 @@ def _train_and_write(config, strategy, model_dir, write_dir, started, finished=N
     with strategy.scope():
         model = build_model(config, data, steps_per_epoch, jit)
         if config.init_from:  # where training starts; a resumed run's own checkpoint overrides it
-            init_from.load_initial_weights(model.image_classifier, config.init_from)
+            init_from.load_initial_weights(model.image_classifier, config.init_from, keep_head=config.init_head)
         epoch_var = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
         checkpoint = checkpoint_for(model, epoch_var)
     checkpoints.attach(checkpoint, epoch_var, model.optimizer, steps_per_epoch)

@@ -59,6 +59,27 @@ def test_rules_on_settings_alone_live_in_config(settings, expected):
     assert Config(**settings).problems() == expected
 
 
+@pytest.mark.parametrize("settings, expected", [
+    (dict(classes="5,6,7,8,9"), []),
+    (dict(classes="dog, frog"), []),  # names are resolved when the data is read
+    (dict(classes="3"), [("classes", "needs at least 2 classes, got '3'")]),
+    (dict(classes="1,2,1"), [("classes", "lists 1 more than once")]),
+    (dict(classes="-1,2"), [("classes", "class indices start at 0, got '-1,2'")]),
+    (dict(classes="8,10"), [("classes", "cifar10 has classes 0..9, got '8,10'")]),
+    (dict(dataset="synthetic", classes="0,40"), []),  # the generator decides its class count
+    (dict(classes="0,1", meta_size=1), [("meta_size", "1 is smaller than the 2 classes of --classes=0,1; "
+                                         "the class-balanced meta set needs at least one sample per class")]),
+    # the noise is checked against the kept classes: flip2 at 0.6 needs K >= 3
+    (dict(classes="0,1", noise_type="flip2", noise_rate=0.6), [("noise_rate", None)]),
+    (dict(dataset="cifar10_n", label_key="worse_label", classes="0,1"),
+     [("classes", "is not available with --dataset=cifar10_n: its human labels may name a class left out")]),
+])
+def test_class_selection_is_checked_with_the_flags(settings, expected):
+    problems = Config(**settings).problems()
+    assert [(flag, message if expected_message else None)
+            for (flag, message), (_, expected_message) in zip(problems, expected)] == expected
+
+
 def test_external_labels_exclude_synthetic_noise(tmp_path):
     labels = tmp_path / "labels.npy"
     labels.write_bytes(b"")

@@ -79,6 +79,22 @@ def test_synthetic_sizes_and_classes_are_configurable():
     assert set(small.y_train) == {0, 1, 2, 3}
 
 
+def test_select_classes_keeps_their_samples_relabelled_in_the_order_given():
+    source = data.make_synthetic(60, 30, num_classes=6, image_size=8, seed=0)
+    picked = data.select_classes(source, ["4", "1"])
+    assert picked.class_names == [source.class_names[4], source.class_names[1]]
+    keep = np.isin(source.y_train, [4, 1])
+    np.testing.assert_array_equal(picked.x_train, source.x_train[keep])
+    np.testing.assert_array_equal(picked.y_train, np.where(source.y_train[keep] == 4, 0, 1))
+    np.testing.assert_array_equal(picked.y_test, np.where(source.y_test[np.isin(source.y_test, [4, 1])] == 4, 0, 1))
+    by_name = data.select_classes(source, [source.class_names[4], source.class_names[1]])
+    np.testing.assert_array_equal(by_name.y_train, picked.y_train)
+    with pytest.raises(ValueError, match=r"--classes: 'zebra' is neither a class name nor an index"):
+        data.select_classes(source, ["zebra", "1"])
+    with pytest.raises(ValueError, match=r"names a class twice"):
+        data.select_classes(source, ["1", source.class_names[1]])
+
+
 def test_unknown_source_and_missing_data_dir():
     with pytest.raises(ValueError, match="unknown dataset 'mnist'"):
         data.load_source("mnist")

@@ -146,6 +146,25 @@ def test_init_from_a_weights_file_and_mismatches_in_one_line(pretrained, tmp_pat
         assert "\n" not in str(error.value)
 
 
+def test_noinit_head_takes_the_features_and_keeps_the_fresh_seeded_head(pretrained):
+    loaded_all = _classifier()
+    load_initial_weights(loaded_all, pretrained)
+    fresh = _classifier(seed=3)
+    initial_head = [v.numpy() for v in fresh.get_layer("logits").weights]
+    message = load_initial_weights(fresh, pretrained, keep_head=False)
+    assert message.endswith("(classifier weights), with this run's fresh logits layer")
+    head = {v.path for v in fresh.get_layer("logits").weights}
+    assert len(head) == 2  # kernel and bias
+    for ours, theirs in zip(fresh.variables, loaded_all.variables):
+        expected = theirs.numpy()
+        if ours.path in head:  # the head: this run's seeded initial values, bit for bit
+            expected = initial_head[[v.path for v in fresh.get_layer("logits").weights].index(ours.path)]
+        np.testing.assert_array_equal(ours.numpy(), expected, err_msg=ours.path)
+    assert not np.array_equal(initial_head[0], loaded_all.get_layer("logits").weights[0].numpy())
+    assert dict(Config(**{**SMALL, "init_head": False}).problems())["init_head"] == (
+        "--noinit_head only applies with --init_from (a fresh head is the default without it)")
+
+
 def test_init_from_must_exist_and_be_a_run_folder_or_weights_file(tmp_path):
     (tmp_path / "w.h5").write_text("x")
     for value, message in ((str(tmp_path / "nope"), "does not exist"),

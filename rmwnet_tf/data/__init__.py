@@ -25,6 +25,7 @@ from rmwnet_tf.data.sources import (
     load_image_folder,
     load_source,
     make_synthetic,
+    select_classes,
 )
 from rmwnet_tf.data.noisy_split import (
     META_LABEL_KINDS,
@@ -62,6 +63,7 @@ __all__ = [
     "load_image_folder",
     "decode_images",
     "make_synthetic",
+    "select_classes",
     # noisy split
     "META_LABEL_KINDS",
     "NoisyData",

@@ -112,6 +112,41 @@ def _generated(name, *, synthetic_train_size, synthetic_test_size, synthetic_num
                           image_size=image_size, seed=seed)
 
 
+def select_classes(source: ImageSource, classes) -> ImageSource:
+    """The source restricted to `classes` (indices or names, in the order wanted), relabelled
+    0..K-1 in that order, with their names kept.
+
+    Why: a user may train on some classes of a larger source, and the reproduction's protocol v4
+    pretrains on some CIFAR-10 classes and fine-tunes on the others (new classes, so that training
+    has something to learn). Selecting after loading keeps one decoded cache per folder whatever
+    subset a run takes. The kept samples keep the source's order.
+    """
+    names = [str(name) for name in source.class_names]
+    indices = []
+    for entry in classes:
+        entry = str(entry).strip()
+        if entry in names:
+            indices.append(names.index(entry))
+        elif entry.isdigit() and int(entry) < len(names):
+            indices.append(int(entry))
+        else:
+            raise ValueError(f"--classes: {entry!r} is neither a class name nor an index of this source "
+                             f"(classes 0..{len(names) - 1}: {', '.join(names)})")
+    if len(set(indices)) != len(indices):
+        raise ValueError(f"--classes: {', '.join(map(str, classes))} names a class twice")
+    if source.given_train is not None:
+        raise ValueError("--classes: not available for a source with its own noisy training labels")
+    relabel = np.full(len(names), -1, np.int64)
+    relabel[indices] = np.arange(len(indices))
+    keep_train = relabel[source.y_train] >= 0
+    keep_test = relabel[source.y_test] >= 0
+    return dataclasses.replace(
+        source, x_train=source.x_train[keep_train], y_train=relabel[source.y_train[keep_train]],
+        x_test=source.x_test[keep_test], y_test=relabel[source.y_test[keep_test]],
+        class_names=[names[index] for index in indices],
+    )
+
+
 # One loader per kind of source (datasets.LOADER_KINDS); every option is handed to each, which takes its own.
 LOADERS = {"tfds": _from_tfds, "image_folder": _from_folder, "synthetic": _generated}
 
