@@ -1,9 +1,10 @@
-"""Protocol v3's gates: does the reduced protocol hold the paper's preconditions at all?
+"""The reproduction's gates (protocols v3 and v4): does the reduced protocol hold the paper's
+preconditions at all?
 
 A reproduction can only test the method where the method has something to do: a classifier
 whose loss separates clean from noisy samples (G1), cross-entropy that memorises the noisy
 labels and pays for it (G2), room between Base and a network trained on the clean samples only
-(G3), a weighting net that travels to a falling W before the lr drops (G4) without collapsing
+(G3) and, from v4 on, more to learn than early stopping gives (G0), a weighting net that travels to a falling W before the lr drops (G4) without collapsing
 onto a few samples (G5), at a cost that lets the grid be filled (G6). The thresholds were fixed
 in BUILD_NOTES.md ("Protocol v3: the gates") before any meta-method cell ran; they are never
 loosened after. Every gate reads run histories only (no TensorFlow), so the report can recheck
@@ -15,6 +16,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Mapping, Sequence
 
+G0_MARGIN = 0.03  # oracle final - Base best, and oracle final - the oracle's first evaluation (v4)
 G1_AUC_LOSS = 0.85  # Base's best small-loss AUC before the first lr drop
 G2_MEMORISED = 0.70  # Base's final share of wrong labels predicted as given
 G2_FALL = 0.05  # Base's best - final test accuracy
@@ -57,6 +59,40 @@ def _verdict(checks: Sequence[bool], enough: bool) -> bool | None:
     return all(checks) if enough else None
 
 
+def final_accuracy(history: History) -> float | None:
+    values = _evaluated(history, "test/accuracy")
+    return values[-1][1] if values else None
+
+
+def first_accuracy(history: History) -> float | None:
+    values = _evaluated(history, "test/accuracy")
+    return values[0][1] if values else None
+
+
+def best_accuracy(history: History) -> float | None:
+    values = _evaluated(history, "test/accuracy")
+    return max(v for _, v in values) if values else None
+
+
+def g0_learnability(base: Mapping[int, History], oracle: Mapping[int, History], *, seeds_needed: int = 2) -> Gate:
+    """Protocol v4's first gate: is there something to learn beyond early stopping? The oracle (clean
+    labels only) must end ≥ 3 points above Base's *best* test accuracy, so that a noise method has more
+    to win than stopping Base early, and ≥ 3 points above its own first evaluation, so that training
+    keeps learning after the start (v3's oracle ended below the pretrained start). Every paired seed."""
+    seeds = sorted(set(dict(_by_seed(base))) & set(dict(_by_seed(oracle))))
+    details, checks = [], []
+    for seed in seeds:
+        end, first, base_best = final_accuracy(oracle[seed]), first_accuracy(oracle[seed]), best_accuracy(base[seed])
+        ok = end - base_best >= G0_MARGIN and end - first >= G0_MARGIN
+        checks.append(ok)
+        details.append(f"seed {seed}: oracle final {end:.4f} − Base best {base_best:.4f} = "
+                       f"{100 * (end - base_best):+.2f} points; oracle final − its first evaluation {first:.4f} = "
+                       f"{100 * (end - first):+.2f} points")
+    return Gate("G0 learnability", f"oracle final ≥ Base's best + {100 * G0_MARGIN:.0f} points and ≥ the oracle's "
+                f"first evaluation + {100 * G0_MARGIN:.0f} points (every paired seed)",
+                _verdict(checks, len(checks) >= seeds_needed), details)
+
+
 def g1_separation(base: Mapping[int, History], first_drop: int, *, seeds_needed: int = 2) -> Gate:
     details, checks = [], []
     for seed, history in _by_seed(base):
@@ -84,11 +120,6 @@ def g2_memorisation(base: Mapping[int, History], *, seeds_needed: int = 2) -> Ga
     return Gate("G2 memorisation", f"Base memorises ≥ {G2_MEMORISED:.0%} of its wrong labels by the end and "
                 f"ends ≥ {100 * G2_FALL:.0f} points below its best test accuracy (every seed)",
                 _verdict(checks, len(checks) >= seeds_needed), details)
-
-
-def final_accuracy(history: History) -> float | None:
-    values = _evaluated(history, "test/accuracy")
-    return values[-1][1] if values else None
 
 
 def g3_headroom(base: Mapping[int, History], oracle: Mapping[int, History], *, seeds_needed: int = 2) -> Gate:

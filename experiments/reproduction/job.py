@@ -43,6 +43,7 @@ from experiments.reproduction.protocol import (
     DEFAULT_RUNS_DIR,
     DEFAULT_SEEDS,
     METHOD_ORDER,
+    PROTOCOL_SEEDS,
     REFERENCE_METHODS,
     SETTINGS,
     V3_SEEDS,
@@ -113,7 +114,7 @@ def write_report_v3(protocol: Protocol, runs_dir, out_dir, *, seeds: Sequence[in
     out_dir.mkdir(parents=True, exist_ok=True)
     json_path, report_path = out_dir / "reproduction.json", out_dir / "REPRODUCTION.md"
     settings = [s for s in SETTINGS if s.name in V3_REPORT_SETTINGS or (pathlib.Path(runs_dir) / s.name).is_dir()]
-    seeds = list(dict.fromkeys([*V3_SEEDS, *seeds]))
+    seeds = list(dict.fromkeys([*PROTOCOL_SEEDS.get(protocol.name, V3_SEEDS), *seeds]))
     entries = collect_entries(grid(settings, METHOD_ORDER + REFERENCE_METHODS, seeds), protocol, runs_dir)
     idle = idle_timings(pathlib.Path(runs_dir))
     choice_path = out_dir / "v3_candidates" / "choice.json"
@@ -176,7 +177,7 @@ def write_report(protocol: Protocol, runs_dir, out_dir, *, seeds: Sequence[int],
     `calibration_runs`: run folders for the calibration section; None keeps the ones the previous
     report in `out_dir` named (so a training sitting does not drop the section), [] drops them.
     """
-    if protocol.name.startswith("v3"):
+    if protocol.name.startswith(("v3", "v4")):
         return write_report_v3(protocol, runs_dir, out_dir, seeds=seeds, command=command)
     out_dir = pathlib.Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -34,6 +34,8 @@ from experiments.reproduction.protocol import (
 from experiments.reproduction.report import _report_protocol, paper_accuracy, paper_auc
 
 GATE_SETTING = "uniform40"
+# Protocol families judged by G0 too (fixed with v4's gates, BUILD_NOTES.md "Reproduction protocol v4").
+G0_PROTOCOLS = ("v4",)
 MEMORISED = Metric("final/fit/noisy_memorised", "wrong labels memorised at the end", 100.0, 1, " points")
 # What a practitioner without gold labels compares against: Base stopped at its best noisy meta-set
 # accuracy (gold-free early stopping), which at v3 recovers most of what memorisation costs Base.
@@ -90,7 +92,8 @@ def evaluate_gates(entries: Sequence[Mapping], protocol: Protocol, idle_seconds=
                       for c in vnet_choice["candidates"]]
         grid_cells = [f"the grid (SGD lr {protocol.vnet_lr:g}), {line}" for line in g4.details]
         g4 = dataclasses.replace(g4, passed=False, details=candidates + grid_cells)
-    return [
+    learnability = [gates_lib.g0_learnability(base, oracle)] if protocol.name.split(".")[0] in G0_PROTOCOLS else []
+    return learnability + [
         gates_lib.g1_separation(base, first_drop),
         gates_lib.g2_memorisation({s: h for s, h in base.items() if _finished(entries, "base", s)}),
         gates_lib.g3_headroom(base, oracle),
