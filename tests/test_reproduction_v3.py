@@ -29,6 +29,19 @@ def test_v3_cells_fine_tune_on_half_b_from_the_pretraining_run(tmp_path):
     assert rep.pretrain_config(rep.PROTOCOL) is None  # v2.1 trains from scratch
 
 
+def test_v4_pretrains_on_five_classes_and_fine_tunes_on_the_other_five_with_a_fresh_head(tmp_path):
+    cell = rep.cell_config(rep.Cell(rep.SETTINGS_BY_NAME["uniform40"], "rmnwnet", 3), rep.PROTOCOLS["v4"], tmp_path)
+    assert (cell.classes, cell.part, cell.init_from, cell.init_head) == ("5,6,7,8,9", "all", rep.V4_PRETRAIN_DIR, False)
+    v3 = rep.cell_config(rep.Cell(rep.SETTINGS_BY_NAME["uniform40"], "rmnwnet", 3), rep.PROTOCOL_V3, tmp_path)
+    same = ("train_size", "meta_size", "epochs", "lr", "lr_boundaries", "augment", "eval_every", "image_size", "model")
+    assert [getattr(cell, name) for name in same] == [getattr(v3, name) for name in same]  # only the regime changes
+    pretrain = rep.pretrain_config(rep.PROTOCOLS["v4"])
+    assert (pretrain.classes, pretrain.part, pretrain.model_dir) == ("0,1,2,3,4", "all", rep.V4_PRETRAIN_DIR)
+    assert pretrain.to_dict() == {**rep.pretrain_config(rep.PROTOCOL_V3).to_dict(), "part": "all",
+                                  "classes": "0,1,2,3,4", "model_dir": rep.V4_PRETRAIN_DIR}
+    assert not set(pretrain.class_selection) & set(cell.class_selection)  # the cells' classes are new
+
+
 # ------------------------------------------------------------------------------------ gates
 def history(*rows):
     return [dict(epoch=e, **values) for e, values in rows]
@@ -39,6 +52,25 @@ def base_run(auc_before_drop, memorised, accuracies):
             for i, (auc, acc) in enumerate(zip(auc_before_drop, accuracies))]
     rows[-1][1]["fit/noisy_memorised"] = memorised
     return history(*rows)
+
+
+def test_g0_asks_the_oracle_to_beat_bases_best_and_its_own_start_by_three_points_in_every_seed():
+    base = {s: history((2, {"test/accuracy": 0.70}), (30, {"test/accuracy": 0.55})) for s in (0, 1)}
+    learns = history((2, {"test/accuracy": 0.70}), (30, {"test/accuracy": 0.73}))
+    result = gates.g0_learnability(base, {0: learns, 1: learns})
+    assert result.passed is True
+    assert result.details[0] == ("seed 0: oracle final 0.7300 − Base best 0.7000 = +3.00 points; "
+                                 "oracle final − its first evaluation 0.7000 = +3.00 points")
+    flat = history((2, {"test/accuracy": 0.72}), (30, {"test/accuracy": 0.74}))  # beats Base, not its start
+    assert gates.g0_learnability(base, {0: learns, 1: flat}).passed is False
+    below_base = history((2, {"test/accuracy": 0.60}), (30, {"test/accuracy": 0.72}))
+    assert gates.g0_learnability(base, {0: learns, 1: below_base}).passed is False
+    assert gates.g0_learnability(base, {0: learns}).passed is None  # two paired seeds needed
+
+
+def test_only_v4_is_judged_by_g0():
+    names = {p: [g.name for g in report_v3.evaluate_gates([], rep.PROTOCOLS[p])] for p in ("v3", "v4")}
+    assert names["v4"] == ["G0 learnability", *names["v3"]] and "G0 learnability" not in names["v3"]
 
 
 def test_g1_takes_the_best_small_loss_auc_up_to_the_first_drop_in_every_seed():

@@ -26,6 +26,8 @@ from typing import Mapping, Sequence
 
 from absl import logging
 
+from rmwnet_tf.config import Config
+
 from experiments.reproduction.claims import ACCURACY, AUC_BEST, AUC_FINAL, Metric
 from experiments.reproduction.paired import PairedDifference, paired_difference
 
@@ -53,6 +55,9 @@ def mode_label(fields: Mapping) -> str:
     return ", ".join(parts) or "exact"
 
 
+_DEFAULTS = {field.name: field.default for field in dataclasses.fields(Config)}
+
+
 def find_cheap_variants(results_dir, protocol_name: str, protocol_fields: Mapping) -> list[CheapVariant]:
     """Every report folder under `results_dir` of this protocol whose fields differ from
     `protocol_fields` in the meta step's fields only. An unreadable report is skipped with a warning."""
@@ -70,7 +75,10 @@ def find_cheap_variants(results_dir, protocol_name: str, protocol_fields: Mappin
         if not isinstance(fields, dict) or not isinstance(entries, list):
             logging.warning("skipping report %s: no protocol_fields or entries", path)
             continue
-        changed = {key for key in set(fields) | set(protocol_fields) if fields.get(key) != protocol_fields.get(key)}
+        # A field added to Config since the report was written takes its default, which is the
+        # behaviour from before it existed (config.upgrade_saved's rule).
+        changed = {key for key in set(fields) | set(protocol_fields)
+                   if fields.get(key, _DEFAULTS.get(key)) != protocol_fields.get(key, _DEFAULTS.get(key))}
         if changed and changed <= set(CHEAP_FIELDS):
             variants.append(CheapVariant(path.parent.name, mode_label(fields), tuple(entries)))
     return variants
