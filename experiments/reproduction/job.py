@@ -50,6 +50,7 @@ from experiments.reproduction.protocol import (
     Cell,
     Protocol,
     Setting,
+    candidates_dir,
     grid,
     pretrain_config,
 )
@@ -117,7 +118,7 @@ def write_report_v3(protocol: Protocol, runs_dir, out_dir, *, seeds: Sequence[in
     seeds = list(dict.fromkeys([*PROTOCOL_SEEDS.get(protocol.name, V3_SEEDS), *seeds]))
     entries = collect_entries(grid(settings, METHOD_ORDER + REFERENCE_METHODS, seeds), protocol, runs_dir)
     idle = idle_timings(pathlib.Path(runs_dir))
-    choice_path = out_dir / "v3_candidates" / "choice.json"
+    choice_path = out_dir / candidates_dir(protocol.name) / "choice.json"
     vnet_choice = json.loads(choice_path.read_text()) if choice_path.exists() else None
     gates = report_v3.evaluate_gates(entries, protocol, [(row["cell"], row["seconds"]) for row in idle], vnet_choice)
     claims, target_rows = report_v3.judge_claims(entries, settings), report_v3.targets(entries)

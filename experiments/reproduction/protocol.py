@@ -389,9 +389,19 @@ PROTOCOL_SEEDS["v4"] = V4_SEEDS
 PRETRAINING = {"v3": PRETRAIN_V3, "v4": PRETRAIN_V4}
 
 
+def family(protocol_name: str) -> str:
+    """The protocol family a try belongs to (v3.1 -> v3): its pretraining, gates and report words."""
+    return protocol_name.split(".")[0]
+
+
+def candidates_dir(protocol_name: str) -> str:
+    """The folder, under a protocol's report folder, of its weighting-net choice (vnet_candidates.py)."""
+    return f"{family(protocol_name)}_candidates"
+
+
 def pretrain_config(protocol: Protocol) -> Config | None:
     """The run a protocol's `init_from` names, which this study trains first (None if it has none)."""
-    pretraining = PRETRAINING.get(protocol.name.split(".")[0])
+    pretraining = PRETRAINING.get(family(protocol.name))
     if pretraining is None or not protocol.init_from:
         return None
     shared = {name: getattr(protocol, name) for name in SHARED_WITH_PRETRAINING}

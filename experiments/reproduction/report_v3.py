@@ -28,6 +28,8 @@ from experiments.reproduction.protocol import (
     Protocol,
     Setting,
     GRID_VNET_NOTES,
+    candidates_dir,
+    family,
     markdown,
     pretrain_config,
 )
@@ -176,7 +178,7 @@ def judge_claims(entries: Sequence[Mapping], settings: Sequence[Setting]) -> lis
 def vnet_choice_section(out_dir, protocol_name: str = "", protocol_vnet_lr: float = 0.0) -> str:
     """The weighting net's optimizer as the fixed rule chose it (vnet_candidates.py), if it ran, and
     the lr the grid runs at when the rule chose none (protocol.GRID_VNET_NOTES)."""
-    path = pathlib.Path(out_dir) / "v3_candidates" / "choice.md"
+    path = pathlib.Path(out_dir) / candidates_dir(protocol_name or "v3") / "choice.md"
     if not path.exists():
         return ""
     body = path.read_text().strip().split("\n", 1)[1].strip()  # its own title replaced by ours
@@ -367,10 +369,6 @@ FAMILY_TEXT = {
 }
 
 
-def _family(protocol_name: str) -> str:
-    return protocol_name.split(".")[0]
-
-
 def _pretrain_section(pretrain: dict | None, entries=(), settings=(), protocol_name: str = "v3") -> str:
     if pretrain is None:
         return ""
@@ -379,14 +377,14 @@ def _pretrain_section(pretrain: dict | None, entries=(), settings=(), protocol_n
     text = "not trained yet" if accuracy is None else (
         f"{100 * accuracy:.2f}% test accuracy after {pretrain['epochs']} epochs"
         + ("" if seconds is None else f" ({seconds / 60:.0f} min of wall time; BUILD_NOTES says on what machine)"))
-    family = FAMILY_TEXT[_family(protocol_name)]
+    words = FAMILY_TEXT[family(protocol_name)]
     # Against the start only where the cells test on the pretraining's classes (v3): at v4 the start
     # has never seen the cells' classes.
-    oracle = "" if accuracy is None or _family(protocol_name) != "v3" else _oracle_against_start(
+    oracle = "" if accuracy is None or family(protocol_name) != "v3" else _oracle_against_start(
         entries, settings, accuracy)
     return (f"## Step 1: the pretrained classifier\n\n`{pretrain['model_dir']}`: ResNet-32 trained on the clean "
-            f"labels of {family['pretrained_on']}: **{text}**. Every cell starts from it (`--init_from`) and "
-            f"{family['cells']}.{oracle}")
+            f"labels of {words['pretrained_on']}: **{text}**. Every cell starts from it (`--init_from`) and "
+            f"{words['cells']}.{oracle}")
 
 
 def _plots_section(plots: Mapping[str, list[str]], settings) -> str:
@@ -407,11 +405,11 @@ def render_v3(entries: Sequence[Mapping], protocol: Protocol, *, command: str, g
               cleaning: str = "", vnet_choice: str = "", others: Sequence[tuple[str, str]] = (),
               cheap_steps: str = "") -> str:
     sections = [
-        f"# Reproduction, protocol {protocol.name}: {FAMILY_TEXT[_family(protocol.name)]['title']}\n\n"
+        f"# Reproduction, protocol {protocol.name}: {FAMILY_TEXT[family(protocol.name)]['title']}\n\n"
         "Ghosh & Lan (WACV 2021), CIFAR-10 (JPEG copy), reduced to 2 CPU cores in the regime where the "
         "paper's preconditions hold: a classifier whose loss separates clean from noisy samples, and "
         "cross-entropy that memorises the noisy labels within the budget. Why and how: BUILD_NOTES.md, "
-        f"*{FAMILY_TEXT[_family(protocol.name)]['notes']}*. {_progress(entries, settings, seeds)}",
+        f"*{FAMILY_TEXT[family(protocol.name)]['notes']}*. {_progress(entries, settings, seeds)}",
         _pretrain_section(pretrain, entries, settings, protocol.name),
         _gates_section(gates),
         vnet_choice,

@@ -29,7 +29,7 @@ import sys
 from typing import Callable, Mapping, Sequence
 
 from experiments.reproduction import gates
-from experiments.reproduction.protocol import PROTOCOL_DIRS, PROTOCOLS
+from experiments.reproduction.protocol import PROTOCOL_DIRS, PROTOCOLS, candidates_dir, family
 from rmwnet_tf.files import write_text  # write-then-rename
 
 CANDIDATE_LRS = (1e-3, 3e-3, 1e-2)
@@ -39,13 +39,14 @@ EXTRA_SEEDS = (3, 4)
 SETTING = "uniform40"
 PROTOCOL_NAME = "v3"  # main() sets it from --protocol
 RUNS_ROOT = pathlib.Path(PROTOCOL_DIRS[PROTOCOL_NAME][0] + "_candidates")
-OUT_ROOT = pathlib.Path(PROTOCOL_DIRS[PROTOCOL_NAME][1]) / "v3_candidates"
+OUT_ROOT = pathlib.Path(PROTOCOL_DIRS[PROTOCOL_NAME][1]) / candidates_dir(PROTOCOL_NAME)
+CHOOSING_FAMILIES = ("v3", "v4")  # the protocols whose weighting net is chosen by this rule
 
 
 def use_protocol(name: str) -> None:
     global PROTOCOL_NAME, RUNS_ROOT, OUT_ROOT
     runs_dir, out_dir = PROTOCOL_DIRS[name]
-    PROTOCOL_NAME, RUNS_ROOT, OUT_ROOT = name, pathlib.Path(runs_dir + "_candidates"), pathlib.Path(out_dir) / "v3_candidates"
+    PROTOCOL_NAME, RUNS_ROOT, OUT_ROOT = name, pathlib.Path(runs_dir + "_candidates"), pathlib.Path(out_dir) / candidates_dir(name)
 
 
 def first_drop() -> int:
@@ -145,7 +146,7 @@ def write_choice(judged: Sequence[CandidateVerdict]) -> None:
     OUT_ROOT.mkdir(parents=True, exist_ok=True)
     lines = [f"# Protocol {PROTOCOL_NAME}: the weighting net's optimizer (G4 and G5 at the first drop)", "",
              f"Written by `python -m experiments.reproduction.vnet_candidates --protocol={PROTOCOL_NAME}`; the rule is in BUILD_NOTES.md "
-             "(\"Protocol v3: the gates\"). Cells run in this order and a candidate stops at its first failing "
+             "(\"Protocol v3: the gates\"; v4: \"Reproduction protocol v4\"). Cells run in this order and a candidate stops at its first failing "
              "cell.", ""]
     for verdict in judged:
         lines.append(f"## SGD lr {verdict.lr:g}: {verdict.status}")
@@ -162,10 +163,10 @@ def write_choice(judged: Sequence[CandidateVerdict]) -> None:
 
 def main(argv: Sequence[str]) -> int:
     names = [a.split("=", 1)[1] for a in argv if a.startswith("--protocol=")]
-    unknown = [a for a in argv if not a.startswith("--protocol=")] + [n for n in names if not n.startswith("v3")
-                                                                       or n not in PROTOCOLS]
+    choosing = [n for n in PROTOCOLS if family(n) in CHOOSING_FAMILIES]
+    unknown = [a for a in argv if not a.startswith("--protocol=")] + [n for n in names if n not in choosing]
     if unknown:
-        print(f"error: expected only --protocol=<one of {', '.join(n for n in PROTOCOLS if n.startswith('v3'))}>, "
+        print(f"error: expected only --protocol=<one of {', '.join(choosing)}>, "
               f"got {' '.join(unknown)}", file=sys.stderr)
         return 2
     use_protocol(names[-1] if names else "v3")
