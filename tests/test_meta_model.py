@@ -130,7 +130,7 @@ def test_reference_weights_the_methods_training_loss(method):
 def kink_free_direction(model, train, eps, rng):
     """A random direction in Theta along which no hidden ReLU of W changes sign on this batch's
     training losses within +-2 eps: W is only piecewise smooth in Theta, and a central difference
-    across a kink measures neither side (it did, by 20%, with GCE's losses on a random direction).
+    across a kink measures neither side (it did, by 20-26%, with GCE's losses on a random direction).
     The pre-activations l_i a_j + b_j are linear along the segment, so its two ends tell."""
     theta = values(model.vnet.trainable_variables)  # hidden kernel [1, H], bias [H], output kernel, bias
     per_sample = np.array(model.train_loss_fn(train["label"], model.classifier(train["image"], training=True)))
