@@ -70,8 +70,9 @@ class Config:
     source_labels_are_clean: bool = _field(
         True, "Treat the source's own labels as the clean truth (enables detection AUC).")
     # ---- method
-    method: str = _field("rmnwnet", "base | mwnet (clean meta, CE) | mnwnet (noisy meta, CE) | rmnwnet "
-                         "(noisy meta, MAE).", choices=tuple(METHODS))
+    method: str = _field("rmnwnet", "The training method; " + "; ".join(f"{m.name}: {m.summary}"
+                                                                   for m in METHODS.values()) + ".",
+                         choices=tuple(METHODS))
     meta_size: int = _field(1000, "Meta samples taken (class-balanced) out of the training set.")
     hold_out_meta: bool = _field(False, "Methods without a meta set (base, gce, oracle): leave out of training the meta_size samples a meta "
                                  "method would take, so every method trains on the same images.")

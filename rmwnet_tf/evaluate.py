@@ -8,6 +8,15 @@ moving statistics) over the test set, every training sample and the meta set, an
 - `samples`: per-training-sample arrays (source index, given label, prediction, loss, weight,
   class probabilities) for sample_scores.csv, pred_probs.npy and the pictures.
 
+Two per-sample losses, because they answer two questions. `loss` is the CE for every method:
+the small-loss rule's score (`detection/auc_loss`), `test/loss`, sample_scores.csv's column, the
+same number whichever method trained the classifier. `train_loss` is the loss the method's
+classifier minimises (`MetaWeightModel.train_loss_fn`), the weighting net's input in training:
+so `weight` = W(train_loss), and every weight figure (`weights/*`, `detection/auc`, the W(loss)
+curve over its histogram) reads W where training reads it. The two are the same array for a CE
+method; for `rmnwnet_gce` W sees GCE. Both are decreasing functions of p_y, so rank statistics
+against either (`weights/loss_spearman`, the AUC mirror below) agree.
+
 It is the only producer of these numbers: the train step reports only its running means
 (`train/*`, `meta/loss`), so nothing has to leave the compiled step per sample. Because every
 evaluated number comes from one model at one point of training, they are comparable across
@@ -31,26 +40,31 @@ from rmwnet_tf import metrics as metrics_lib
 class Evaluation:
     metrics: dict  # final name -> float (absent when undefined, e.g. no clean labels)
     samples: dict  # per training sample, in data.train_indices order: index, given, clean and
-    #                noisy (data.is_noisy; both None without clean labels), predicted, loss, weight, probs [N, K]
+    #                noisy (data.is_noisy; both None without clean labels), predicted, loss (CE),
+    #                train_loss (the weighting net's input), weight, probs [N, K]
 
 
 def predict_fn(model):
-    """One compiled inference function per model, shared by the three passes."""
+    """One compiled inference function per model, shared by the three passes: probabilities,
+    the CE and the method's training loss (the same tensor for a CE method)."""
+    is_ce = model.spec.train_loss == "ce"
 
     @tf.function
     def predict(images, labels):
         logits = model.classifier(images, training=False)
-        return tf.nn.softmax(logits), losses_lib.cross_entropy(labels, logits)
+        loss = losses_lib.cross_entropy(labels, logits)
+        return tf.nn.softmax(logits), loss, loss if is_ce else model.train_loss_fn(labels, logits)
 
     return predict
 
 
 def _pass(predict, dataset) -> dict:
-    parts = {"probs": [], "loss": [], "label": []}
+    parts = {"probs": [], "loss": [], "train_loss": [], "label": []}
     for batch in dataset:
-        probs, loss = predict(batch["image"], batch["label"])
+        probs, loss, train_loss = predict(batch["image"], batch["label"])
         parts["probs"].append(probs.numpy())
         parts["loss"].append(loss.numpy())
+        parts["train_loss"].append(train_loss.numpy())
         parts["label"].append(batch["label"].numpy())
     return {key: np.concatenate(value) for key, value in parts.items()}
 
@@ -95,9 +109,9 @@ def evaluate(model, data: data_lib.NoisyData, *, batch_size: int, predict=None) 
     train = _pass(predict, data_lib.train_eval_dataset(data, batch_size=batch_size))
     index = data.train_indices
     given, predicted, loss = train["label"], train["probs"].argmax(-1), train["loss"]
-    weight = model.weight_function(loss)
-    samples = dict(index=index, given=given, predicted=predicted, loss=loss, weight=weight,
-                   probs=train["probs"], clean=None, noisy=None)
+    weight = model.weight_function(train["train_loss"])  # W reads what it reads in training
+    samples = dict(index=index, given=given, predicted=predicted, loss=loss, train_loss=train["train_loss"],
+                   weight=weight, probs=train["probs"], clean=None, noisy=None)
     metrics["fit/given_accuracy"] = float((predicted == given).mean())
     if model.vnet is not None:
         metrics["weights/mean"] = float(weight.mean())
@@ -123,8 +137,9 @@ def evaluate(model, data: data_lib.NoisyData, *, batch_size: int, predict=None) 
             if value is not None:
                 metrics[name] = value
         # AUC of a "this label is clean" score: the learned weight, and the small-loss rule
-        # (-loss) that any weighting must beat to add value. W depends on the loss alone, so
-        # detection/auc is detection/auc_loss or one minus it: the Spearman sign says which.
+        # (-loss, CE for every method) that any weighting must beat to add value. W depends on
+        # the training loss alone, a decreasing function of p_y as the CE is, so detection/auc
+        # is detection/auc_loss or one minus it: the Spearman sign says which.
         for name, score in (("detection/auc", weight if model.vnet is not None else None),
                             ("detection/auc_loss", -loss)):
             auc = None if score is None else metrics_lib.detection_auc(score, noisy)

@@ -20,8 +20,11 @@ builds the step once for its classifier):
 - `head` (approximate): the virtual step moves only the last Dense layer, whose per-sample
   gradients are known in closed form, so the meta batch needs a forward pass only.
 
-Every function takes a narrow `Context` (the classifier, the lr, the meta loss, the current
-weighting) and knows nothing of the model that holds it. Collectives make every replica compute
+Every function takes a narrow `Context` (the classifier, the lr, the training and meta losses,
+the current weighting) and knows nothing of the model that holds it. The training loss l is any
+per-sample loss (`losses.TRAIN_LOSSES`: CE, or GCE for `rmnwnet_gce`): every step weights it,
+feeds it to the weighting net and differentiates it, so none of them assumes CE (`head` reads its
+per-sample logit gradients off the loss by autodiff). Collectives make every replica compute
 the global-batch quantities (`collectives.py`).
 """
 
@@ -44,6 +47,9 @@ class Context:
 
     classifier: keras.Model  # called statelessly at virtual weights
     lr: tf.Tensor  # the classifier's current learning rate (the virtual step's)
+    # The per-sample loss the classifier minimises, (labels, logits) -> [n]: what the virtual and
+    # real steps weight and what the weighting net reads (the method's train_loss).
+    train_loss: Callable[[tf.Tensor, tf.Tensor], tf.Tensor]
     meta_loss: Callable[[tf.Tensor, tf.Tensor], tf.Tensor]  # per-sample, (labels, logits) -> [m]
     # Global per-sample losses -> normalised global weights W~ by the current weighting net, or by
     # the weighting net at `vnet_values` (the reference differentiates through those).
@@ -55,7 +61,7 @@ class Forward(NamedTuple):
 
     tape: tf.GradientTape  # persistent
     logits: tf.Tensor
-    losses: tf.Tensor  # this replica's per-sample CE
+    losses: tf.Tensor  # this replica's per-sample training losses (the weighting net's input)
     global_losses: tf.Tensor  # all replicas', gathered
 
 
@@ -72,7 +78,7 @@ def record_forward(context: Context, train) -> Forward:
     """The real step's forward: the only call of the step that updates BN moving statistics."""
     with tf.GradientTape(persistent=True) as tape:
         logits = context.classifier(train["image"], training=True)
-        losses = losses_lib.cross_entropy(train["label"], logits)
+        losses = context.train_loss(train["label"], logits)
     return Forward(tape, logits, losses, all_gather(losses))
 
 
@@ -115,7 +121,7 @@ def _factored(context: Context, train, meta, *, forward_mode: bool) -> Lookahead
     else:
         with tf.autodiff.ForwardAccumulator(param_values, meta_grads) as accumulator:
             jvp_logits, _ = classifier.stateless_call(param_values, non_trainable, x, training=True)
-            jvp_losses = losses_lib.cross_entropy(y, jvp_logits)
+            jvp_losses = context.train_loss(y, jvp_logits)
         s = accumulator.jvp(jvp_losses)
     return Lookahead(forward, s, meta_loss)
 
@@ -145,7 +151,7 @@ def lookahead_meta_loss(context: Context, train, meta, vnet_values=None, sample_
     with tf.GradientTape() as inner:
         inner.watch(params)
         logits, _ = context.classifier.stateless_call(params, fixed, x, training=True)
-        losses = losses_lib.cross_entropy(y, logits)
+        losses = context.train_loss(y, logits)
         if sample_weights is None:
             sample_weights = local_slice(context.sample_weights(all_gather(losses), vnet_values), tf.shape(losses)[0])
         weighted = tf.reduce_sum(sample_weights * losses)
@@ -179,20 +185,20 @@ def head(classifier: keras.Model) -> Step:
     body = keras.Model(classifier.inputs, dense.input, name="body")
 
     def step(context: Context, train, meta) -> Lookahead:
-        """With features h_i and delta_i = softmax_i - onehot_i, grad l_i = (h_i delta_i^T, delta_i)
-        in closed form, so the virtual step, G and every s_i cost a few small matmuls."""
+        """With features h_i and delta_i = d l_i / d logits_i, grad l_i = (h_i delta_i^T, delta_i)
+        in closed form, so the virtual step, G and every s_i cost a few small matmuls (delta_i is
+        softmax_i - onehot_i for CE, p_y^q (softmax_i - onehot_i) for GCE; read off the loss)."""
         x, y = train["image"], train["label"]
         lr = context.lr
         kernel, bias = dense.kernel, dense.bias
-        num_classes = tf.shape(kernel)[1]
         with tf.GradientTape(persistent=True) as tape:
             features = body(x, training=True)
             logits = dense(features)
-            losses = losses_lib.cross_entropy(y, logits)
+            losses = context.train_loss(y, logits)
         global_losses = all_gather(losses)
         old_weights = local_slice(context.sample_weights(global_losses), tf.shape(y)[0])
         # float32 closed form under a mixed precision policy too (the head's variables are float32).
-        delta = tf.nn.softmax(tf.cast(logits, tf.float32)) - tf.one_hot(y, num_classes)
+        delta = losses_lib.logit_gradients(context.train_loss, y, logits)
         features = tf.cast(tf.stop_gradient(features), tf.float32)
         weighted_delta = old_weights[:, None] * delta
         kernel_hat = kernel - lr * all_reduce_sum(tf.matmul(features, weighted_delta, transpose_a=True))

@@ -50,6 +50,20 @@ def generalized_cross_entropy(labels: tf.Tensor, logits: tf.Tensor) -> tf.Tensor
     return keras.losses.categorical_generalized_cross_entropy(tf.cast(labels, tf.int32), probs, q=GCE_Q)
 
 
+def logit_gradients(loss: PerSampleLoss, labels: tf.Tensor, logits: tf.Tensor) -> tf.Tensor:
+    """Per-sample d loss_i / d logits_i, [n, K] in float32, for any per-sample loss.
+
+    Each sample's loss reads its own row of logits only, so the gradient of their sum has the
+    per-sample gradients as its rows: one backward pass through the loss, no closed form to keep
+    in step with the registry (CE's is softmax - onehot, GCE's p_y^q (softmax - onehot)).
+    """
+    logits = tf.cast(tf.stop_gradient(logits), tf.float32)
+    with tf.GradientTape() as tape:
+        tape.watch(logits)
+        total = tf.reduce_sum(loss(labels, logits))
+    return tape.gradient(total, logits)
+
+
 # The per-sample losses a classifier can be trained on (methods.Method.train_loss).
 TRAIN_LOSSES: dict[str, PerSampleLoss] = {
     "ce": cross_entropy,

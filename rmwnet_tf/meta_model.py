@@ -8,6 +8,10 @@ loss's gradient at the virtual weights; then
 4. Theta is updated with the exact meta-gradient, -lr * sum_i s_i dW~_i/dTheta;
 5. the real step reuses the recorded forward, weighted by the *updated* weighting net.
 
+The weighting net reads, and the steps weight, the per-sample loss the method's classifier
+minimises (`methods.Method.train_loss`: CE, or GCE for `rmnwnet_gce`), the paper's
+W(l_i(w); Theta); `train/loss` stays the mean CE for every method, so the logs compare.
+
 `meta_every=k` updates the weighting net on one step in k (see `_scheduled_train_step`); the
 other steps are real steps weighted by the current VNet, at about the cost of a plain step.
 Base (and the references gce, oracle) take a plain step on their own per-sample loss.
@@ -69,9 +73,8 @@ class MetaWeightModel(keras.Model):
         self.meta_loss_fn = (
             losses_lib.get_meta_loss(self.spec.meta_loss) if self.spec.uses_meta else None
         )
+        # The per-sample loss the classifier minimises, and for the meta methods W's input.
         self.train_loss_fn = losses_lib.TRAIN_LOSSES[self.spec.train_loss]
-        if self.spec.uses_meta and self.spec.train_loss != "ce":
-            raise ValueError(f"method {method!r}: the meta step weights CE losses only")
         self.weight_norm = weight_norm
         self.meta_step = step.name
         self.meta_every = int(meta_every)
@@ -124,7 +127,8 @@ class MetaWeightModel(keras.Model):
 
     # ---------------------------------------------------------------- weights
     def weight_function(self, losses: np.ndarray) -> np.ndarray:
-        """Raw W(loss) for an array of losses (ones for the base method)."""
+        """Raw W(loss) for an array of the method's training losses (`train_loss_fn`'s values;
+        ones for the base method)."""
         losses = np.asarray(losses, np.float32).reshape(-1, 1)
         if self.vnet is None:
             return np.ones(len(losses), np.float32)
@@ -149,7 +153,7 @@ class MetaWeightModel(keras.Model):
         """What the look-ahead needs, read at call time (the meta loss may be swapped by tests)."""
         return lookahead.Context(
             classifier=self.classifier, lr=tf.cast(self.optimizer.learning_rate, tf.float32),
-            meta_loss=self.meta_loss_fn,
+            train_loss=self.train_loss_fn, meta_loss=self.meta_loss_fn,
             sample_weights=lambda losses, vnet_values=None: self.normalise(self.raw_weights(losses, vnet_values)))
 
     # ---------------------------------------------------------------- steps
@@ -201,7 +205,7 @@ class MetaWeightModel(keras.Model):
         x, y = train["image"], train["label"]
         with tf.GradientTape() as tape:
             logits = self.classifier(x, training=True)
-            losses = losses_lib.cross_entropy(y, logits)
+            losses = self.train_loss_fn(y, logits)
         global_losses = all_gather(losses)
         raw = self.raw_weights(global_losses)
         weights = tf.stop_gradient(local_slice(self.normalise(raw), tf.shape(losses)[0]))
@@ -220,8 +224,13 @@ class MetaWeightModel(keras.Model):
         """Running means over the global batch (the steps have gathered the vectors already).
 
         The step reports only these means; per-sample numbers come from `evaluate.evaluate`.
-        `meta_weight` (0 or 1) leaves the steps that computed no meta loss out of its mean.
+        `global_losses` are the training losses (what was weighted); `train/loss` is their mean
+        for a CE method and the mean CE, computed here, for the others (gce, rmnwnet_gce), so that
+        it means the same for every method. `meta_weight` (0 or 1) leaves the steps that
+        computed no meta loss out of its mean.
         """
+        if self.spec.train_loss != "ce":
+            global_losses = all_gather(losses_lib.cross_entropy(train["label"], logits))
         self.loss_tracker.update_state(global_losses)
         predicted = tf.argmax(logits, axis=-1, output_type=tf.int32)
         self.accuracy_tracker.update_state(tf.cast(tf.equal(predicted, tf.cast(train["label"], tf.int32)), tf.float32))
@@ -241,9 +250,8 @@ class MetaWeightModel(keras.Model):
         global_n = tf.cast(tf.shape(y)[0] * num_replicas(), tf.float32)
         with tf.GradientTape() as tape:
             logits = self.classifier(x, training=True)
-            losses = losses_lib.cross_entropy(y, logits)  # train/loss is CE for every method
-            objective = losses if self.spec.train_loss == "ce" else self.train_loss_fn(y, logits)
-            local_objective = tf.reduce_sum(objective) / global_n
+            losses = self.train_loss_fn(y, logits)
+            local_objective = tf.reduce_sum(losses) / global_n
         self._apply_classifier_step(tape.gradient(local_objective, self.classifier.trainable_variables))
         global_losses = all_gather(losses)
         return dict(

@@ -9,6 +9,11 @@ Besides the paper's four, two references a user would compare against in the sam
 Sabuncu 2018, q = 0.7 as there), and `oracle`, plain CE on the training samples whose given
 label is right (needs the clean labels: an upper reference, not a method a user can run on
 real noisy data).
+
+`rmnwnet_gce` is RMNW-Net's weighting on a robust training loss: the paper's Theorem 1 holds
+whatever per-sample loss the classifier minimises, so the weighting net can weight GCE losses
+instead of CE ones. W sees the loss it weights (the paper's W(l_i(w); Theta) with l the training
+loss): the objective is sum_i W~_i l_gce_i, and every W of the method reads l_gce.
 """
 
 from __future__ import annotations
@@ -39,6 +44,8 @@ METHODS: dict[str, Method] = {
         Method("rmnwnet", "noisy", "mae", "RMNW-Net: noisy meta samples, MAE meta loss"),
         Method("gce", None, None, "generalized cross-entropy (q=0.7) on the noisy labels, no meta set",
                train_loss="gce"),
+        Method("rmnwnet_gce", "noisy", "mae", "RMNW-Net weighting per-sample GCE (q=0.7) losses: noisy meta "
+               "samples, MAE meta loss", train_loss="gce"),
         Method("oracle", None, None, "plain cross-entropy on the correctly labelled samples only "
                "(needs clean labels; a reference)", clean_samples_only=True),
     )

@@ -107,14 +107,16 @@ class RunWriter:
             for tag, subset in (("weights/clean", ~noisy), ("weights/noisy", noisy)):
                 if subset.any():
                     tf.summary.histogram(tag, weight[subset])
-        tf.summary.image("weights/curve", weight_curve_image(self.weight_function, samples["loss"], epoch)[None])
+        # Over the losses W reads (the method's training loss: GCE's lie in [0, 1/q], not CE's range).
+        tf.summary.image("weights/curve", weight_curve_image(self.weight_function, samples["train_loss"], epoch)[None])
 
     def close(self) -> None:
         self._tensorboard.close()
 
 
 def weight_curve_image(weight_function, losses, epoch: int, points: int = 200) -> np.ndarray:
-    """W(loss) on [0, the largest training loss] as an RGB image, over a histogram of the losses."""
+    """W(loss) on [0, the largest training loss] as an RGB image, over a histogram of the losses
+    (`losses`: the weighting net's inputs, evaluate's `samples["train_loss"]`)."""
     losses = np.asarray(losses)[np.isfinite(losses)]
     top = float(losses.max()) if losses.size and losses.max() > 0 else 1.0
     grid = np.linspace(0.0, top, points, dtype=np.float32)

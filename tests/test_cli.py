@@ -135,6 +135,9 @@ def test_unusable_values_are_one_line_naming_the_flag(tmp_path, argv, expected):
 def test_help_still_prints_the_flags():
     result = train_cli("--helpshort", timeout=120)
     assert "--lr_boundaries" in result.stdout and "error:" not in result.stderr
+    help_text = " ".join(result.stdout.split())  # absl wraps the help lines
+    for method in METHODS.values():  # --method's help comes from the registry: a new method is listed
+        assert f"{method.name}: {method.summary}" in help_text, method.name
 
 
 def test_wrong_length_label_file_is_reported_without_traceback(tmp_path):

@@ -9,6 +9,7 @@ from rmwnet_tf.classifiers import CLASSIFIERS
 from rmwnet_tf.config import Config, upgrade_saved
 from rmwnet_tf.datasets import DATASETS
 from rmwnet_tf.meta_steps import META_STEPS, get_meta_step
+from rmwnet_tf.methods import METHODS
 
 
 def choices(name):
@@ -23,6 +24,8 @@ def test_flag_choices_are_the_registries_names():
     assert choices("trainable") == ("all", "head") and Config().weights == "auto"
     assert choices("meta_step") == ("exact", "jvp", "nested", "head") == tuple(META_STEPS)
     assert Config().meta_step == "exact"
+    assert choices("method") == ("base", "mwnet", "mnwnet", "rmnwnet", "gce", "rmnwnet_gce",
+                                 "oracle") == tuple(METHODS)
 
 
 def test_meta_steps_map_to_one_gradient_and_scope_each():

@@ -35,6 +35,8 @@ SLOW = pytest.mark.slow
     ("rmnwnet", "exact", 2),
     pytest.param("mwnet", "jvp", 1, marks=SLOW), pytest.param("rmnwnet", "nested", 1, marks=SLOW),
     pytest.param("rmnwnet", "head", 1, marks=SLOW), pytest.param("rmnwnet", "nested", 2, marks=SLOW),
+    # A non-CE training loss: W reads GCE, train/loss gathers the CE besides (meta and weighted steps).
+    pytest.param("rmnwnet_gce", "exact", 2, marks=SLOW),
 ])
 def test_mirrored_matches_single_device(method, variant, meta_every):
     single = run("default", method, variant, meta_every=meta_every)

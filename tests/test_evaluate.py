@@ -52,6 +52,7 @@ def test_metrics_equal_the_numpy_reference(batch_size):
     assert m["fit/noisy_corrected"] == pytest.approx((predicted == clean)[noisy].mean(), abs=1e-12)
     loss = -np.log(probs[np.arange(len(index)), given])
     np.testing.assert_allclose(result.samples["loss"], loss, rtol=1e-4, atol=1e-6)
+    np.testing.assert_array_equal(result.samples["train_loss"], result.samples["loss"])  # a CE method
     np.testing.assert_allclose(result.samples["probs"], probs, rtol=1e-4, atol=1e-6)
     np.testing.assert_array_equal(result.samples["index"], index)
     weight = model.weight_function(result.samples["loss"])
@@ -67,10 +68,37 @@ def test_metrics_equal_the_numpy_reference(batch_size):
     assert m["meta/accuracy"] == pytest.approx((meta_probs.argmax(-1) == data.meta_labels).mean(), abs=1e-12)
 
 
-def test_auc_of_the_weight_is_the_loss_auc_or_its_mirror():
-    """W depends on the loss alone: its AUC is the small-loss AUC when W falls with the loss."""
+def test_the_weighting_net_reads_the_gce_loss_and_the_small_loss_rule_the_ce():
+    """rmnwnet_gce: every weight number is W of the per-sample GCE loss, what W reads in training;
+    `loss` (detection/auc_loss, sample_scores.csv) stays the CE, as for every method."""
+    from rmwnet_tf.losses import GCE_Q
+    from rmwnet_tf.metrics import detection_auc
     data = _data()
-    model = _model(data)
+    model = _model(data, "rmnwnet_gce")
+    result = evaluate_lib.evaluate(model, data, batch_size=64)
+    m, samples = result.metrics, result.samples
+    index = data.train_indices
+    probs = _reference_probs(model, data, index, data.source.x_train)
+    p_given = probs[np.arange(len(index)), data.given_labels[index]]
+    gce = (1 - p_given**GCE_Q) / GCE_Q
+    np.testing.assert_allclose(samples["train_loss"], gce, rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(samples["loss"], -np.log(p_given), rtol=1e-4, atol=1e-6)
+    assert np.abs(samples["train_loss"] - samples["loss"]).max() > 0.1  # the two differ
+    weight = model.weight_function(samples["train_loss"])
+    np.testing.assert_array_equal(samples["weight"], weight)
+    assert not np.allclose(model.weight_function(samples["loss"]), weight, rtol=1e-3, atol=0)
+    noisy = samples["noisy"]
+    assert m["weights/mean"] == pytest.approx(weight.mean(), rel=1e-6)
+    assert m["detection/auc"] == detection_auc(weight, noisy)
+    assert m["detection/auc_loss"] == detection_auc(-samples["loss"], noisy)
+
+
+@pytest.mark.parametrize("method", ["rmnwnet", "rmnwnet_gce"])
+def test_auc_of_the_weight_is_the_loss_auc_or_its_mirror(method):
+    """W depends on the training loss alone, a decreasing function of p_y as the CE is: its AUC is
+    the small-loss AUC when W falls with the loss, its mirror when W rises."""
+    data = _data()
+    model = _model(data, method)
     m = evaluate_lib.evaluate(model, data, batch_size=50).metrics
     if m["weights/loss_spearman"] < 0:
         assert m["detection/auc"] == pytest.approx(m["detection/auc_loss"], abs=1e-9)

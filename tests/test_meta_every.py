@@ -7,6 +7,7 @@ import tensorflow as tf
 
 from rmwnet_tf import losses, models
 from rmwnet_tf.meta_model import MetaWeightModel
+from rmwnet_tf.methods import METHODS
 from tests.test_meta_model import BATCH, NUM_CLASSES, SHAPE, make_batch, make_model, values
 
 
@@ -29,10 +30,12 @@ def test_meta_every_1_is_the_meta_step_itself():
         np.testing.assert_array_equal(got, want)
 
 
-@pytest.mark.parametrize("jit_compile", [False, True])
-def test_meta_every_3_skips_the_vnet_on_steps_1_and_2(jit_compile):
+@pytest.mark.parametrize("method, jit_compile", [("rmnwnet", False), ("rmnwnet", True), ("rmnwnet_gce", False)])
+def test_meta_every_3_skips_the_vnet_on_steps_1_and_2(method, jit_compile):
+    """The weighted steps between meta steps weight, and feed W, the method's training loss."""
     lr, decay = 0.1, 5e-4
-    model = make_model(meta_every=3, lr=lr, weight_decay=decay, vnet_lr=1e-2)
+    train_loss = losses.TRAIN_LOSSES[METHODS[method].train_loss]
+    model = make_model(method, meta_every=3, lr=lr, weight_decay=decay, vnet_lr=1e-2)
     step = tf.function(model.train_step, jit_compile=jit_compile)
     vnet_before = values(model.vnet.trainable_variables)
     logs0 = step(make_batch(20))  # iteration 0: a meta step
@@ -46,7 +49,7 @@ def test_meta_every_3_skips_the_vnet_on_steps_1_and_2(jit_compile):
         twin.set_weights(model.classifier.get_weights())
         x, y = batch["train"]["image"], batch["train"]["label"]
         with tf.GradientTape() as tape:
-            per_sample = losses.cross_entropy(y, twin(x, training=True))
+            per_sample = train_loss(y, twin(x, training=True))
             raw = tf.reshape(model.vnet(tf.reshape(tf.stop_gradient(per_sample), [-1, 1])), [-1])
             objective = tf.reduce_sum(tf.stop_gradient(raw / tf.reduce_sum(raw)) * per_sample)
         for variable, grad in zip(twin.trainable_variables, tape.gradient(objective, twin.trainable_variables)):

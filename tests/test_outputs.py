@@ -1,10 +1,12 @@
 """The writer: sample_scores.csv and the console line, exactly."""
 
 import csv
+import types
 
 import numpy as np
 import pytest
 
+from rmwnet_tf import outputs
 from rmwnet_tf.outputs import Suspects, console_line, write_sample_scores
 
 
@@ -72,3 +74,23 @@ def test_suspects_are_the_first_rows_of_the_review_list_with_named_captions():
     figure = suspects.figure(samples, epoch=2)
     assert [axes.get_title() for axes in figure.axes] == [suspects.caption(samples, r) for r in rows]
     np.testing.assert_array_equal(figure.axes[0].images[0].get_array(), images[5])
+
+
+def test_the_weight_curve_is_drawn_over_the_losses_the_weighting_net_reads(tmp_path, monkeypatch):
+    """For rmnwnet_gce W reads GCE losses (evaluate's `train_loss`), not the CE `loss`: the curve's
+    range and histogram are theirs."""
+    drawn = []
+
+    def fake_curve(weight_function, losses, epoch, points=200):
+        drawn.append(np.asarray(losses))
+        return np.zeros((4, 4, 3), np.uint8)
+
+    monkeypatch.setattr(outputs, "weight_curve_image", fake_curve)
+    writer = outputs.RunWriter(tmp_path, total_epochs=1, history=[], print_fn=lambda line: None,
+                               weight_function=lambda losses: np.ones(len(losses)))
+    samples = dict(weight=np.array([0.2, 0.8]), noisy=None, loss=np.array([3.0, 0.1]),
+                   train_loss=np.array([1.2, 0.05]))
+    writer.epoch({"epoch": 1, "train/loss": 1.0}, evaluation=types.SimpleNamespace(samples=samples))
+    writer.close()
+    assert len(drawn) == 1
+    np.testing.assert_array_equal(drawn[0], samples["train_loss"])
