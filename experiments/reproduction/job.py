@@ -42,15 +42,16 @@ from experiments.reproduction.protocol import (
     DEFAULT_OUT_DIR,
     DEFAULT_RUNS_DIR,
     DEFAULT_SEEDS,
+    FAMILY_METHODS,
     METHOD_ORDER,
     PROTOCOL_SEEDS,
-    REFERENCE_METHODS,
     SETTINGS,
     V3_SEEDS,
     Cell,
     Protocol,
     Setting,
     candidates_dir,
+    family,
     grid,
     pretrain_config,
 )
@@ -116,7 +117,7 @@ def write_report_v3(protocol: Protocol, runs_dir, out_dir, *, seeds: Sequence[in
     json_path, report_path = out_dir / "reproduction.json", out_dir / "REPRODUCTION.md"
     settings = [s for s in SETTINGS if s.name in V3_REPORT_SETTINGS or (pathlib.Path(runs_dir) / s.name).is_dir()]
     seeds = list(dict.fromkeys([*PROTOCOL_SEEDS.get(protocol.name, V3_SEEDS), *seeds]))
-    entries = collect_entries(grid(settings, METHOD_ORDER + REFERENCE_METHODS, seeds), protocol, runs_dir)
+    entries = collect_entries(grid(settings, FAMILY_METHODS[family(protocol.name)], seeds), protocol, runs_dir)
     idle = idle_timings(pathlib.Path(runs_dir))
     choice_path = out_dir / candidates_dir(protocol.name) / "choice.json"
     vnet_choice = json.loads(choice_path.read_text()) if choice_path.exists() else None

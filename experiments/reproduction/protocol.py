@@ -160,8 +160,15 @@ META_METHODS = ("mwnet", "mnwnet", "rmnwnet")
 # What a user would compare against in v3's regime: a robust loss trained directly, and an oracle
 # trained on the correctly labelled samples only.
 REFERENCE_METHODS = ("gce", "oracle")
+# RMNW-Net weighting a robust training loss (issue 33; Theorem 1 holds whatever loss the classifier
+# minimises): in protocol v4's grid, beside the paper's methods.
+ROBUST_LOSS_META_METHODS = ("rmnwnet_gce",)
+# Every method a grid can hold, in the order the reports show them.
+GRID_METHODS = METHOD_ORDER + ROBUST_LOSS_META_METHODS + REFERENCE_METHODS
+# The methods of each protocol family's grid and report.
+FAMILY_METHODS = {"v3": METHOD_ORDER + REFERENCE_METHODS, "v4": GRID_METHODS}
 METHOD_LABELS = {"base": "Base", "mwnet": "MW-Net*", "mnwnet": "MNW-Net", "rmnwnet": "RMNW-Net",
-                 "gce": "GCE", "oracle": "Oracle (clean samples only)"}
+                 "rmnwnet_gce": "RMNW-Net on GCE", "gce": "GCE", "oracle": "Oracle (clean samples only)"}
 
 
 def markdown(text: str) -> str:
@@ -193,7 +200,7 @@ def grid(settings: Sequence[Setting], methods: Sequence[str], seeds: Sequence[in
     So a complete one-seed comparison of the four methods exists before a setting's next seed
     starts, and the first setting (uniform 40%) is complete before any other begins.
     """
-    ordered_methods = [m for m in METHOD_ORDER + REFERENCE_METHODS if m in methods]
+    ordered_methods = [m for m in GRID_METHODS if m in methods]
     return [Cell(s, m, seed) for s in settings for seed in seeds for m in ordered_methods]
 
 
@@ -206,7 +213,7 @@ def parse_settings(text: str) -> list[Setting]:
 
 
 def parse_methods(text: str) -> list[str]:
-    known = METHOD_ORDER + REFERENCE_METHODS
+    known = GRID_METHODS
     names = _split(text) or list(METHOD_ORDER)
     unknown = [name for name in names if name not in known]
     if unknown:

@@ -23,8 +23,9 @@ from experiments.reproduction.plots import run_history
 from experiments.reproduction.protocol import (
     METHOD_LABELS,
     META_METHODS,
+    GRID_METHODS,
     METHOD_ORDER,
-    REFERENCE_METHODS,
+    ROBUST_LOSS_META_METHODS,
     Protocol,
     Setting,
     GRID_VNET_NOTES,
@@ -206,7 +207,7 @@ def cleaning_section(out_dir) -> str:
 # ------------------------------------------------------------------------------------ markdown
 def _methods_present(entries) -> list[str]:
     present = {e["method"] for e in entries}
-    return [m for m in METHOD_ORDER + REFERENCE_METHODS if m in present]
+    return [m for m in GRID_METHODS if m in present]
 
 
 def _mean(entries, setting, method, key, scale=100.0, digits=2) -> str:
@@ -252,7 +253,7 @@ def _travel_table(entries, settings, first_drop: int) -> str:
             f"{first_drop} | G4's bar met |", "|---|---|---|---|---|---|---|---|"]
     for setting in settings:
         runs = histories(entries, setting.name)
-        for method in META_METHODS:
+        for method in META_METHODS + ROBUST_LOSS_META_METHODS:
             for seed, history in sorted(runs.get(method, {}).items()):
                 start, at_drop = gates_lib.first_evaluation_rose(history), gates_lib.travel_at(history, first_drop)
                 if start is None or at_drop is None:
