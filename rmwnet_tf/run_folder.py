@@ -158,8 +158,8 @@ def repair_history(model_dir, results: dict) -> None:
             f"{path} is {problem}, and {path.parent / 'results.json'} holds no copy of the history to rebuild it "
             "from: restore it, or move the run folder aside (or rerun with --overwrite) to start this run again"
         )
-    logging.warning("%s was %s; rewritten from the %d epochs of history that results.json holds", path, problem,
-                    len(history))
+    logging.warning("%s was %s; rewritten from the history of %d epoch%s that results.json holds", path, problem,
+                    len(history), "" if len(history) == 1 else "s")
     write_text(path, json.dumps(history, indent=2))
 
 
