@@ -270,7 +270,8 @@ def load_image_folder(data_dir, *, image_size: int = 32, class_names=None, cache
     Class index = position in ``class_names`` if given, else in the sorted folder names of
     train/. Sample order = class order, then file name (plain string sort), so per-sample
     side data (e.g. external noisy labels) must follow that order; zero-padded file names
-    keep it equal to numeric order. Files with other extensions and hidden files are ignored.
+    keep it equal to numeric order. Files with other extensions and hidden files are ignored;
+    an image's name that is a link to nothing stops the load, naming it.
     """
     root = pathlib.Path(data_dir).expanduser()
     if not root.is_dir():
