@@ -161,7 +161,7 @@ def test_the_loaded_export_is_callable_like_a_model(classifier, images, tmp_path
 def test_a_wrong_shape_is_refused_stating_the_whole_shape_it_got(classifier, tmp_path, shape):
     """Issue 36: the refusal cut the shape after 3 numbers ("got shape [2 16 16...]"), hiding the
     channels. Inside the SavedModel the sentence comes after TensorFlow's own "Graph execution
-    error" lines, which no graph can change; `load_exported` states it first (the test above)."""
+    error" lines, which no graph can change; `load_exported` states it alone."""
     export_dir = str(tmp_path / "export")
     export_classifier(classifier, export_dir, mean=MEAN, std=STD, image_shape=IMAGE_SHAPE)
     model = tf.saved_model.load(export_dir)
@@ -172,3 +172,7 @@ def test_a_wrong_shape_is_refused_stating_the_whole_shape_it_got(classifier, tmp
         model.signatures["serving_default"](images=tf.constant(images))
     with pytest.raises(tf.errors.InvalidArgumentError, match=got):
         model(images)
+    with pytest.raises(ValueError) as raised:  # the Python path: the sentence is the whole message
+        load_exported(export_dir)(images)
+    assert str(raised.value) == (f"Expected uint8 images [N, 16, 16, 3] (N images of 16x16 pixels, 3 channels), "
+                                 f"got shape {shape}")
