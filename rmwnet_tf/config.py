@@ -30,6 +30,12 @@ JIT_CHOICES = ("auto", "true", "false")
 # (100000 asked for 37 GiB and failed in numpy).
 IMAGE_SIZE_RANGE = (8, 1024)
 MAX_BOUNDARY = 1_000_000  # epochs; larger ones overflowed the step counter in Keras' schedule
+# --seed goes to keras.utils.set_random_seed, whose numpy half takes 0 .. 2**32 - 1 (outside it a
+# run stopped with numpy's "Seed must be between 0 and 2**32 - 1", naming no flag, after the data
+# had been read); --part_seed only feeds numpy's SeedSequence, which takes any integer >= 0.
+MAX_SEED = 2**32 - 1
+# Fields holding a path, which a deleted working directory makes meaningless when relative.
+PATH_FIELDS = ("model_dir", "data_dir", "tfds_data_dir", "noisy_labels", "init_from", "weights")
 
 
 def _field(default, help_text, **extra):
@@ -174,6 +180,10 @@ class Config:
         def bad(flag, message):
             found.append((flag, message))
 
+        for name in self._relative_paths_without_working_directory():
+            bad(name, f"{getattr(self, name)!r} is relative to the working directory, which no longer exists "
+                "(deleted or moved since this shell entered it); cd to an existing folder, or give an "
+                "absolute path")
         for field in dataclasses.fields(self):
             choices = field.metadata.get("choices")
             value = getattr(self, field.name)
@@ -187,6 +197,14 @@ class Config:
                      "checkpoint_every_steps", "suspects"):
             if getattr(self, name) < 0:
                 bad(name, f"must be >= 0, got {getattr(self, name)}")
+        if self.dataset == "synthetic":  # generated data needs images in both splits
+            for name in ("synthetic_train_size", "synthetic_test_size"):
+                if getattr(self, name) == 0:
+                    bad(name, "must be a positive number of images with --dataset=synthetic, got 0")
+        if not 0 <= self.seed <= MAX_SEED:
+            bad("seed", f"must be between 0 and {MAX_SEED} (2**32 - 1), got {self.seed}")
+        if self.part_seed < 0:
+            bad("part_seed", f"must be >= 0, got {self.part_seed}")
         for name in ("lr", "vnet_lr"):
             value = getattr(self, name)
             if not (math.isfinite(value) and value > 0):
@@ -212,6 +230,10 @@ class Config:
                     bad("weights", f"{self.weights!r} is neither one of {', '.join(WEIGHTS_CHOICES)} nor a file")
                 elif not self.weights.endswith(".h5"):
                     bad("weights", f"{self.weights!r} is not a Keras weights file (.h5 or .weights.h5)")
+                elif not is_hdf5(self.weights):
+                    bad("weights", f"{self.weights!r} is not an HDF5 file (Keras weights files are; this one is "
+                        "cut short or something else): give the backbone's weights file, e.g. the one "
+                        "--weights=imagenet downloads")
             if not classifier.pretrained and self.weights not in ("auto", "none"):
                 backbones = ", ".join(c.name for c in CLASSIFIERS.values() if c.pretrained)
                 bad("weights", f"--model={self.model} is built from scratch here; pretrained weights are for "
@@ -322,6 +344,20 @@ class Config:
                 "sample order); write the labels of the kept classes into an image folder of their own")
         return len(selected)
 
+    def _relative_paths_without_working_directory(self) -> list[str]:
+        """The path fields given relative to a working directory that was deleted (or moved)
+        after the shell entered it: os.getcwd() then fails, and every relative path with it,
+        in a FileNotFoundError naming no file, somewhere inside the run. Absolute paths still
+        work there, so only relative ones are refused."""
+        try:
+            os.getcwd()
+            return []
+        except FileNotFoundError:
+            pass
+        return [name for name in PATH_FIELDS
+                if getattr(self, name) and getattr(self, name) not in WEIGHTS_CHOICES
+                and not os.path.isabs(os.path.expanduser(getattr(self, name)))]
+
     def validate(self) -> "Config":
         problems = self.problems()
         if problems:
@@ -333,6 +369,27 @@ class ConfigError(ValueError):
     def __init__(self, problems):
         self.problems = problems
         super().__init__("; ".join(f"--{flag}: {message}" for flag, message in problems))
+
+
+HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
+
+
+def is_hdf5(path) -> bool:
+    """Whether `path` starts an HDF5 file: its signature at byte 0, or at 512, 1024, 2048, ...
+    after a user block (the HDF5 format's rule). Why here: h5py's own error for anything else,
+    "Unable to synchronously open file (file signature not found)", names neither the file nor
+    the flag, and came only after TensorFlow had loaded and the data had been read."""
+    try:
+        with open(path, "rb") as handle:
+            size, offset = os.fstat(handle.fileno()).st_size, 0
+            while offset + len(HDF5_SIGNATURE) <= size:
+                handle.seek(offset)
+                if handle.read(len(HDF5_SIGNATURE)) == HDF5_SIGNATURE:
+                    return True
+                offset = 512 if offset == 0 else offset * 2
+    except OSError:
+        return False
+    return False
 
 
 def upgrade_saved(saved: dict | None) -> dict | None:

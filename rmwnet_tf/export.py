@@ -25,6 +25,7 @@ import tensorflow as tf
 SIGNATURE_NAME = "serving_default"
 INPUT_NAME = "images"
 OUTPUT_NAME = "probabilities"
+CALL_NAME = "__call__"  # the loaded object is callable: model(images) -> probabilities
 
 
 def _check_export_dir(export_dir: str) -> None:
@@ -91,9 +92,12 @@ def _checked_shape(images, image_shape, expected: str):
     tail = tf.concat([shape, tf.zeros([4], tf.int64)], 0)[1:4]  # [H, W, C] if the rank is 4
     good = tf.logical_and(tf.equal(tf.size(shape), 4),
                           tf.reduce_all(tf.equal(tail, tf.constant(image_shape, tf.int64))))
-    check = tf.debugging.Assert(good, [f"the model takes {expected}; got shape", shape])
+    # summarize: the whole shape (TF prints 3 entries by default: "[2 16 16...]" hid the channels).
+    check = tf.debugging.Assert(good, [f"the model takes {expected}; got shape", shape], summarize=8)
     with tf.control_dependencies([check]):
-        return tf.identity(images)
+        checked = tf.identity(images)
+    checked.set_shape([None, *image_shape])  # for `__call__`'s open spec: the layers need the rank
+    return checked
 
 
 def export_classifier(
@@ -126,6 +130,9 @@ def export_classifier(
         empty = tf.zeros([0, num_classes], tf.float32)
         return {OUTPUT_NAME: tf.cond(tf.shape(images)[0] > 0, lambda: probabilities(images), lambda: empty)}
 
+    def call(images):
+        return serve(images)[OUTPUT_NAME]
+
     archive = keras.export.ExportArchive()
     archive.track(classifier)
     archive.add_endpoint(
@@ -135,6 +142,12 @@ def export_classifier(
             tf.TensorSpec([None, height, width, channels], tf.uint8, name=INPUT_NAME)
         ],
     )
+    # `model = tf.saved_model.load(export_dir); model(images)` is what users try first; without a
+    # `__call__` it failed with "'_UserObject' object is not callable". It returns the probabilities
+    # themselves, as a Keras model would. Its input spec leaves the shape open so that a wrong
+    # shape reaches `_checked_shape` and is refused with the sentence saying what the model takes
+    # (a fixed spec fails in TensorFlow's argument binding instead, printing the whole array).
+    archive.add_endpoint(name=CALL_NAME, fn=call, input_signature=[tf.TensorSpec(None, tf.uint8, name=INPUT_NAME)])
     _write_in_place(archive, export_dir)
     return export_dir
 

@@ -18,6 +18,7 @@ never written through a link: a link where an output belongs is refused.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import pathlib
 import re
@@ -28,6 +29,7 @@ from absl import logging
 
 from rmwnet_tf.checkpointing import candidates
 from rmwnet_tf.errors import UserError
+from rmwnet_tf.files import write_text
 
 # Everything a run writes in its folder (README, "Outputs"): none of it may be a link.
 OUTPUTS = ("config.json", "history.json", "results.json", "sample_scores.csv", "suspects.png", "pred_probs.npy",
@@ -132,6 +134,33 @@ def missing_outputs(model_dir, config, results: dict) -> list[str]:
                 and not export_complete(model_dir / "export_selected")):
             missing.append("export_selected/")
     return missing
+
+
+def repair_history(model_dir, results: dict) -> None:
+    """Rewrite a finished run's history.json from the copy its results.json carries, if the file
+    is missing or not readable JSON (cut short by a full disk or an edit), with a warning naming it.
+
+    Why: a rerun of a finished run reads results.json only, so a history.json cut in half stayed
+    so while the rerun ended with `done:`; the rebuild of missing outputs did not cover it. The
+    copy in results.json is the history itself (both are written from the same rows, results.json
+    last), so nothing is guessed. A readable history.json is left as it is."""
+    path = pathlib.Path(model_dir) / "history.json"
+    try:
+        json.loads(path.read_text())
+        return
+    except FileNotFoundError:
+        problem = "missing"
+    except (ValueError, UnicodeDecodeError):
+        problem = "not readable JSON (cut short or edited)"
+    history = results.get("history")
+    if not isinstance(history, list):
+        raise UserError(
+            f"{path} is {problem}, and {path.parent / 'results.json'} holds no copy of the history to rebuild it "
+            "from: restore it, or move the run folder aside (or rerun with --overwrite) to start this run again"
+        )
+    logging.warning("%s was %s; rewritten from the history of %d epoch%s that results.json holds", path, problem,
+                    len(history), "" if len(history) == 1 else "s")
+    write_text(path, json.dumps(history, indent=2))
 
 
 # ------------------------------------------------------------------------------------ --overwrite

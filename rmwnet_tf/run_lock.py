@@ -11,6 +11,12 @@ folder aside while the lock must stay put, and a start that fails must leave no 
 It is removed when the run ends, however it ends; after ``kill -9`` or a power cut it stays,
 and the next start takes it over once no process with its PID is alive (on this machine: the
 lock records the host too, and one from another host is never taken over).
+
+Issue 36: two kinds of lock file could never be taken, so every start said "try again" forever.
+A symbolic link there (to a file elsewhere, or dangling) is refused with what to do: the lock is
+never read or written through a link. An empty or unreadable lock (a crash between creating the
+file and writing its PID leaves one) is taken over with a warning naming it, once it is stale;
+see `EMPTY_LOCK_GRACE_SECONDS` for why it is not at once.
 """
 
 from __future__ import annotations
@@ -19,9 +25,22 @@ import contextlib
 import os
 import pathlib
 import socket
+import stat
 import time
 
+from absl import logging
+
 from rmwnet_tf.errors import UserError
+
+# How long a lock file may stay empty (or unreadable) before it is taken over. Why a wait at all:
+# a start creates the file (O_EXCL) and writes its PID in the next statement, so a concurrent
+# start may find it empty for a moment; taking that over would let both run. Why this long: that
+# moment is microseconds, but a process on a loaded machine can be descheduled for a second or
+# two between the two statements. The age is the file's mtime or, if that is in the future (a
+# clock set back), how long this start has itself seen it empty; either way a lock left by a
+# crash is taken over within these seconds, and one being written is never taken.
+EMPTY_LOCK_GRACE_SECONDS = 5.0
+_LOOK_AGAIN_SECONDS = 0.2
 
 
 def lock_path(model_dir) -> pathlib.Path:
@@ -50,6 +69,35 @@ def _holder(path: pathlib.Path) -> tuple[int | None, str]:
         return None, ""
 
 
+def _check_not_a_link(path: pathlib.Path, model_dir) -> os.stat_result | None:
+    """The lock file's own status (a link not followed), or None if there is none; a link or
+    anything else that is not a plain file is refused: never read, written or removed."""
+    try:
+        status = os.lstat(path)
+    except FileNotFoundError:
+        return None
+    if stat.S_ISLNK(status.st_mode):
+        raise UserError(
+            f"--model_dir={model_dir}: its lock file {path} is a symbolic link (to {os.readlink(path)}); a lock is "
+            f"never taken through a link: remove the link (rm {path}) and start again"
+        )
+    if not stat.S_ISREG(status.st_mode):
+        raise UserError(
+            f"--model_dir={model_dir}: its lock file {path} is not a file (a folder or a device?); remove it "
+            "and start again"
+        )
+    return status
+
+
+def _remove_if_unchanged(path: pathlib.Path, seen: os.stat_result) -> None:
+    """Remove a stale lock only if it is still the file judged stale (same inode, time and size):
+    a concurrent start may have taken it over and made a new one in between."""
+    with contextlib.suppress(FileNotFoundError):
+        now = os.lstat(path)
+        if (now.st_ino, now.st_mtime_ns, now.st_size) == (seen.st_ino, seen.st_mtime_ns, seen.st_size):
+            os.remove(path)
+
+
 def acquire(model_dir) -> pathlib.Path:
     """Take the lock of ``model_dir`` or raise UserError naming the process that holds it."""
     path = lock_path(model_dir)
@@ -61,18 +109,30 @@ def acquire(model_dir) -> pathlib.Path:
             f"{error.strerror or error}); the folder holding the run folder must be writable"
         ) from None
     me = f"{os.getpid()} {socket.gethostname()}"
-    for _ in range(3):  # a stale lock is removed and the creation tried again
-        try:
-            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+    first_seen_empty = None  # when this start first found the lock empty or unreadable
+    deadline = time.monotonic() + EMPTY_LOCK_GRACE_SECONDS + 10.0
+    while time.monotonic() < deadline:  # a stale lock is removed and the creation tried again
+        _check_not_a_link(path, model_dir)
+        try:  # O_EXCL fails on any existing name, a dangling link too; O_NOFOLLOW for good measure
+            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY | getattr(os, "O_NOFOLLOW", 0), 0o644)
         except FileExistsError:
+            seen = _check_not_a_link(path, model_dir)
+            if seen is None:
+                continue  # released in between: try again
             pid, host = _holder(path)
-            if pid is None:
-                time.sleep(0.2)  # just created by another start, not written yet: look again
+            if pid is None:  # empty or unreadable: being written, or left by a crash
+                first_seen_empty = first_seen_empty or time.monotonic()
+                age = max(time.time() - seen.st_mtime, time.monotonic() - first_seen_empty)
+                if age < EMPTY_LOCK_GRACE_SECONDS:
+                    time.sleep(_LOOK_AGAIN_SECONDS)
+                    continue
+                logging.warning("taking over the lock file %s: it is empty or unreadable and %.0f s old (what a start "
+                                "that crashed before writing its process id leaves)", path, age)
+                _remove_if_unchanged(path, seen)
                 continue
             same_host = host in ("", socket.gethostname())
             if same_host and (pid == os.getpid() or not _alive(pid)):
-                with contextlib.suppress(FileNotFoundError):
-                    os.remove(path)  # stale: its process is gone (kill -9, a crash)
+                _remove_if_unchanged(path, seen)  # stale: its process is gone (kill -9, a crash)
                 continue
             where = "" if same_host else f" on {host}"
             raise UserError(

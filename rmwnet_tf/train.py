@@ -294,6 +294,8 @@ def run(config: Config) -> dict:
 
 def _start(config, strategy, model_dir, started, is_chief, task_id, on_data_loaded=lambda: None) -> dict:
     finished = check_model_dir(config, model_dir)
+    if finished is not None and is_chief:
+        run_folder.repair_history(model_dir, finished)
     if finished is not None:
         missing = run_folder.missing_outputs(model_dir, config, finished)
         if not missing:

@@ -120,6 +120,14 @@ VALUE_ERRORS = [
      "error: --lr_boundaries: epochs must be at most 1,000,000, got '99999999999999999999'"),
     (["--suspects=-5"], "error: --suspects: must be >= 0, got -5"),
     (["--model_dir="], "error: --model_dir: is empty; give the run's folder, e.g. --model_dir=runs/my_run"),
+    # Issue 36: these stopped after TensorFlow had loaded and the data was read, naming no flag.
+    (["--seed=-1"], "error: --seed: must be between 0 and 4294967295 (2**32 - 1), got -1"),
+    (["--seed=1099511627776"], "error: --seed: must be between 0 and 4294967295 (2**32 - 1), got 1099511627776"),
+    (["--part=a", "--part_seed=-1"], "error: --part_seed: must be >= 0, got -1"),
+    (["--dataset=synthetic", "--synthetic_test_size=0"],
+     "error: --synthetic_test_size: must be a positive number of images with --dataset=synthetic, got 0"),
+    (["--dataset=synthetic", "--synthetic_train_size=0"],
+     "error: --synthetic_train_size: must be a positive number of images with --dataset=synthetic, got 0"),
 ]
 
 
@@ -329,3 +337,37 @@ def test_a_quoted_error_is_one_line_cut_and_optionally_named():
     assert errors.described(error, limit=6, named=True) == "ValueError: Shapes..."
     assert errors.described(KeyError()) == "KeyError"
     assert errors.one_line(error) == "error: Shapes (3, 3) and (4, 4) differ"
+
+
+def test_a_weights_file_of_garbage_is_one_line_naming_the_flag_and_the_file(tmp_path):
+    """Issue 36: `error: OSError: Unable to synchronously open file (file signature not found)`,
+    after TensorFlow had loaded."""
+    garbage = tmp_path / "bad.weights.h5"
+    garbage.write_bytes(np.random.default_rng(0).integers(0, 256, 3000, dtype=np.uint8).tobytes())
+    line = one_error_line(train_cli(*TINY, "--model=mobilenet_v3_small", f"--weights={garbage}",
+                                    f"--model_dir={tmp_path / 'run'}", timeout=120))
+    assert line == (f"error: --weights: {str(garbage)!r} is not an HDF5 file (Keras weights files are; this one is cut "
+                    "short or something else): give the backbone's weights file, e.g. the one --weights=imagenet "
+                    "downloads")
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("model_dir, expected", [
+    ("runs/x", "error: --model_dir: 'runs/x' is relative to the working directory, which no longer exists (deleted or "
+               "moved since this shell entered it); cd to an existing folder, or give an absolute path"),
+    (None, "done: outputs in "),  # absolute paths still work there
+])
+def test_a_deleted_working_directory_is_named_for_relative_paths(tmp_path, model_dir, expected):
+    """Issue 36: `error: FileNotFoundError: [Errno 2] No such file or directory`."""
+    gone = tmp_path / "gone"
+    gone.mkdir()
+    model_dir = model_dir or str(tmp_path / "run")
+    command = [sys.executable, str(ROOT / "scripts/train.py"), *TINY, f"--model_dir={model_dir}"]
+    # The shell enters the folder, removes it, and starts the command there.
+    result = subprocess.run(["sh", "-c", 'cd "$0" && rmdir "$0" && exec "$@"', str(gone), *command],
+                            capture_output=True, text=True, timeout=300, env=ENV)
+    if expected.startswith("error:"):
+        assert one_error_line(result) == expected
+    else:
+        assert result.returncode == 0, result.stderr
+        assert result.stdout.startswith(expected + model_dir)

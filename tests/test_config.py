@@ -57,6 +57,15 @@ def test_class_counts_come_from_the_dataset_registry():
     (dict(meta_step="head"), []),
     (dict(meta_every=4), []),
     (dict(meta_every=0), [("meta_every", "must be a positive integer, got 0")]),
+    # Issue 36: numpy's seed limit, and empty generated splits, only showed up once the data loaded.
+    (dict(seed=2**32 - 1), []),
+    (dict(seed=2**32), [("seed", "must be between 0 and 4294967295 (2**32 - 1), got 4294967296")]),
+    (dict(seed=-1), [("seed", "must be between 0 and 4294967295 (2**32 - 1), got -1")]),
+    (dict(part_seed=2**40), []),  # only numpy's SeedSequence reads it: any integer >= 0
+    (dict(part_seed=-1), [("part_seed", "must be >= 0, got -1")]),
+    (dict(dataset="synthetic", synthetic_test_size=0),
+     [("synthetic_test_size", "must be a positive number of images with --dataset=synthetic, got 0")]),
+    (dict(synthetic_train_size=0), []),  # only --dataset=synthetic reads it
 ])
 def test_rules_on_settings_alone_live_in_config(settings, expected):
     assert Config(**settings).problems() == expected

@@ -1,6 +1,7 @@
 """Sources, the noisy-label table and meta split, and the tf.data pipelines."""
 
 import pathlib
+import re
 import shutil
 import subprocess
 import tarfile
@@ -13,6 +14,7 @@ from PIL import Image
 
 from rmwnet_tf import data
 from rmwnet_tf import noise
+from rmwnet_tf.errors import UserError
 
 K = 10
 
@@ -760,3 +762,20 @@ def test_every_dataset_names_a_loader_kind_and_every_kind_has_its_loader():
     assert tuple(sources.LOADERS) == LOADER_KINDS
     assert {d.loader for d in DATASETS.values()} == set(LOADER_KINDS)
     assert sorted(sources.DOWNLOAD_HOSTS) == ["cifar10", "cifar100", "cifar100_n", "cifar10_n"]
+
+
+def test_a_dangling_link_among_the_images_is_named_not_skipped(folder):
+    """Issue 36: a link named 77.png to a file that is gone was skipped without a word, so the
+    count of images dropped silently. A link to an existing image is read as that image."""
+    root, exact = folder
+    (root / "train/cat/ok.png").symlink_to(root / "train/cat/b.png")
+    loaded = data.load_image_folder(root, cache_dir=None)
+    assert len(loaded.x_train) == 7
+    (root / "train/cat/77.png").symlink_to(root / "train/cat/moved_away.png")
+    with pytest.raises(UserError, match=re.escape(
+            f"image file '{root}/train/cat/77.png' is a symbolic link to '{root}/train/cat/moved_away.png', which "
+            "does not exist; point the link at the image, or remove it (every image in the folder is read)")):
+        data.load_image_folder(root, cache_dir=None)
+    (root / "train/cat/78.PNG").symlink_to("nowhere.png")  # the first is named, with the count of the others
+    with pytest.raises(UserError, match=re.escape(f"image file '{root}/train/cat/77.png' (and 1 more) is a symbolic")):
+        data.load_image_folder(root, cache_dir=None)

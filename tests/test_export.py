@@ -143,3 +143,36 @@ def test_a_failed_export_leaves_the_previous_one_whole(classifier, tmp_path, mon
     assert sorted(p.name for p in tmp_path.iterdir()) == ["export"]
     np.testing.assert_allclose(load_exported(str(export_dir))(np.zeros((1, *IMAGE_SHAPE), np.uint8)).sum(), 1.0,
                                atol=1e-5)
+
+
+def test_the_loaded_export_is_callable_like_a_model(classifier, images, tmp_path):
+    """Issue 36: `tf.saved_model.load(path)(images)`, what users try first, failed with
+    "'_UserObject' object is not callable". It returns the probabilities, as the signature does."""
+    export_dir = str(tmp_path / "export")
+    export_classifier(classifier, export_dir, mean=MEAN, std=STD, image_shape=IMAGE_SHAPE)
+    model = tf.saved_model.load(export_dir)
+    np.testing.assert_allclose(model(images).numpy(), reference_probabilities(classifier, images), atol=1e-5)
+    assert model(np.zeros((0, *IMAGE_SHAPE), np.uint8)).shape == (0, 5)
+    assert sorted(model.signatures) == ["__call__", "serving_default"]
+
+
+@pytest.mark.parametrize("shape", [(2, 20, 20, 3), (2, 16, 16, 1), (2, 16, 16, 4), (16, 16, 3)],
+                         ids=["other_size", "one_channel", "four_channels", "no_batch_dim"])
+def test_a_wrong_shape_is_refused_stating_the_whole_shape_it_got(classifier, tmp_path, shape):
+    """Issue 36: the refusal cut the shape after 3 numbers ("got shape [2 16 16...]"), hiding the
+    channels. Inside the SavedModel the sentence comes after TensorFlow's own "Graph execution
+    error" lines, which no graph can change; `load_exported` states it alone."""
+    export_dir = str(tmp_path / "export")
+    export_classifier(classifier, export_dir, mean=MEAN, std=STD, image_shape=IMAGE_SHAPE)
+    model = tf.saved_model.load(export_dir)
+    images = np.zeros(shape, np.uint8)
+    got = re.escape(f"assertion failed: [the model takes uint8 images [N, 16, 16, 3]; got shape] "
+                    f"[{' '.join(map(str, shape))}]")
+    with pytest.raises(tf.errors.InvalidArgumentError, match=got):
+        model.signatures["serving_default"](images=tf.constant(images))
+    with pytest.raises(tf.errors.InvalidArgumentError, match=got):
+        model(images)
+    with pytest.raises(ValueError) as raised:  # the Python path: the sentence is the whole message
+        load_exported(export_dir)(images)
+    assert str(raised.value) == (f"Expected uint8 images [N, 16, 16, 3] (N images of 16x16 pixels, 3 channels), "
+                                 f"got shape {shape}")

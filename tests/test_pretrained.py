@@ -5,6 +5,7 @@ no test downloads anything."""
 import json
 import os
 import pathlib
+import re
 import subprocess
 import sys
 import time
@@ -18,7 +19,7 @@ from PIL import Image
 
 from rmwnet_tf import data as data_lib
 from rmwnet_tf import export as export_lib
-from rmwnet_tf import feature_cache, models, train
+from rmwnet_tf import errors, feature_cache, models, train
 from rmwnet_tf.classifiers import CLASSIFIERS, get_classifier
 from rmwnet_tf.config import Config
 from rmwnet_tf.models import pretrained
@@ -219,6 +220,34 @@ def test_a_weights_file_must_be_keras_weights(tmp_path):
     assert Config(model=SMALL).problems() == [] and Config(model=SMALL, trainable="head").problems() == []
     assert not Config(model=SMALL, trainable="head").caches_features  # augmentation on by default
     assert Config(model=SMALL, trainable="head", augment=False).caches_features
+
+
+def test_a_weights_file_must_be_hdf5(tmp_path):
+    """Issue 36: a file of garbage failed in h5py, naming neither the file nor --weights."""
+    import h5py
+
+    garbage, empty, with_user_block = (tmp_path / name for name in ("bad.weights.h5", "empty.h5", "block.h5"))
+    garbage.write_bytes(np.random.default_rng(0).integers(0, 256, 3000, dtype=np.uint8).tobytes())
+    empty.write_bytes(b"")
+    for path in (garbage, empty):
+        assert Config(model=SMALL, weights=str(path)).problems() == [
+            ("weights", f"{str(path)!r} is not an HDF5 file (Keras weights files are; this one is cut short or "
+                        "something else): give the backbone's weights file, e.g. the one --weights=imagenet downloads")]
+    with h5py.File(with_user_block, "w", userblock_size=1024) as handle:  # the signature after a user block
+        handle["x"] = np.zeros(3)
+    assert Config(model=SMALL, weights=str(with_user_block)).problems() == []
+
+
+def test_a_weights_file_of_another_network_names_the_flag(tmp_path):
+    """An HDF5 file that is not the backbone's weights: Keras' "Layer count mismatch" named no file."""
+    other = tmp_path / "other.weights.h5"
+    models.build("tiny", num_classes=2, input_shape=(16, 16, 3), seed=0).save_weights(str(other))
+    with pytest.raises(errors.UserError, match=re.escape(
+            f"--weights={other}: cannot load it into the MobileNetV3Small backbone of --model={SMALL} (ValueError: "
+            "A total of 86 objects could not be loaded. ") + r".{100,200}\.\.\.\); " + re.escape(
+            "give that backbone's weights file without its top (include_top=False), e.g. the one --weights=imagenet "
+            "downloads")):
+        models.build(SMALL, num_classes=2, input_shape=(16, 16, 3), weights=str(other))
 
 
 # ------------------------------------------------------------------------------------ cached features

@@ -165,6 +165,59 @@ def test_two_starts_at_once_get_the_lock_once():
         assert all(isinstance(o, errors.UserError) and "in use by process 1 on elsewhere" in str(o) for o in outcomes)
 
 
+# Issue 36: a link, an empty or an unreadable lock file made every start say "try again", forever.
+@pytest.mark.parametrize("target", ["a file elsewhere", "nothing"])
+def test_a_lock_file_that_is_a_link_is_refused_and_never_followed(tmp_path, target):
+    elsewhere = tmp_path / "elsewhere.txt"
+    if target == "a file elsewhere":
+        elsewhere.write_text("keep me")
+    lock = run_lock.lock_path(tmp_path / "run")
+    lock.symlink_to(elsewhere)
+    with pytest.raises(errors.UserError, match=re.escape(
+            f"--model_dir={tmp_path}/run: its lock file {lock} is a symbolic link (to {elsewhere}); a lock is never "
+            f"taken through a link: remove the link (rm {lock}) and start again")):
+        train.run(config(tmp_path / "run"))
+    assert lock.is_symlink() and os.readlink(lock) == str(elsewhere)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".run.lock"] + (["elsewhere.txt"] if elsewhere.exists() else [])
+    assert not elsewhere.exists() or elsewhere.read_text() == "keep me"
+
+
+@pytest.mark.parametrize("content", [b"", b"\xff\xfe garbage"], ids=["empty", "unreadable"])
+def test_an_old_empty_or_unreadable_lock_is_taken_over_with_a_warning(tmp_path, content, caplog):
+    lock = run_lock.lock_path(tmp_path / "run")
+    lock.write_bytes(content)  # a crash between creating the lock file and writing the PID
+    an_hour_ago = time.time() - 3600
+    os.utime(lock, (an_hour_ago, an_hour_ago))
+    with caplog.at_level("WARNING"):
+        assert train.run(config(tmp_path / "run"))["epochs_completed"] == 1
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert [w for w in warnings if w.startswith(f"taking over the lock file {lock}: it is empty or unreadable and ")] \
+        != [], warnings
+    assert not lock.exists()  # released at the end
+
+
+def test_a_fresh_empty_lock_is_a_start_writing_it_and_is_not_taken(tmp_path, monkeypatch):
+    """The race: a concurrent start creates the file and writes its PID a moment later. Within
+    the grace seconds an empty lock is looked at again, not taken; after them it is taken."""
+    monkeypatch.setattr(run_lock, "EMPTY_LOCK_GRACE_SECONDS", 2.0)
+    holder = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        lock = run_lock.lock_path(tmp_path / "run")
+        lock.write_bytes(b"")
+        writer = threading.Timer(0.5, lambda: lock.write_text(f"{holder.pid} {os.uname().nodename}\n"))
+        writer.start()
+        with pytest.raises(errors.UserError, match=rf"is in use by process {holder.pid} \(lock file {lock}\)"):
+            run_lock.acquire(tmp_path / "run")
+        writer.join()
+    finally:
+        holder.kill()
+        holder.wait()
+    lock.write_bytes(b"")  # never written: taken once it has stayed empty for the grace seconds
+    assert run_lock.acquire(tmp_path / "run") == lock
+    assert lock.read_text().split()[0] == str(os.getpid())
+    run_lock.release(lock)
+
+
 # ------------------------------------------------------------------------------------ links, exports
 @pytest.mark.parametrize("name", ["export", "tensorboard", "sample_scores.csv"])
 def test_a_link_where_an_output_goes_is_refused_and_its_target_kept(run_copy, tmp_path, name):
@@ -210,6 +263,34 @@ def test_a_finished_run_rebuilds_missing_outputs_from_its_final_checkpoint(run_c
     for name in ("export", "export_selected"):
         predicted = load_exported(str(run_copy / name))(data.source.x_train[index])
         np.testing.assert_allclose(predicted, np.load(finished / "pred_probs.npy")[:16], atol=1e-5)
+
+
+@pytest.mark.parametrize("damage", ["cut in half", "deleted"])
+def test_a_finished_runs_damaged_history_is_rebuilt_from_results_json(run_copy, finished, damage, caplog):
+    """Issue 36: a history.json cut in half stayed so, and the rerun said `done:` without a word."""
+    history = run_copy / "history.json"
+    if damage == "deleted":
+        history.unlink()
+    else:
+        history.write_text(history.read_text()[: history.stat().st_size // 2])
+    with caplog.at_level("WARNING"):
+        assert train.run(config(run_copy))["epochs_completed"] == 1
+    assert history.read_bytes() == (finished / "history.json").read_bytes()
+    problem = "missing" if damage == "deleted" else "not readable JSON (cut short or edited)"
+    assert f"{history} was {problem}; rewritten from the history of 1 epoch that results.json holds" in [
+        r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+
+
+def test_a_damaged_history_without_a_copy_in_results_json_is_refused(run_copy):
+    results = json.loads((run_copy / "results.json").read_text())
+    del results["history"]
+    (run_copy / "results.json").write_text(json.dumps(results))
+    (run_copy / "history.json").write_text("[{")
+    with pytest.raises(errors.UserError, match=re.escape(
+            f"{run_copy}/history.json is not readable JSON (cut short or edited), and {run_copy}/results.json holds no "
+            "copy of the history to rebuild it from: restore it, or move the run folder aside (or rerun with "
+            "--overwrite) to start this run again")):
+        train.run(config(run_copy))
 
 
 def test_missing_checkpoints_under_results_json_are_refused_not_retrained(run_copy):

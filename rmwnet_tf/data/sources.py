@@ -20,6 +20,7 @@ import tensorflow as tf
 from absl import logging
 
 from rmwnet_tf.datasets import DATASETS
+from rmwnet_tf.errors import UserError
 
 SOURCES = tuple(DATASETS)  # the names of the TF-free registry rmwnet_tf.datasets
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp")
@@ -304,7 +305,8 @@ def load_image_folder(data_dir, *, image_size: int = 32, class_names=None, cache
     Class index = position in ``class_names`` if given, else in the sorted folder names of
     train/. Sample order = class order, then file name (plain string sort), so per-sample
     side data (e.g. external noisy labels) must follow that order; zero-padded file names
-    keep it equal to numeric order. Files with other extensions and hidden files are ignored.
+    keep it equal to numeric order. Files with other extensions and hidden files are ignored;
+    an image's name that is a link to nothing stops the load, naming it.
     """
     root = pathlib.Path(data_dir).expanduser()
     if not root.is_dir():
@@ -385,13 +387,10 @@ def _list_split(split_dir: pathlib.Path, names: list, *, require_every_class: bo
             if require_every_class:
                 raise FileNotFoundError(f"class {name!r} has no folder {str(folder)!r}")
             continue
-        images = sorted(
-            entry.path
-            for entry in os.scandir(folder)
-            if entry.is_file()
-            and not entry.name.startswith(".")
-            and entry.name.lower().endswith(IMAGE_EXTENSIONS)
-        )
+        named = [entry for entry in os.scandir(folder)
+                 if not entry.name.startswith(".") and entry.name.lower().endswith(IMAGE_EXTENSIONS)]
+        _refuse_dangling_links(named)
+        images = sorted(entry.path for entry in named if entry.is_file())
         if not images:
             raise ValueError(
                 f"class folder {str(folder)!r} contains no images ({'/'.join(IMAGE_EXTENSIONS)})"
@@ -401,6 +400,20 @@ def _list_split(split_dir: pathlib.Path, names: list, *, require_every_class: bo
     if not files:
         raise ValueError(f"{str(split_dir)!r} contains no images")
     return files, labels
+
+
+def _refuse_dangling_links(entries) -> None:
+    """An image's name that is a symbolic link to nothing (a moved or deleted target) stops the
+    load, naming it. Why: it used to be skipped without a word, so the user's count of images
+    dropped silently (a link to an existing file is read as that file)."""
+    dangling = sorted(entry.path for entry in entries if entry.is_symlink() and not entry.is_file()
+                      and not entry.is_dir())
+    if dangling:
+        more = f" (and {len(dangling) - 1} more)" if len(dangling) > 1 else ""
+        raise UserError(
+            f"image file {dangling[0]!r}{more} is a symbolic link to {os.readlink(dangling[0])!r}, which does not "
+            "exist; point the link at the image, or remove it (every image in the folder is read)"
+        )
 
 
 def decode_images(paths, image_size: int) -> np.ndarray:

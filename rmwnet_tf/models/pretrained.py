@@ -35,6 +35,7 @@ import numpy as np
 
 from rmwnet_tf.classifiers import Classifier, get_classifier, resolved_weights
 from rmwnet_tf.data import sources
+from rmwnet_tf.errors import UserError, described
 from rmwnet_tf.models.initializers import SeedStream
 
 IMAGENET = "imagenet"
@@ -115,7 +116,17 @@ def backbone_classifier(
         raise ValueError(f"trainable must be 'all' or 'head', got {trainable!r}")
     size = spec.input_size
     constructor = getattr(keras.applications, spec.application)
-    backbone = constructor(include_top=False, weights=weights, input_shape=(size, size, 3), pooling="avg")
+    try:
+        backbone = constructor(include_top=False, weights=weights, input_shape=(size, size, 3), pooling="avg")
+    except (OSError, ValueError) as error:
+        if weights in (None, IMAGENET):
+            raise
+        # h5py's and Keras' own messages name neither the file nor the flag it came from.
+        raise UserError(
+            f"--weights={weights}: cannot load it into the {spec.application} backbone of --model={spec.name} "
+            f"({described(error, limit=200, named=True)}); give that backbone's weights file without its top "
+            "(include_top=False), e.g. the one --weights=imagenet downloads"
+        ) from error
 
     # standardised z = (p / 255 - mean) / std  ->  pixels p = 255 (std z + mean)  ->  scale p + offset
     mean, std = (np.asarray(v, np.float64).reshape(3) for v in (input_mean, input_std))
