@@ -58,15 +58,11 @@ def test_compact_run_keeps_exactly_the_fields_asked_in_small_types_and_removes_t
     with np.load(folder / "samples.npz") as stored:
         assert {name: stored[name].dtype.name for name in stored.files} == {
             "index": "uint16", "given": "uint8", "predicted": "uint8", "noisy": "bool", "loss": "float32",
-            "probs": "float16", "weight": "float32"}
+            "probs": "float32", "weight": "float32"}
     kept = read_samples(folder)
-    for name in ("index", "given", "predicted", "noisy", "rank"):
-        np.testing.assert_array_equal(kept[name], full[name])
+    for name in ("index", "given", "predicted", "noisy", "rank", "weight", "loss", "probs"):
+        np.testing.assert_array_equal(kept[name], full[name])  # exact: float32 holds the CSV's 6 digits
         assert kept[name].dtype == full[name].dtype
-    for name in ("weight", "loss"):  # float32 holds the CSV's 6 significant digits: same text, same order
-        assert [f"{v:.6g}" for v in kept[name]] == [f"{v:.6g}" for v in full[name]]
-        np.testing.assert_array_equal(np.argsort(kept[name], kind="stable"), np.argsort(full[name], kind="stable"))
-    np.testing.assert_array_equal(kept["probs"], full["probs"].astype(np.float16).astype(np.float32))
     assert compact_run(folder) is None  # nothing left to compact: the folder stays as it is
     assert (folder / "samples.npz").exists()
 
@@ -92,7 +88,7 @@ def test_a_fold_run_keeps_its_held_out_probabilities(tmp_path):
     compact_run(folder)
     kept = read_samples(folder)
     np.testing.assert_array_equal(kept["heldout_index"], [44, 5])
-    np.testing.assert_array_equal(kept["heldout_probs"], PROBS[:2].astype(np.float16).astype(np.float32))
+    np.testing.assert_array_equal(kept["heldout_probs"], PROBS[:2])
     assert kept["loss"] is None and fields_read(folder) == HELDOUT_FIELDS
 
 
@@ -103,11 +99,27 @@ def test_the_cleaning_comparison_reads_the_same_run_before_and_after(tmp_path):
     before = cleaning_comparison.load_run(folder)
     compact_run(folder, CLEANING_FIELDS)
     after = cleaning_comparison.load_run(folder)
-    for key in ("index", "given", "noisy", "rank", "predicted"):
+    for key in ("index", "given", "noisy", "rank", "predicted", "loss", "probs"):
         np.testing.assert_array_equal(after[key], before[key])
     np.testing.assert_array_equal(before["index"], [3, 7, 9, 12, 40000])  # source order, as pred_probs.npy
-    np.testing.assert_array_equal(after["probs"], PROBS.astype(np.float16).astype(np.float32))
+    np.testing.assert_array_equal(after["probs"], PROBS)
     assert after["steps"] == 10
+
+
+def test_a_value_float32_cannot_hold_to_6_digits_keeps_its_column_in_float64(tmp_path):
+    folder = tmp_path / "run"
+    folder.mkdir()
+    write_sample_outputs(folder, dict(index=np.array([0, 1]), given=np.array([0, 1]), predicted=np.array([0, 1]),
+                                      weight=np.array([1.23456e-44, 0.5]), loss=np.array([0.25, 3.0]),
+                                      probs=PROBS[:2, :2]))
+    full = read_samples(folder)
+    compact_run(folder, ("weight", "loss"))
+    with np.load(folder / "samples.npz") as stored:
+        assert (stored["weight"].dtype.name, stored["loss"].dtype.name) == ("float64", "float32")
+    kept = read_samples(folder)
+    np.testing.assert_array_equal(kept["weight"], [1.23456e-44, 0.5])
+    np.testing.assert_array_equal(kept["weight"], full["weight"])
+    np.testing.assert_array_equal(kept["loss"], full["loss"])
 
 
 def _cell(root, runs_dir, setting, method, seed):

@@ -1,6 +1,6 @@
 """A kept study run's per-sample data in one small file, and the one reader of per-sample data.
 
-    python -m experiments.reproduction.compact results/     # compact every run folder under results/
+    python scripts/compact_results.py results/     # compact every kept run folder under results/
 
 The tool writes, for its users, sample_scores.csv, pred_probs.npy, given_labels.npy and
 sample_index.npy (heldout_*.npy with --holdout_folds): about 1 MB a run at the study's scale.
@@ -14,11 +14,13 @@ and, only where an analysis reads per-sample data, `samples.npz` holding just th
   seed in a protocol's own runs folder, and the held-out probabilities of the fold runs.
 
 Rows are stored in sample_scores.csv's order (most suspicious first), so the suspicion rank is
-the row number and the figure draws its points in the order it always did. Precision: loss and
-weight are float32, which holds the CSV's 6 significant digits exactly in order (no two distinct
-values merge, so no ranking by loss changes); probabilities are float16 (every cleaning table
-rebuilt from them was unchanged, BUILD_NOTES "Results that stay small"); labels and indices the
-smallest unsigned integer type that holds them.
+the row number and the figure draws its points in the order it always did. Every field reads
+back exactly as the tool's files hold it: probabilities stay float32 (in float16 the v3 cleaning
+table's unrounded precision at k moved, 0.55090 -> 0.55118: a memorising Base's probabilities
+crowd below 1.0, where float16 steps by 0.0005 and ties them); loss and weight are float32, which
+holds the CSV's 6 significant digits, so printing them with 6 digits gives back the CSV's text
+(kept float64 in the rare run where it would not); labels and indices the smallest unsigned
+integer type that holds them.
 """
 
 from __future__ import annotations
@@ -51,7 +53,8 @@ def read_samples(folder) -> dict:
     path = folder / SAMPLES_FILE
     if path.exists():
         with np.load(path) as saved:
-            stored = {name: saved[name] for name in saved.files}
+            stored = {name: _six_digits(saved[name]) if saved[name].dtype == np.float32 and name in ("weight", "loss")
+                      else saved[name] for name in saved.files}
     else:
         stored = _full_outputs(folder)
     samples = {name: _widened(name, stored[name]) if name in stored else None
@@ -98,11 +101,20 @@ def _widened(name: str, values: np.ndarray) -> np.ndarray:
     return np.asarray(values).astype(np.int64)
 
 
+def _six_digits(values: np.ndarray) -> np.ndarray:
+    """float32 back to the float64 that sample_scores.csv's text parses to. A float32 is within
+    6e-8 (relative) of the 6-digit decimal it was made from, well inside that decimal's rounding
+    interval (at least 5e-7 wide each side), so 6 digits print that decimal again."""
+    return np.array([float(f"{value:.6g}") for value in values.tolist()], np.float64)
+
+
 def _narrowed(name: str, values: np.ndarray) -> np.ndarray:
     if name in ("probs", "heldout_probs"):
-        return values.astype(np.float16)
-    if name in ("weight", "loss"):
         return values.astype(np.float32)
+    if name in ("weight", "loss"):
+        single = values.astype(np.float32)
+        exact = np.array_equal(_six_digits(single), values, equal_nan=True)
+        return single if exact else values.astype(np.float64)  # e.g. a weight below float32's normal range
     if name == "noisy":
         return values.astype(bool)
     if values.size and values.min() < 0:
@@ -187,14 +199,10 @@ def run_folders(root) -> list[pathlib.Path]:
 
 def main(argv: list[str]) -> int:
     if len(argv) != 1:
-        print("usage: python -m experiments.reproduction.compact <results folder>", file=sys.stderr)
+        print("usage: python scripts/compact_results.py <results folder>", file=sys.stderr)
         return 2
     for folder in run_folders(argv[0]):
         kept = compact_run(folder)
         if kept is not None:
             print(f"{folder}: {', '.join(_stored_names(folder))} ({kept.stat().st_size // 1024} KB)")
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
