@@ -69,6 +69,7 @@ def test_compact_run_keeps_exactly_the_fields_asked_in_small_types_and_removes_t
 
 def test_a_run_nobody_reads_per_sample_keeps_no_per_sample_file(tmp_path):
     folder = _finished_run(tmp_path / "run")
+    np.savez_compressed(folder / "samples.npz", loss=np.zeros(5))  # an earlier compaction's, read no more
     assert compact_run(folder, ()) is None
     assert sorted(p.name for p in folder.iterdir()) == ["config.json", "results.json"]
     assert all(value is None for value in read_samples(folder).values())
@@ -141,6 +142,7 @@ def test_per_sample_data_is_kept_where_the_weight_figure_or_the_cleaning_compari
     assert fields_read(_cell(tmp_path, v3, "uniform40", "rmnwnet", 0)) == (
         "loss", "weight", "noisy", "index", "given", "predicted", "probs")
     assert fields_read(_cell(tmp_path, variant, "uniform40", "base", 0)) == ()
+    assert fields_read(_cell(tmp_path, "results/runs_v3_1", "uniform40", "base", 0)) == ()  # no comparison there
     assert fields_read(_cell(tmp_path, v3, "uniform60", "base", 0)) == ()
     # a seed finished before a lower one keeps its data until the lower one exists
     later = _cell(tmp_path, v3, "flip30", "rmnwnet", 2)

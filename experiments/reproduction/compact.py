@@ -11,7 +11,8 @@ and, only where an analysis reads per-sample data, `samples.npz` holding just th
   each meta method;
 - the cleaning comparison (cleaning_comparison.py, run by cross_fit.py) reads every column and
   the in-sample probabilities of the Base and RMNW-Net cells of cross_fit.SETTING at their lowest
-  seed in a protocol's own runs folder, and the held-out probabilities of the fold runs.
+  seed in the runs folder of a protocol in CLEANING_PROTOCOLS, and the held-out probabilities of
+  the fold runs.
 
 Rows are stored in sample_scores.csv's order (most suspicious first), so the suspicion rank is
 the row number and the figure draws its points in the order it always did. Every field reads
@@ -42,6 +43,9 @@ HELDOUT_FIELDS = ("heldout_index", "heldout_probs")
 WEIGHT_FIGURE_FIELDS = ("loss", "weight", "noisy")
 CLEANING_FIELDS = ("index", "given", "predicted", "noisy", "loss", "probs")
 CLEANING_METHODS = ("base", "rmnwnet")
+# The protocols whose cells the cleaning comparison reads: v2 (BUILD_NOTES, "Gold-free selection")
+# and v3 (results/cleaning_v3.md). A protocol that will have one is added here before its grid runs.
+CLEANING_PROTOCOLS = ("v2", "v3")
 
 
 # ------------------------------------------------------------------------------------ reading
@@ -143,8 +147,8 @@ def fields_read(folder) -> tuple[str, ...]:
     fields = []
     if method in META_METHODS:
         fields += WEIGHT_FIGURE_FIELDS
-    own_runs_dirs = {pathlib.Path(dirs[0]).resolve() for dirs in PROTOCOL_DIRS.values()}
-    if setting == cross_fit.SETTING and method in CLEANING_METHODS and runs_dir.resolve() in own_runs_dirs:
+    compared = {pathlib.Path(PROTOCOL_DIRS[name][0]).resolve() for name in CLEANING_PROTOCOLS}
+    if setting == cross_fit.SETTING and method in CLEANING_METHODS and runs_dir.resolve() in compared:
         fields += CLEANING_FIELDS
     return tuple(dict.fromkeys(fields))
 
@@ -181,6 +185,8 @@ def compact_run(folder, fields: tuple[str, ...] | None = None) -> pathlib.Path |
     path = folder / SAMPLES_FILE
     if fields:
         np.savez_compressed(path, **{name: _narrowed(name, samples[name]) for name in fields})
+    elif path.exists():  # an earlier compaction's, from these same files: what it kept is read no more
+        path.unlink()
     for file in present:
         file.unlink()
     return path if fields else None
