@@ -3,9 +3,10 @@
     pip install "cleanlab>=2.6"      # optional: only this comparison needs it
     python experiments/cleaning_comparison.py --meta_run=DIR --base_run=DIR [--heldout_runs=DIR,DIR,DIR,DIR]
 
-Both run folders must hold the same training set with known clean labels (sample_scores.csv
-with `is_noisy`, pred_probs.npy, given_labels.npy, sample_index.npy), e.g. the reproduction's
-uniform40/rmnwnet/seed0 and uniform40/base/seed0 cells. Detectors:
+Both run folders must hold the same training set with known clean labels (the tool's
+sample_scores.csv with `is_noisy` and pred_probs.npy, or a kept study run's samples.npz: both read
+by experiments/reproduction/compact.read_samples), e.g. the reproduction's uniform40/rmnwnet/seed0
+and uniform40/base/seed0 cells. Detectors:
 
 - ours: `suspicion_rank` of the meta run (lowest weight W(loss) first, then highest loss);
   its flagged set: the samples whose prediction disagrees with their given label;
@@ -24,13 +25,17 @@ of truly mislabelled samples (the ranking's quality at the size that matters).
 
 from __future__ import annotations
 
-import csv
 import json
 import pathlib
 import sys
 
 import numpy as np
 from absl import app, flags
+
+# `python experiments/cleaning_comparison.py` puts only experiments/ on sys.path: add the repository root.
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
+
+from experiments.reproduction.compact import read_samples  # noqa: E402
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("meta_run", None, "Run folder of a meta method (RMNW-Net).")
@@ -42,18 +47,19 @@ flags.DEFINE_string("markdown_out", None, "Also write the table, with a heading 
 
 
 def load_run(folder) -> dict:
+    """A run's samples in source order (ascending index), as the tool's pred_probs.npy holds them."""
     folder = pathlib.Path(folder)
-    index = np.load(folder / "sample_index.npy")
-    with open(folder / "sample_scores.csv") as f:
-        rows = {int(r["index"]): r for r in csv.DictReader(f)}
-    if "is_noisy" not in next(iter(rows.values())):
+    samples = read_samples(folder)
+    if samples["noisy"] is None:
         raise ValueError(f"{folder}: clean labels unknown (no is_noisy column); nothing to compare against")
-    column = lambda name, kind: np.array([kind(rows[i][name]) for i in index])  # noqa: E731
+    if samples["probs"] is None:
+        raise ValueError(f"{folder}: no in-sample probabilities (pred_probs.npy, or kept in samples.npz)")
+    order = np.argsort(samples["index"], kind="stable")
     results = _read_json(folder / "results.json")
-    return dict(index=index, probs=np.load(folder / "pred_probs.npy"), given=np.load(folder / "given_labels.npy"),
-                noisy=column("is_noisy", int).astype(bool), rank=column("suspicion_rank", int),
-                loss=column("loss", float), predicted=column("predicted_label", int),
-                steps=results.get("steps"), config=_read_json(folder / "config.json"))
+    return dict(index=samples["index"][order], probs=samples["probs"][order], given=samples["given"][order],
+                noisy=samples["noisy"][order], rank=samples["rank"][order], loss=samples["loss"][order],
+                predicted=samples["predicted"][order], steps=results.get("steps"),
+                config=_read_json(folder / "config.json"))
 
 
 def _read_json(path: pathlib.Path) -> dict:
@@ -78,7 +84,10 @@ def load_heldout(folders, base: dict) -> dict:
         differ = [key for key in SAME_DRAW if config.get(key) != base["config"].get(key)]
         if differ:
             raise ValueError(f"{folder}: not the Base run's draw ({', '.join(f'--{k}' for k in differ)} differ)")
-        index, fold_probs = np.load(folder / "heldout_index.npy"), np.load(folder / "heldout_probs.npy")
+        samples = read_samples(folder)
+        index, fold_probs = samples["heldout_index"], samples["heldout_probs"]
+        if index is None:
+            raise ValueError(f"{folder}: no held-out probabilities (not a --holdout_folds run?)")
         positions = [rows.get(int(i), -1) for i in index]
         if min(positions, default=0) < 0 or seen[positions].any():
             raise ValueError(f"{folder}: its held-out fold is not a fresh part of {len(rows)} training samples of the "

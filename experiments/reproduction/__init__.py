@@ -12,7 +12,7 @@ training does), so `--report_only` is quick.
 Modules, in the order data flows: `protocol` (budget, settings, grid), `cells` (run folders,
 training, one entry per cell), `paper` (the paper's CIFAR-10 numbers), `claims` (verdicts,
 targets, the paper's own numbers as a sanity row, cost), `plots` (and `calibration_plot`), `report`
-(REPRODUCTION.md), `job` (the whole job). The names below are the surface that
+(REPRODUCTION.md), `job` (the whole job), `compact` (what a kept run keeps per sample, and its reader). The names below are the surface that
 scripts/reproduce.py and the tests use.
 """
 
@@ -27,7 +27,6 @@ from experiments.reproduction.cells import (
     StaleRunError,
     collect_entries,
     inspect_cell,
-    read_sample_scores,
     run_cells,
 )
 from experiments.reproduction.claims import (
@@ -46,6 +45,7 @@ from experiments.reproduction.claims import (
     paper_target_row,
     sanity_row,
 )
+from experiments.reproduction.compact import compact_run, read_samples
 from experiments.reproduction.plots import calibration_plot, lr_drops, make_plots, run_history, run_lr_drops
 from experiments.reproduction.job import Outcome, ProtocolError, command_line, reproduce, write_report
 from experiments.reproduction.protocol import (
@@ -87,7 +87,7 @@ from experiments.reproduction.protocol import (
 __all__ = [
     "calibration_plot", "lr_drops", "make_plots", "run_history", "run_lr_drops",
     "ACCURACY", "AUC_BEST", "AUC_FINAL", "Summary", "evaluate_targets", "paper_claims",
-    "paper_target_row", "sanity_row", "FIT_KEYS", "RUN_KEYS", "read_sample_scores", "FAILS", "HOLDS", "NOT_YET_MEASURED", "RESULT_KEYS", "RUN_ONLY_KEYS",
+    "paper_target_row", "sanity_row", "FIT_KEYS", "RUN_KEYS", "read_samples", "compact_run", "FAILS", "HOLDS", "NOT_YET_MEASURED", "RESULT_KEYS", "RUN_ONLY_KEYS",
     "PROTOCOL_V3", "PROTOCOLS", "PROTOCOL_DIRS", "PROTOCOL_SEEDS", "PRETRAIN_V3", "REFERENCE_METHODS", "V3_OUT_DIR", "V3_PRETRAIN_DIR",
     "V3_RUNS_DIR", "V3_SEEDS", "PROTOCOL_V4", "PRETRAIN_V4", "V4_OUT_DIR", "V4_PRETRAIN_DIR", "V4_RUNS_DIR",
     "V4_SEEDS", "pretrain_config",

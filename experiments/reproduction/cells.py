@@ -11,11 +11,11 @@ import json
 import pathlib
 from typing import Callable, Sequence
 
-import numpy as np
 from absl import logging
 
 from rmwnet_tf import selection, summary
 from rmwnet_tf.config import RUN_ONLY_FIELDS, Config, upgrade_saved
+from experiments.reproduction.compact import compact_run
 from experiments.reproduction.protocol import Cell, Protocol, cell_config, pretrain_config
 
 
@@ -115,7 +115,9 @@ def run_cells(cells: Sequence[Cell], protocol: Protocol, runs_dir, *, max_cells:
     """Train every cell that is not finished, in grid order, at most `max_cells` of them.
 
     Finished cells are skipped without calling `run_fn`; a half-done one is handed to it and
-    resumes from its last checkpoint (train.run's own behaviour). A cell holding another
+    resumes from its last checkpoint (train.run's own behaviour). A cell just finished is
+    compacted (compact.compact_run): its per-sample files give way to samples.npz where an
+    analysis reads them. A cell holding another
     protocol's run stops everything: mixing protocols in one table would mislead.
     """
     if run_fn is None:
@@ -137,6 +139,7 @@ def run_cells(cells: Sequence[Cell], protocol: Protocol, runs_dir, *, max_cells:
         resume = f", resuming after epoch {state.epochs_completed}" if state.epochs_completed else ""
         log(f"cell {position}/{len(cells)}: {cell.label}{resume}")
         run_fn(config)
+        compact_run(config.model_dir)  # a kept study run keeps only what an analysis reads per sample
         tally.newly_run.append(cell.label)
     return tally
 
@@ -189,21 +192,6 @@ def entry_for(cell: Cell, config: Config, state: CellState) -> dict:
     realised = None if results is None else results.get("noise_realised")
     entry["noise_rate_realised"] = realised.get("rate") if realised else None
     return entry
-
-
-def read_sample_scores(path) -> dict[str, np.ndarray]:
-    """sample_scores.csv as arrays; the label columns are None when the file lacks them."""
-    table = np.genfromtxt(path, delimiter=",", names=True, ndmin=1)
-    names = table.dtype.names
-
-    def column(name, dtype):
-        return np.asarray(table[name], dtype=dtype) if name in names else None
-
-    return {
-        "weight": column("weight", np.float64), "loss": column("loss", np.float64),
-        "is_noisy": column("is_noisy", bool), "given_label": column("given_label", np.int64),
-        "predicted_label": column("predicted_label", np.int64), "clean_label": column("clean_label", np.int64),
-    }
 
 
 def collect_entries(cells: Sequence[Cell], protocol: Protocol, runs_dir) -> list[dict]:

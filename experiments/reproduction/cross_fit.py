@@ -24,6 +24,7 @@ from typing import Callable, Sequence
 from absl import logging
 
 from experiments.reproduction.cells import inspect_cell
+from experiments.reproduction.compact import compact_run
 from experiments.reproduction.protocol import PROTOCOL_DIRS, PROTOCOLS, SETTINGS_BY_NAME, Cell, cell_config
 from rmwnet_tf.config import Config
 
@@ -60,6 +61,7 @@ def run_folds(configs: Sequence[Config], run_fn: Callable[[Config], dict] | None
             run_fn = train.run
         print(f"fold {config.holdout_fold + 1}/{len(configs)}: {config.model_dir}", flush=True)
         run_fn(config)
+        compact_run(config.model_dir)  # keeps the held-out probabilities the comparison reads
         trained.append(config.model_dir)
     return trained
 

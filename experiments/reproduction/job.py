@@ -37,6 +37,7 @@ from experiments.reproduction.claims import (
     paper_target_row,
     sanity_row,
 )
+from experiments.reproduction.compact import compact_run
 from experiments.reproduction.plots import calibration_plot, make_plots
 from experiments.reproduction.protocol import (
     DEFAULT_OUT_DIR,
@@ -294,6 +295,7 @@ def ensure_pretrained(protocol: Protocol, *, run_fn: Callable[[Config], dict] | 
         run_fn = train.run
     log(f"pretraining {config.model_dir} (once, for every cell)")
     run_fn(config)
+    compact_run(config.model_dir)  # its checkpoint is what the cells read, not its per-sample files
 
 
 def command_line(argv: Sequence[str]) -> str:

@@ -4,7 +4,7 @@ Per setting with finished cells: test accuracy over training for the four method
 per evaluation (clean fitted, noisy memorised, noisy corrected) per method, and the learned
 W(loss) of the meta methods. `calibration_plot` draws the fit rates of any single run folder
 (the calibration evidence of BUILD_NOTES.md "Protocol v2"). Everything is read from the runs'
-JSON and CSV files: no network is rebuilt.
+JSON files and, for the learned W, compact.read_samples: no network is rebuilt.
 """
 
 from __future__ import annotations
@@ -15,7 +15,8 @@ from typing import Sequence
 import numpy as np
 
 from rmwnet_tf import figures
-from experiments.reproduction.cells import read_json, read_sample_scores
+from experiments.reproduction.cells import read_json
+from experiments.reproduction.compact import read_samples
 from experiments.reproduction.protocol import (
     META_METHODS,
     METHOD_LABELS,
@@ -172,18 +173,19 @@ def _lowest_seed(done: Sequence[dict], method: str) -> dict | None:
 
 def _weights_figure(setting: Setting, done: Sequence[dict]):
     """W(loss) of the final model of each meta method (lowest finished seed): every training sample's
-    (final loss, weight) pair from sample_scores.csv, clean and noisy labels coloured. Exact for
-    the final model, since W depends on the loss alone."""
-    runs = [e for e in (_lowest_seed(done, m) for m in META_METHODS)
-            if e is not None and (pathlib.Path(e["model_dir"]) / "sample_scores.csv").exists()]
+    (final loss, weight) pair from its per-sample data (compact.read_samples), clean and noisy labels
+    coloured. Exact for the final model, since W depends on the loss alone."""
+    lowest = [e for e in (_lowest_seed(done, m) for m in META_METHODS) if e is not None]
+    per_sample = {e["model_dir"]: read_samples(e["model_dir"]) for e in lowest}
+    runs = [e for e in lowest if per_sample[e["model_dir"]]["loss"] is not None]
     if not runs:
         return None
     figure = figures.new_figure((max(330 * len(runs) + 60, 560), 340))
     axes_row = figure.subplots(1, len(runs), squeeze=False)[0]
     for axes, entry in zip(axes_row, runs):
-        scores = read_sample_scores(pathlib.Path(entry["model_dir"]) / "sample_scores.csv")
-        loss, weight = scores["loss"], scores["weight"]
-        noisy = scores["is_noisy"] if scores["is_noisy"] is not None else np.zeros(loss.size, bool)
+        samples = per_sample[entry["model_dir"]]
+        loss, weight = samples["loss"], samples["weight"]
+        noisy = samples["noisy"] if samples["noisy"] is not None else np.zeros(loss.size, bool)
         for mask, color, label in ((~noisy, "tab:blue", "clean label"), (noisy, "tab:red", "noisy label")):
             if mask.any():
                 axes.scatter(loss[mask], weight[mask], s=3, alpha=0.3, color=color, label=label, rasterized=True)

@@ -1,0 +1,54 @@
+"""Rebuild every report under results/ from the runs on disk, each with the command it records.
+
+    python scripts/rebuild_reports.py     # then `git status results/`: a report whose inputs did not change does not change
+
+First the v3 cleaning table (results/cleaning_v3.md, `cross_fit.comparison_command`), then every
+reproduction.json whose runs are kept in results/, the deepest first (a variant's report before the
+report that summarises it), each by `scripts/reproduce.py --report_only` with the flags it records;
+its recorded command stays as it was, so an unchanged report is byte for byte unchanged. Reports of
+runs that were never kept (v1's, under runs/) are static and left alone. Used to check that
+compacting the kept runs changed no number (BUILD_NOTES, *Results that stay small*).
+"""
+
+import json
+import pathlib
+import shlex
+import subprocess
+import sys
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # experiments/ is not installed
+sys.path.insert(0, str(ROOT / "scripts"))
+
+from absl import flags  # noqa: E402
+
+import reproduce  # noqa: E402  (scripts/reproduce.py)
+from experiments.reproduction import cross_fit  # noqa: E402
+
+
+def report_paths(results_dir: pathlib.Path) -> list[pathlib.Path]:
+    """Every reproduction.json whose runs are kept under results/, deepest first."""
+    paths = [path for path in results_dir.glob("**/reproduction.json")
+             if str(json.loads(path.read_text())["runs_dir"]).startswith("results/")]
+    return sorted(paths, key=lambda path: (-len(path.parts), str(path)))
+
+
+def rebuild(path: pathlib.Path) -> int:
+    argv = shlex.split(json.loads(path.read_text())["command"])[2:]  # after `python scripts/reproduce.py`
+    values = flags.FlagValues()
+    reproduce.define_flags(values)
+    values(["reproduce.py", *argv])
+    values.report_only = True  # whatever the recorded run did, only the report is rebuilt
+    return reproduce.run(values, argv)  # argv, not values, names the command in the report
+
+
+def main() -> int:
+    status = subprocess.run(cross_fit.comparison_command("v3", 0), cwd=ROOT, stdout=subprocess.DEVNULL).returncode
+    for path in report_paths(pathlib.Path("results")):
+        print(f"{path}:", flush=True)
+        status = rebuild(path) or status
+    return status
+
+
+if __name__ == "__main__":
+    sys.exit(main())
