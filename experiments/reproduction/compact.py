@@ -44,8 +44,9 @@ WEIGHT_FIGURE_FIELDS = ("loss", "weight", "noisy")
 CLEANING_FIELDS = ("index", "given", "predicted", "noisy", "loss", "probs")
 CLEANING_METHODS = ("base", "rmnwnet")
 # The protocols whose cells the cleaning comparison reads: v2 (BUILD_NOTES, "Gold-free selection")
-# and v3 (results/cleaning_v3.md). A protocol that will have one is added here before its grid runs.
-CLEANING_PROTOCOLS = ("v2", "v3")
+# and v3 (results/cleaning_v3.md); v4 (issue 33 asks for it, added before its grid ran). A protocol that
+# will have one is added here before its grid runs.
+CLEANING_PROTOCOLS = ("v2", "v3", "v4")
 
 
 # ------------------------------------------------------------------------------------ reading
