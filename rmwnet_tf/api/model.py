@@ -93,7 +93,9 @@ class MetaWeightModel(meta_model.MetaWeightModel):
 
     # ---------------------------------------------------------------- compile
     def compile(self, optimizer=None, vnet_optimizer=None, *, jit_compile=None, **kwargs):
-        """Args:
+        """Sets both optimizers, built here up front (the classifier's and the weighting net's).
+
+        Args:
             optimizer: the classifier's optimizer (default: SGD, lr 0.05, Nesterov momentum 0.9).
             vnet_optimizer: the weighting net's (default: the paper's SGD, lr 1e-3, Nesterov
                 momentum 0.9); unused by methods without a meta set.
