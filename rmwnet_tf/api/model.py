@@ -128,7 +128,8 @@ class MetaWeightModel(meta_model.MetaWeightModel):
                 without replacement in reshuffled passes, resumable (rmwnet_tf/api/pairing.py).
             batch_size: training batch size for arrays (default 32, as Keras).
             meta_batch_size: meta batch size (default: the training batch size, or the whole
-                meta set when it is smaller).
+                meta set when it is smaller; for a dataset, the size of its first batch, read
+                once before training: give it to skip that read).
             shuffle: reshuffle training arrays every epoch (by `seed` and the epoch alone).
             sample_weight, class_weight, validation_split: refused with a message saying why
                 (the method weights the samples; pass `validation_data` instead).
@@ -150,7 +151,8 @@ class MetaWeightModel(meta_model.MetaWeightModel):
                     raise ValueError("fit(): these batches carry their meta part already; drop meta_data")
                 return super().fit(x, **kwargs)
             train = pairing.labelled_dataset(x, "the training dataset")
-            batch_size = pairing.batch_size_of(train)
+            if meta_batch_size is None and self.spec.uses_meta:  # else never read: the pipeline is not run ahead
+                batch_size = pairing.batch_size_of(train)
         else:
             images, labels = pairing.to_arrays((x, y), "the training data (x, y)")
             batch_size = int(batch_size or 32)
@@ -167,7 +169,7 @@ class MetaWeightModel(meta_model.MetaWeightModel):
                                        seed=self.seed, step=step)
         elif meta_data is not None:
             raise ValueError(f"method {self.method!r} uses no meta set; drop meta_data (or train one with a meta set)")
-        self.global_batch_size = batch_size
+        self.global_batch_size = batch_size or 0  # the engine stores it; no step reads it
         return super().fit(pairing.paired(train, meta), shuffle=False, **kwargs)
 
     # ---------------------------------------------------------------- per-sample outputs
