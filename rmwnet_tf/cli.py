@@ -17,10 +17,14 @@ from absl import app, flags, logging
 
 from rmwnet_tf import console
 from rmwnet_tf import errors
+from rmwnet_tf import flagfiles
 from rmwnet_tf import flags as flags_lib
 
 flags_lib.define_flags()
 FLAGS = flags.FLAGS
+# Read by `flagfiles.expand` before absl parses; defined so that --help lists it.
+flags.DEFINE_string("preset", None, "A shipped flagfile by name, e.g. quickstart or cifar10_flip30 "
+                    "(configs/<name>.flags; later flags override it).")
 
 
 def _fail(message: str, code: int = 2):
@@ -37,6 +41,10 @@ def parse_flags(argv: list[str]) -> list[str]:
     Why: absl prints two lines and exits 1 for an unknown flag or a bad value, a Python stack
     for a flagfile that is not text, and 148 lines of help for a stray argument (a flagfile
     line without its leading --), while the README promises one line and exit 2."""
+    try:
+        argv = flagfiles.expand(argv)
+    except ValueError as error:
+        _fail(f"error: {error}")
     try:
         remaining = FLAGS(argv)
     except flags.UnrecognizedFlagError as error:
@@ -127,6 +135,6 @@ def done_line(model_dir: str, results: dict) -> str:
 def main():
     logging.set_verbosity(logging.INFO)
     # --helpshort lists the main module's key flags: make the run's flags those.
-    for name in flags_lib.flag_names():
+    for name in (*flags_lib.flag_names(), "preset"):
         FLAGS.register_key_flag_for_module(sys.argv[0], FLAGS[name])
     app.run(_main, flags_parser=parse_flags)

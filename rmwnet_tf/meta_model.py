@@ -89,6 +89,9 @@ class MetaWeightModel(keras.Model):
         self.weighted_loss_tracker = keras.metrics.Mean(name="train/weighted_loss")
         self.meta_loss_tracker = keras.metrics.Mean(name="meta/loss")
         self.weight_mean_tracker = keras.metrics.Mean(name="train/weight_mean")
+        # evaluate() / validation_data: plain CE and accuracy of the classifier in inference mode.
+        self.eval_loss_tracker = keras.metrics.Mean(name="loss")
+        self.eval_accuracy_tracker = keras.metrics.Mean(name="accuracy")
 
         self.built = True
 
@@ -116,6 +119,12 @@ class MetaWeightModel(keras.Model):
         if self.spec.uses_meta:
             trackers += [self.weighted_loss_tracker, self.meta_loss_tracker, self.weight_mean_tracker]
         return trackers
+
+    def reset_metrics(self):
+        """Also the evaluation means, which stay out of `metrics` (the train step's logs)."""
+        super().reset_metrics()
+        self.eval_loss_tracker.reset_state()
+        self.eval_accuracy_tracker.reset_state()
 
     def _maybe_symbolic_build(self, iterator=None, data_batch=None):
         """Skipped: everything is built in __init__/compile, and under MultiWorkerMirroredStrategy
@@ -156,8 +165,52 @@ class MetaWeightModel(keras.Model):
             train_loss=self.train_loss_fn, meta_loss=self.meta_loss_fn,
             sample_weights=lambda losses, vnet_values=None: self.normalise(self.raw_weights(losses, vnet_values)))
 
+    # ---------------------------------------------------------------- batch layouts
+    def step_layout(self, data) -> dict:
+        """The train step's batch as {"train": {"image", "label"}, "meta": {"image", "label"}}.
+
+        Also accepted, for Keras users: `(images, labels)` batches (a method without a meta
+        set), and either part as an `(images, labels)` pair. Anything else fails here with one
+        line naming the layouts, not deep inside the step with a `TypeError` on a tuple index.
+        """
+        if isinstance(data, dict) and "train" in data:
+            layout = {"train": labelled_batch(data["train"], "the training batch")}
+            if "meta" in data:
+                layout["meta"] = labelled_batch(data["meta"], "the meta batch")
+        else:
+            layout = {"train": labelled_batch(data, "the training batch")}
+        if self.spec.uses_meta and "meta" not in layout:
+            raise ValueError(
+                f"method {self.method!r} needs a meta batch with every training batch: fit "
+                "rmwnet_tf.MetaWeightModel with meta_data=(meta_images, meta_labels), or feed batches "
+                "{'train': (images, labels), 'meta': (images, labels)}")
+        return layout
+
     # ---------------------------------------------------------------- steps
+    def test_step(self, data):
+        """Mean cross-entropy and accuracy of the classifier (inference mode) on `(images, labels)`
+        batches: what `evaluate` and `fit(validation_data=...)` (as `val_loss`, `val_accuracy`) report."""
+        batch = labelled_batch(data, "an evaluation batch")
+        logits = self.classifier(batch["image"], training=False)
+        self.eval_loss_tracker.update_state(losses_lib.cross_entropy(batch["label"], logits))
+        predicted = tf.argmax(logits, axis=-1, output_type=tf.int32)
+        self.eval_accuracy_tracker.update_state(
+            tf.cast(tf.equal(predicted, tf.cast(batch["label"], tf.int32)), tf.float32))
+        return {m.name: m.result() for m in (self.eval_loss_tracker, self.eval_accuracy_tracker)}
+
+    def predict_step(self, data):
+        """The classifier's logits (inference mode) for image batches, `(images, labels)` or
+        {"image", ...} batches (the labels are ignored)."""
+        if isinstance(data, dict) and "image" in data:
+            images = data["image"]
+        elif isinstance(data, (tuple, list)):
+            images = data[0]
+        else:
+            images = data
+        return self.classifier(images, training=False)
+
     def train_step(self, data):
+        data = self.step_layout(data)
         train = data["train"]
         if not self.spec.uses_meta:
             stats = self._base_train_step(train)
@@ -303,3 +356,26 @@ class MetaWeightModel(keras.Model):
             meta_loss=meta_loss,
             weighted_loss=all_reduce_sum(tf.reduce_sum(new_weights * losses)),
         )
+
+
+def labelled_batch(batch, what: str) -> dict:
+    """{"image", "label"} from a dict of those keys or an `(images, labels)` pair."""
+    if isinstance(batch, dict) and "image" in batch and "label" in batch:
+        return batch
+    if isinstance(batch, (tuple, list)) and len(batch) == 3:
+        raise ValueError(f"{what} carries sample weights: the method weights the samples itself "
+                         "(drop sample_weight / class_weight)")
+    if isinstance(batch, (tuple, list)) and len(batch) == 2 and not isinstance(batch[0], (tuple, list, dict)):
+        return {"image": batch[0], "label": class_indices(batch[1], what)}
+    shown = sorted(batch) if isinstance(batch, dict) else type(batch).__name__
+    raise ValueError(f"{what} must be (images, labels) or a dict with keys 'image' and 'label'; got {shown}")
+
+
+def class_indices(labels, what: str):
+    """Integer labels as a vector: Keras' own datasets give them as [n, 1] (CIFAR), which the
+    per-sample losses would reject; one-hot [n, K] labels are refused, not flattened wrongly."""
+    labels = tf.convert_to_tensor(labels)
+    if labels.shape.rank == 2 and labels.shape[-1] not in (1, None):
+        raise ValueError(f"{what}: labels must be integer class indices, got shape {labels.shape} "
+                         "(one-hot? pass argmax(labels, axis=-1))")
+    return tf.reshape(labels, [-1])

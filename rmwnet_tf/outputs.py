@@ -98,20 +98,26 @@ class RunWriter:
     def _pictures(self, samples: dict, epoch: int) -> None:
         if self.suspects is not None:
             tf.summary.image("suspects", figures.to_rgb(self.suspects.figure(samples, epoch))[None])
-        if self.weight_function is None:
-            return
-        weight = samples["weight"]
-        tf.summary.histogram("weights/all", weight)
-        noisy = samples.get("noisy")
-        if noisy is not None:
-            for tag, subset in (("weights/clean", ~noisy), ("weights/noisy", noisy)):
-                if subset.any():
-                    tf.summary.histogram(tag, weight[subset])
-        # Over the losses W reads (the method's training loss: GCE's lie in [0, 1/q], not CE's range).
-        tf.summary.image("weights/curve", weight_curve_image(self.weight_function, samples["train_loss"], epoch)[None])
+        if self.weight_function is not None:
+            write_weight_summaries(self.weight_function, samples, epoch)
 
     def close(self) -> None:
         self._tensorboard.close()
+
+
+def write_weight_summaries(weight_function, samples: dict, epoch: int) -> None:
+    """To the default summary writer: histograms of the training samples' weights (weights/all,
+    and weights/clean, weights/noisy where `samples["noisy"]` is known) and the W(loss) curve over
+    `samples["train_loss"]`, the losses the weighting net reads."""
+    weight = samples["weight"]
+    tf.summary.histogram("weights/all", weight)
+    noisy = samples.get("noisy")
+    if noisy is not None:
+        for tag, subset in (("weights/clean", ~noisy), ("weights/noisy", noisy)):
+            if subset.any():
+                tf.summary.histogram(tag, weight[subset])
+    # Over the losses W reads (the method's training loss: GCE's lie in [0, 1/q], not CE's range).
+    tf.summary.image("weights/curve", weight_curve_image(weight_function, samples["train_loss"], epoch)[None])
 
 
 def weight_curve_image(weight_function, losses, epoch: int, points: int = 200) -> np.ndarray:
