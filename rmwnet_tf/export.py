@@ -81,6 +81,9 @@ def _per_channel(values, channels: int, what: str) -> tf.Tensor:
     return tf.constant(array)
 
 
+LOADER_HINT = "(rmwnet_tf.export.load_exported(<export dir>) checks the shape in Python, in one line)"
+
+
 def _checked_shape(images, image_shape, expected: str):
     """Fail with a message that states the expected input, in the graph, before any layer runs.
 
@@ -93,7 +96,9 @@ def _checked_shape(images, image_shape, expected: str):
     good = tf.logical_and(tf.equal(tf.size(shape), 4),
                           tf.reduce_all(tf.equal(tail, tf.constant(image_shape, tf.int64))))
     # summarize: the whole shape (TF prints 3 entries by default: "[2 16 16...]" hid the channels).
-    check = tf.debugging.Assert(good, [f"the model takes {expected}; got shape", shape], summarize=8)
+    # TensorFlow puts its own "Graph execution error" lines before any in-graph message, so the
+    # message also names the Python loader, whose refusal is the sentence alone.
+    check = tf.debugging.Assert(good, [f"the model takes {expected}; got shape", shape, LOADER_HINT], summarize=8)
     with tf.control_dependencies([check]):
         checked = tf.identity(images)
     checked.set_shape([None, *image_shape])  # for `__call__`'s open spec: the layers need the rank

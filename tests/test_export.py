@@ -167,7 +167,8 @@ def test_a_wrong_shape_is_refused_stating_the_whole_shape_it_got(classifier, tmp
     model = tf.saved_model.load(export_dir)
     images = np.zeros(shape, np.uint8)
     got = re.escape(f"assertion failed: [the model takes uint8 images [N, 16, 16, 3]; got shape] "
-                    f"[{' '.join(map(str, shape))}]")
+                    f"[{' '.join(map(str, shape))}] [(rmwnet_tf.export.load_exported(<export dir>) checks the shape "
+                    "in Python, in one line)]")
     with pytest.raises(tf.errors.InvalidArgumentError, match=got):
         model.signatures["serving_default"](images=tf.constant(images))
     with pytest.raises(tf.errors.InvalidArgumentError, match=got):
