@@ -31,7 +31,7 @@ from rmwnet_tf.checkpointing import candidates
 from rmwnet_tf.errors import UserError
 from rmwnet_tf.files import write_text
 
-# Everything a run writes in its folder (README, "Outputs"): none of it may be a link.
+# Everything a run writes in its folder (docs/outputs.md; README, "Outputs"): none of it may be a link.
 OUTPUTS = ("config.json", "history.json", "results.json", "sample_scores.csv", "suspects.png", "pred_probs.npy",
            "given_labels.npy", "sample_index.npy", "checkpoints", "tensorboard", "selected", "export",
            "export_selected")

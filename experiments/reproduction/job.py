@@ -150,7 +150,7 @@ def write_report_v3(protocol: Protocol, runs_dir, out_dir, *, seeds: Sequence[in
     return Outcome(None, json_path, report_path, entries, [])
 
 
-# What an entry of v3's reproduction.json holds (README, "Reduced-scale reproduction").
+# What an entry of v3's reproduction.json holds (docs/reproduction.md, "Reduced-scale reproduction").
 ENTRY_KEYS_DOC = {
     "protocol": "the protocol's name (v3...)", "setting": "noise setting (uniform40, ...)", "method": "--method",
     "seed": "--seed", "status": "done | partial | not run | stale",
