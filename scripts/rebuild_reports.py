@@ -2,7 +2,7 @@
 
     python scripts/rebuild_reports.py     # then `git status results/`: a report whose inputs did not change does not change
 
-First the v3 cleaning table (results/cleaning_v3.md, `cross_fit.comparison_command`), then every
+First the v3 cleaning table (results/v3/cleaning_v3.md, `cross_fit.comparison_command`), then every
 reproduction.json of a protocol `scripts/reproduce.py` runs whose runs are kept in results/, the
 deepest first (a variant's report before the report that summarises it), each by
 `scripts/reproduce.py --report_only` with the flags it records; its recorded command stays as it

@@ -294,7 +294,7 @@ samples, so no loss-based weighting had a signal. Here the classifier is strong 
 - a seed varies the noise draw, the meta split, the subset of b and the weighting net's
   initialisation; the pretrained classifier is one fixed starting point.
 - the weighting net's optimizer is chosen by the gates G4 and G5 (BUILD_NOTES.md, "Protocol v3:
-  the gates"; results/v3_candidates/choice.md), never on test accuracy.
+  the gates"; results/v3/v3_candidates/choice.md), never on test accuracy.
 """
 # Every cell: 11,000 images of half b (a seeded, class-balanced subset), of which 1,000 form the
 # meta set, 10,000 are trained on (100 steps an epoch); 30 epochs, lr 0.05 divided by 10 after
