@@ -455,6 +455,34 @@ def test_the_v3_tries_keep_the_budget_and_the_paper_vnet_lr_while_the_grid_uses_
     assert (v33.runs_dir, v33.out_dir) == ("results/runs_v3_3", "results/v3_3")
 
 
+def test_each_registered_protocol_carries_its_folders_seeds_regime_and_rationale():
+    assert list(rep.PROTOCOLS) == ["v3", "v3.1", "v3.2", "v3.3", "v4"] and rep.CURRENT == "v4"
+    assert {name: (p.runs_dir, p.out_dir, p.seeds, p.family.name) for name, p in rep.PROTOCOLS.items()} == {
+        "v3": ("results/runs_v3", "results/v3", (0, 1, 2, 3, 4), "v3"),
+        "v3.1": ("results/runs_v3_1", "results/v3_1", (0, 1, 2, 3, 4), "v3"),
+        "v3.2": ("results/runs_v3_2", "results/v3_2", (0, 1, 2, 3, 4), "v3"),
+        "v3.3": ("results/runs_v3_3", "results/v3_3", (0, 1, 2, 3, 4), "v3"),
+        "v4": ("results/runs_v4", "results", (0, 1, 2, 3, 4), "v4"),
+    }
+    assert [p.rationale.split(":")[0] for p in rep.PROTOCOLS.values()] == [
+        "Protocol v3", "Protocol v3.1 (v3 with augmentation)", "Protocol v3.2 (v3 at lr 0.1)",
+        "Protocol v3.3 (v3 with twice the images)", "Protocol v4"]
+    assert [name for name, p in rep.PROTOCOLS.items() if p.grid_vnet_note] == ["v3"]
+    assert rep.PROTOCOLS["v4"].family.methods == ("base", "mwnet", "mnwnet", "rmnwnet", "rmnwnet_gce", "gce", "oracle")
+    assert rep.PROTOCOLS["v3.2"].family is rep.PROTOCOLS["v3"].family  # a try inherits its regime
+
+
+def test_every_report_links_the_others_relative_to_itself():
+    assert report.other_reports("v4", "results") == [
+        (summary, path) for summary, path in zip(
+            [rep.protocol.RETIRED_REPORTS[0][1]] + [rep.PROTOCOLS[n].summary for n in ("v3", "v3.1", "v3.2", "v3.3")],
+            ["v2_1/REPRODUCTION.md", "v3/REPRODUCTION.md", "v3_1/REPRODUCTION.md", "v3_2/REPRODUCTION.md",
+             "v3_3/REPRODUCTION.md"])]
+    assert [path for _, path in report.other_reports("v3", "results/v3")] == [
+        "../v2_1/REPRODUCTION.md", "../v3_1/REPRODUCTION.md", "../v3_2/REPRODUCTION.md", "../v3_3/REPRODUCTION.md",
+        "../REPRODUCTION.md"]
+
+
 def test_the_candidate_driver_follows_the_protocol_it_is_given():
     from experiments.reproduction import vnet_candidates as vc
 

@@ -1,7 +1,10 @@
-"""What every cell of the reproduction trains: the reduced protocol, the noise settings, the grid.
+"""What every cell of the reproduction trains: the protocols, the noise settings, the grid.
 
 One place fixes the budget so that no method gets more compute than another, and so that a
 run folder can later be checked against it (a run of another protocol is never reported).
+Each protocol carries what the study says about it (why, where its runs and report live, its
+seeds, its regime), and `PROTOCOLS` registers the ones scripts/reproduce.py runs: adding a
+protocol is one `Protocol` with its rationale beside it, and its name in the registry.
 """
 
 from __future__ import annotations
