@@ -1,14 +1,15 @@
 """Reduced-scale reproduction of the paper's Tables 1-3 on CIFAR-10, with a report.
 
-    python scripts/reproduce.py                    # every unfinished cell, then the report
+    python scripts/reproduce.py                    # protocol v4: every unfinished cell, then the report
     python scripts/reproduce.py --max_cells=4      # at most 4 cells this sitting
     python scripts/reproduce.py --report_only      # just rebuild results/REPRODUCTION.md
-    python scripts/reproduce.py --report_only --calibration_runs=runs/cal/a,runs/cal/b   # + calibration
-    python scripts/reproduce.py --augment=false --runs_dir=runs/reproduction_no_augment \
-        --out_dir=results/no_augment               # a variant protocol, summarised in the main report
+    python scripts/reproduce.py --protocol=v3 --report_only      # v3's report, results/v3/REPRODUCTION.md
+    python scripts/reproduce.py --protocol=v3 --settings=uniform40 --methods=rmnwnet --meta_step=head \
+        --runs_dir=results/runs_v3_head --out_dir=results/v3/v3_cheap_head   # a variant, summarised in v3's report
 
 Runs go to --runs_dir/<setting>/<method>/seed<k>/ and resume where they stopped; the report
-(results/reproduction.json, results/REPRODUCTION.md, results/plots/) covers the whole grid.
+(reproduction.json, REPRODUCTION.md, plots/ in the protocol's report folder) covers the whole grid.
+Protocols v1, v2 and v2.1 are retired: `git checkout study-v2.1` runs them (BUILD_NOTES.md).
 Every protocol value can be overridden (e.g. for a smoke test), and the report says so.
 The logic lives in the experiments/reproduction/ package (outside the installed rmwnet_tf).
 """
@@ -34,34 +35,31 @@ _CONFIG_FIELDS = {field.name: field for field in dataclasses.fields(Config)}
 
 
 def define_flags(flag_values: flags.FlagValues = flags.FLAGS) -> None:
-    """The job's own flags, plus one override flag per protocol field (unset: keep PROTOCOL's)."""
-    flags.DEFINE_enum("protocol", "v2.1", list(reproduction.PROTOCOLS),
-                      "The protocol whose values the override flags below start from (v3: the fine-tune "
-                      "regime, which pretrains its classifier once first).", flag_values=flag_values)
+    """The job's own flags, plus one override flag per protocol field (unset: keep the protocol's)."""
+    flags.DEFINE_enum("protocol", reproduction.CURRENT, list(reproduction.PROTOCOLS),
+                      "The protocol whose values the override flags below start from (each pretrains its "
+                      "classifier once first).", flag_values=flag_values)
     flags.DEFINE_string("settings", ",".join(s.name for s in reproduction.SETTINGS),
                         "Comma-separated settings to run, in this order.", flag_values=flag_values)
     flags.DEFINE_string("methods", ",".join(reproduction.METHOD_ORDER), "Comma-separated methods to run.",
                         flag_values=flag_values)
     flags.DEFINE_string("seeds", None, "Comma-separated seeds (default: " + "; ".join(
-                        f"{','.join(map(str, seeds))} for {name}" for name, seeds in reproduction.PROTOCOL_SEEDS.items())
+                        f"{','.join(map(str, p.seeds))} for {name}" for name, p in reproduction.PROTOCOLS.items())
                         + ").",
                         flag_values=flag_values)
     flags.DEFINE_integer("max_cells", None, "Stop after this many newly run cells (default: all).",
                          lower_bound=0, flag_values=flag_values)
     flags.DEFINE_string("out_dir", None, "Where reproduction.json, REPRODUCTION.md and plots/ go (default: " + ", ".join(
-                        f"{dirs[1]} for {name}" for name, dirs in reproduction.PROTOCOL_DIRS.items()) + ").",
+                        f"{p.out_dir} for {name}" for name, p in reproduction.PROTOCOLS.items()) + ").",
                         flag_values=flag_values)
     flags.DEFINE_string("runs_dir", None, "Where the runs go: <runs_dir>/<setting>/<method>/seed<k>/ (default: " + ", ".join(
-                        f"{dirs[0]} for {name}" for name, dirs in reproduction.PROTOCOL_DIRS.items()) + ").",
+                        f"{p.runs_dir} for {name}" for name, p in reproduction.PROTOCOLS.items()) + ").",
                         flag_values=flag_values)
     flags.DEFINE_bool("report_only", False, "Only rebuild the report from the runs on disk.",
                       flag_values=flag_values)
-    flags.DEFINE_string("calibration_runs", None,
-                        "Comma-separated run folders (Base runs of the calibration) drawn in the report's "
-                        "calibration section. Unset: keep the ones the previous report named; empty: none.",
-                        flag_values=flag_values)
-    for name in reproduction.PROTOCOL.config:
-        help_text = f"Protocol override (default {reproduction.PROTOCOL.config[name]!r}): " \
+    current = reproduction.PROTOCOLS[reproduction.CURRENT]
+    for name in current.config:
+        help_text = f"Protocol override (default {current.config[name]!r} for {current.name}): " \
                     f"{_CONFIG_FIELDS[name].metadata.get('help', '')}"
         flags_lib.define_field_flag(_CONFIG_FIELDS[name], None, help_text, flag_values)
     flags.DEFINE_bool("base_holds_out_meta", None, "Protocol override (default True): methods without a meta set "
@@ -71,7 +69,7 @@ def define_flags(flag_values: flags.FlagValues = flags.FLAGS) -> None:
 
 def _override_names() -> list[str]:
     """Every protocol value a flag can override: its Config values, and whether Base holds the meta set out."""
-    return [*reproduction.PROTOCOL.config, "base_holds_out_meta"]
+    return [*reproduction.PROTOCOLS[reproduction.CURRENT].config, "base_holds_out_meta"]
 
 
 def protocol_from_flags(flag_values: flags.FlagValues) -> reproduction.Protocol:
@@ -84,17 +82,12 @@ def run(flag_values: flags.FlagValues, argv: list[str], run_fn=None) -> int:
     try:
         settings = reproduction.parse_settings(flag_values.settings)
         methods = reproduction.parse_methods(flag_values.methods)
-        default_seeds = reproduction.PROTOCOL_SEEDS[flag_values.protocol]
-        seeds = reproduction.parse_seeds(flag_values.seeds or ",".join(map(str, default_seeds)))
         protocol = protocol_from_flags(flag_values)
-        default_runs_dir, default_out_dir = reproduction.PROTOCOL_DIRS[flag_values.protocol]
-        runs_dir = flag_values.runs_dir or default_runs_dir
-        out_dir = flag_values.out_dir or default_out_dir
+        seeds = reproduction.parse_seeds(flag_values.seeds or ",".join(map(str, protocol.seeds)))
         outcome = reproduction.reproduce(
             settings=settings, methods=methods, seeds=seeds, protocol=protocol,
-            runs_dir=runs_dir, out_dir=out_dir, max_cells=flag_values.max_cells,
+            runs_dir=flag_values.runs_dir, out_dir=flag_values.out_dir, max_cells=flag_values.max_cells,
             report_only=flag_values.report_only, command=reproduction.command_line(argv), run_fn=run_fn,
-            calibration_runs=_calibration_runs(flag_values.calibration_runs),
         )
     except reproduction.ProtocolError as error:
         for problem in error.problems:
@@ -114,12 +107,6 @@ def run(flag_values: flags.FlagValues, argv: list[str], run_fn=None) -> int:
         raise
     _print_summary(outcome)
     return 0
-
-
-def _calibration_runs(text: str | None) -> list[str] | None:
-    if text is None:
-        return None
-    return [part.strip() for part in text.split(",") if part.strip()]
 
 
 def _print_summary(outcome: reproduction.Outcome) -> None:

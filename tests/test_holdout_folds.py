@@ -112,7 +112,7 @@ def test_the_cross_fit_runs_are_the_base_cell_with_one_fold_left_out_each(tmp_pa
     assert command[2:] == ["--meta_run=results/runs_v3/uniform40/rmnwnet/seed0",
                            "--base_run=results/runs_v3/uniform40/base/seed0",
                            "--heldout_runs=" + ",".join(c.model_dir for c in configs),
-                           "--markdown_out=results/cleaning_v3.md"]
+                           "--markdown_out=results/v3/cleaning_v3.md"]
     ran = []
     moved = [Config(**{**c.to_dict(), "model_dir": str(tmp_path / f"fold{c.holdout_fold}")}) for c in configs]
     assert cross_fit.run_folds(moved, run_fn=ran.append) == [c.model_dir for c in moved] and ran == moved

@@ -1,5 +1,7 @@
-"""The reduced-scale reproduction: grid order, resume bookkeeping, claim rules, formatting, and
-one end-to-end smoke run of scripts/reproduce.py on synthetic data."""
+"""The reduced-scale reproduction's machinery, whatever the protocol: grid order, cell configs,
+resume bookkeeping, entries, formatting, the script's flags and exits, and one end-to-end smoke
+run of scripts/reproduce.py on synthetic data. (The report and its gates and claims:
+test_reproduction_v3.py; v2.1's report and its pooled-std claim rules were retired with it.)"""
 
 import importlib.util
 import json
@@ -153,147 +155,6 @@ def test_format_mean_std(values, kwargs, expected):
     assert rep.format_mean_std(values, **kwargs) == expected
 
 
-# ------------------------------------------------------------------------------------ claims
-def entry(setting, method, seed, accuracy=None, auc=None, status="done", **extra):
-    return {"setting": setting, "method": method, "seed": seed, "status": status,
-            "final/test/accuracy": accuracy, "best/detection/auc": auc, "final/detection/auc": auc,
-            "seconds_per_step": None, **extra}
-
-
-def entries_for(setting, accuracies_by_method, key="accuracy"):
-    return [entry(setting, method, seed, **{key: value})
-            for method, values in accuracies_by_method.items() for seed, value in enumerate(values)]
-
-
-def claim(number, entries):
-    return rep.evaluate_claims(entries)[number - 1]
-
-
-def test_claims_state_scope_tolerance_and_source():
-    claims = rep.paper_claims()
-    assert [c.number for c in claims] == list(range(1, 9))
-    assert [(c.scope, c.tolerance) for c in claims[:3]] == [
-        ("uniform 40%, uniform 60%, no noise (0%)", "|Δ| ≤ max(1 point, pooled std)"),
-        ("flip2 20%, flip2 40%, flip 15%, flip 30%", "Δ ≥ −max(3 points, pooled std)"),
-        ("uniform 40%, uniform 60%", "Δ > pooled std"),
-    ]
-    assert claims[5].metric is rep.AUC_BEST and claims[5].settings == ("uniform40", "uniform60", "flip2_20", "flip2_40")
-    assert all(c.source for c in claims)
-
-
-def test_every_rule_holds_on_the_papers_own_numbers():
-    for result in rep.sanity_row():
-        assert result.verdict == rep.HOLDS, result.claim.statement
-        assert len(result.comparisons) == len(result.claim.comparisons_asked()), result.claim.statement
-    assert [r.verdict for r in rep.paper_target_row()] == [rep.HOLDS] * 3
-
-
-def test_sanity_row_uses_the_papers_mean_and_std():
-    flip30 = rep.sanity_row()[1].comparisons[3]
-    assert (flip30.setting, flip30.a.n, flip30.b.n) == ("flip30", 5, 5)
-    assert flip30.difference == pytest.approx(88.69 - 91.01)
-    assert flip30.tolerance == pytest.approx(3.0)
-    uniform40 = rep.sanity_row()[2].comparisons[0]
-    assert uniform40.tolerance == pytest.approx(((0.23 ** 2 + 0.44 ** 2) / 2) ** 0.5)
-
-
-def test_claims_without_results_are_not_yet_measured():
-    partial = [entry("uniform40", m, 0, accuracy=0.8, auc=0.9, status="partial") for m in rep.METHOD_ORDER]
-    assert [r.verdict for r in rep.evaluate_claims(partial)] == [rep.NOT_YET_MEASURED] * 8
-
-
-@pytest.mark.parametrize("rmnwnet, mwnet, verdict", [
-    ([0.850, 0.856], [0.855, 0.859], rep.HOLDS),  # 0.4 points apart
-    ([0.80], [0.85], rep.FAILS),  # 5 points, one seed
-    ([0.80, 0.84], [0.83, 0.85], rep.HOLDS),  # 2 points apart, pooled std 2.24
-    ([0.795, 0.805], [0.815, 0.825], rep.FAILS),  # 2 points apart, pooled std 0.71
-])
-def test_claim1_approx_rule(rmnwnet, mwnet, verdict):
-    result = claim(1, entries_for("uniform40", {"rmnwnet": rmnwnet, "mwnet": mwnet}))
-    assert result.verdict == verdict
-    assert result.coverage == "1 of 3 comparisons measured"
-
-
-def test_claim1_fails_when_any_setting_fails_and_ignores_flip():
-    entries = entries_for("uniform40", {"rmnwnet": [0.85], "mwnet": [0.85]}) + \
-        entries_for("uniform60", {"rmnwnet": [0.80], "mwnet": [0.90]}) + \
-        entries_for("flip30", {"rmnwnet": [0.10], "mwnet": [0.90]})
-    result = claim(1, entries)
-    assert result.verdict == rep.FAILS
-    assert [c.holds for c in result.comparisons] == [True, False]
-    assert result.comparisons[1].describe(rep.ACCURACY, "approx") == (
-        "uniform 60%: RMNW-Net 80.00 vs MW-Net\\* 90.00: Δ -10.00, needs |Δ| ≤ 1.00 (1+1 seeds) → fails")
-
-
-@pytest.mark.parametrize("rmnwnet, verdict", [([0.880], rep.HOLDS), ([0.875], rep.FAILS)])
-def test_claim2_allows_three_points_below_mwnet_under_flip(rmnwnet, verdict):
-    assert claim(2, entries_for("flip30", {"rmnwnet": rmnwnet, "mwnet": [0.905]})).verdict == verdict
-
-
-@pytest.mark.parametrize("rmnwnet, mnwnet, verdict", [
-    ([0.80, 0.81], [0.75, 0.76], rep.HOLDS),  # +5 points, pooled std 0.71
-    ([0.80, 0.81], [0.70, 0.88], rep.FAILS),  # +1.5 points, pooled std 9.0
-    ([0.75], [0.76], rep.FAILS),  # lower
-    ([0.76], [0.75], rep.HOLDS),  # one seed each: the means decide
-])
-def test_claim3_greater_rule_on_uniform_noise(rmnwnet, mnwnet, verdict):
-    assert claim(3, entries_for("uniform60", {"rmnwnet": rmnwnet, "mnwnet": mnwnet})).verdict == verdict
-
-
-def test_claim3_ignores_flip_noise_where_claim4_expects_mnwnet_ahead():
-    entries = entries_for("flip30", {"rmnwnet": [0.70], "mnwnet": [0.90]})
-    assert claim(3, entries).verdict == rep.NOT_YET_MEASURED
-    assert claim(4, entries).verdict == rep.HOLDS
-    assert claim(4, entries_for("flip15", {"rmnwnet": [0.90], "mnwnet": [0.70]})).verdict == rep.FAILS
-
-
-def test_claim5_needs_every_meta_method_above_base_under_noise():
-    good = entries_for("flip2_40", {"base": [0.60, 0.61], "mwnet": [0.70, 0.71], "mnwnet": [0.66, 0.67],
-                                    "rmnwnet": [0.69, 0.70]})
-    assert claim(5, good).verdict == rep.HOLDS
-    assert claim(5, good).coverage == "3 of 12 comparisons measured"
-    bad = good + entries_for("uniform60", {"base": [0.50], "mwnet": [0.60], "mnwnet": [0.49], "rmnwnet": [0.55]})
-    assert claim(5, bad).verdict == rep.FAILS
-    assert claim(5, entries_for("flip30", {"base": [0.1], "mwnet": [0.9]})).verdict == rep.NOT_YET_MEASURED
-
-
-@pytest.mark.parametrize("rmnwnet, mwnet, verdict", [
-    ([0.97], [0.95], rep.HOLDS),
-    ([0.95], [0.97], rep.FAILS),
-    ([0.94, 0.96], [0.95, 0.97], rep.HOLDS),  # 0.01 lower, pooled std 0.014
-    ([0.90, 0.91], [0.95, 0.96], rep.FAILS),
-])
-def test_claim6_auc_not_lower_rule(rmnwnet, mwnet, verdict):
-    entries = entries_for("flip2_20", {"rmnwnet": rmnwnet, "mwnet": mwnet}, key="auc")
-    assert claim(6, entries).verdict == verdict
-
-
-def test_claim7_forgives_two_hundredths_under_flip_and_claim8_needs_rmnwnet_above_mnwnet():
-    assert claim(7, entries_for("flip15", {"rmnwnet": [0.96], "mwnet": [0.979]}, key="auc")).verdict == rep.HOLDS
-    assert claim(7, entries_for("flip15", {"rmnwnet": [0.95], "mwnet": [0.979]}, key="auc")).verdict == rep.FAILS
-    assert claim(8, entries_for("flip15", {"rmnwnet": [0.95], "mnwnet": [0.30]}, key="auc")).verdict == rep.HOLDS
-    assert claim(8, entries_for("uniform40", {"rmnwnet": [0.90], "mnwnet": [0.93]}, key="auc")).verdict == rep.FAILS
-
-
-def test_targets_at_uniform40():
-    entries = entries_for("uniform40", {"base": [0.50, 0.52], "mwnet": [0.60], "rmnwnet": [0.56, 0.58]})
-    entries[-2]["final/detection/auc"], entries[-1]["final/detection/auc"] = 0.97, 0.94
-    results = rep.evaluate_targets(entries)
-    assert [(r.verdict, round(r.value, 6)) for r in results] == [
-        (rep.HOLDS, 6.0), (rep.FAILS, -3.0), (rep.HOLDS, 0.955)]
-    assert [r.verdict for r in rep.evaluate_targets(entries[:2])] == [rep.NOT_YET_MEASURED] * 3
-
-
-def test_cost_is_seconds_per_step_relative_to_base():
-    entries = [dict(entry("uniform40", "base", 0), seconds_per_step=0.1),
-               dict(entry("flip30", "base", 0), seconds_per_step=0.3),
-               dict(entry("uniform40", "rmnwnet", 0), seconds_per_step=0.5)]
-    rows = {row["method"]: row for row in rep.cost_rows(entries)}
-    assert rows["base"]["seconds_per_step"] == pytest.approx(0.2) and rows["base"]["cells"] == 2
-    assert rows["rmnwnet"]["ratio_to_base"] == pytest.approx(2.5)
-    assert rows["mwnet"]["seconds_per_step"] is None and rows["mwnet"]["ratio_to_base"] is None
-
-
 # ------------------------------------------------------------------------------------ entries and tables
 def finished_run(model_dir, config, results):
     model_dir = pathlib.Path(model_dir)
@@ -336,110 +197,17 @@ def test_unrun_cells_have_every_number_empty(tmp_path):
     assert all(e[key] is None for key in (*rep.RESULT_KEYS, *rep.RUN_KEYS))
 
 
-def full_entry(setting, method, seed, numbers=None, **values):
-    """A finished cell's entry; `numbers` by their reproduction.json names (final/test/accuracy, ...)."""
-    base = {key: None for key in (*rep.RESULT_KEYS, *rep.RUN_KEYS)}
-    return {**base, "setting": setting, "method": method, "seed": seed, "status": "done",
-            "seconds_per_step": None, "model_dir": "nowhere", **(numbers or {}), **values}
-
-
-def render(entries):
-    from experiments.reproduction import report
-
-    return report.render_report(entries, rep.evaluate_claims(entries), rep.cost_rows(entries), rep.PROTOCOL,
-                                command="python scripts/reproduce.py", plots={}, settings=rep.SETTINGS, seeds=[0, 1],
-                                targets=rep.evaluate_targets(entries), paper_targets=rep.paper_target_row(),
-                                sanity=rep.sanity_row())
-
-
-def test_report_tables_show_ours_beside_the_paper():
-    entries = [
-        full_entry("uniform40", "base", 0, {"final/test/accuracy": 0.50, "best/test/accuracy": 0.55,
-                   "selected/test/accuracy": 0.52, "final/detection/auc_loss": 0.8}),
-        full_entry("uniform40", "base", 1, {"final/test/accuracy": 0.52, "best/test/accuracy": 0.57,
-                   "selected/test/accuracy": 0.50, "final/detection/auc_loss": 0.82}),
-        full_entry("uniform40", "rmnwnet", 0, {"final/test/accuracy": 0.60, "best/test/accuracy": 0.62,
-                   "selected/test/accuracy": 0.61, "selected_by_meta_mae/test/accuracy": 0.58,
-                   "final/detection/auc": 0.9, "best/detection/auc": 0.93, "final/detection/auc_loss": 0.9,
-                   "final/weights/loss_spearman": -0.99}),
-    ]
-    report = render(entries)
-    assert "| uniform 40% | Base | 2 | 51.00 ± 1.41 | 56.00 ± 1.41 | 68.07 ± 1.23 |" in report
-    assert "| uniform 40% | RMNW-Net | 1 | 60.00 | 62.00 | 90.80 ± 0.23 |" in report
-    assert "| flip 30% | Base | 0 | — | — | not in the paper |" in report
-    assert "| uniform 40% | RMNW-Net | 0.9000 | 0.9300 | 0.9000 | 0.8100 ± 0.0141 | -0.99 | 0.9848 |" in report
-    assert "| uniform 40% | MW-Net\\* | — | — | — | 0.8100 ± 0.0141 | — | 0.9714 |" in report
-    assert "| uniform 40% | Base | 2 | 51.00 ± 1.41 | 56.00 ± 1.41 | 51.00 ± 1.41 | -5.00 | +0.00 | — | — |" in report
-    assert "| uniform 40% | RMNW-Net | 1 | 60.00 | 62.00 | 61.00 | -1.00 | +1.00 | 58.00 | -4.00 |" in report
-    assert ("| RMNW-Net ≥ Base + 5 points | final test accuracy | RMNW-Net 60.00 vs Base 51.00 ± 1.41: "
-            "Δ +9.00 → **HOLDS** |") in report
-    assert "| RMNW-Net within 1.5 points of MW-Net\\* | final test accuracy | NOT YET MEASURED |" in report
-    assert "| 5 | every meta method > Base under label noise |" in report and "(1 of 12 comparisons measured) | HOLDS |" in report
-    assert "Cells finished: 3 of 3" in report
-
-
 def test_lr_drops_are_read_from_the_history():
     history = [{"epoch": 1, "lr": 0.05}, {"epoch": 2, "lr": 0.05}, {"epoch": 3, "lr": 0.005}, {"epoch": 4, "lr": 0.0005}]
     assert rep.lr_drops(history) == [2, 3]
 
 
-# ------------------------------------------------------------------------------------ variants
-def test_variant_reports_in_sub_folders_are_summarised_in_the_main_report(tmp_path, caplog):
-    settings, seeds = [rep.SETTINGS_BY_NAME["uniform60"]], [0]
-    out_dir = tmp_path / "results"
-    variant = rep.protocol_with({"augment": False, "dataset": "synthetic"})
-    rep.reproduce(settings=settings, methods=["base"], seeds=seeds, protocol=variant,
-                  runs_dir=tmp_path / "runs_variant", out_dir=out_dir / "no_augment", run_fn=fake_run([]),
-                  command="python scripts/reproduce.py --augment=false")
-    (out_dir / "broken").mkdir(parents=True)
-    (out_dir / "broken" / "reproduction.json").write_text("{not json")
-    main = rep.protocol_with({"dataset": "synthetic"})
-    rep.reproduce(settings=settings, methods=["base"], seeds=seeds, protocol=main, runs_dir=tmp_path / "runs",
-                  out_dir=out_dir, run_fn=fake_run([]))
-    report = (out_dir / "REPRODUCTION.md").read_text()
-    section = report[report.index("## Variants tried"):report.index("## Cost")]
-    assert "### `no_augment`: `augment` = `False`" in section
-    assert "[Its report](no_augment/REPRODUCTION.md), built by `python scripts/reproduce.py --augment=false`" in section
-    assert "| uniform 60% | Base | 1 | 50.00 | 50.00 | — | — |" in section
-    assert "broken" not in section
-    assert any("skipping variant report" in record.getMessage() for record in caplog.records)
-
-
 def test_a_cell_whose_training_loss_ends_above_its_start_is_marked_diverged():
-    from experiments.reproduction import report
     from experiments.reproduction.cells import diverged
 
     assert diverged([{"train/loss": 3.9}, {"train/loss": 46.7}, {"train/loss": 29.0}]) is True
     assert diverged([{"train/loss": 3.0}, {"train/loss": 2.2}, {"train/loss": 0.4}]) is False
     assert diverged([{"train/loss": 3.0}]) is None
-    entries = [full_entry("uniform40", "rmnwnet", 1, {"final/test/accuracy": 0.1}, diverged=True),
-               full_entry("uniform40", "rmnwnet", 0, {"final/test/accuracy": 0.39}, diverged=False)]
-    section = report._report_diverged(entries)
-    assert section.endswith("\n\n- uniform 40%, RMNW-Net, seed 1: final test accuracy 10.0%")
-    assert report._report_diverged(entries[1:]).endswith("\n\nNone.")
-
-
-def test_cheap_meta_steps_are_rows_beside_the_exact_step():
-    from experiments.reproduction import report
-
-    exact = [full_entry("uniform40", "rmnwnet", seed, {"final/test/accuracy": acc, "final/detection/auc": auc},
-                        seconds_per_step=0.2)
-             for seed, acc, auc in ((0, 0.40, 0.80), (1, 0.42, 0.82))]
-    exact[1]["diverged"] = True
-    head = {"name": "cheap_head", "protocol": {**rep.PROTOCOL.config_fields(), "meta_step": "head"},
-            "entries": [full_entry("uniform40", "rmnwnet", 0, {"final/test/accuracy": 0.395, "final/detection/auc": 0.79},
-                                   seconds_per_step=0.1)]}
-    every4 = {"name": "cheap_every4", "protocol": {**rep.PROTOCOL.config_fields(), "meta_every": 4},
-              "entries": [full_entry("uniform40", "rmnwnet", 0, {"final/test/accuracy": 0.38, "final/detection/auc": 0.80})]}
-    other = {"name": "no_augment", "protocol": {**rep.PROTOCOL.config_fields(), "augment": False}, "entries": []}
-    assert [v["name"] for v in report.cheap_mode_variants([head, every4, other], rep.PROTOCOL)] == [
-        "cheap_head", "cheap_every4"]
-    section = report._report_cheap_modes([head, every4, other], exact, rep.PROTOCOL)
-    assert "| uniform 40% | exact (this grid) | 0, 1 | 41.00 ± 1.41 | — | 0.8100 ± 0.0141 | — | 0.200 | 1 of 2 | — |" in section
-    # compared with the exact step on seed 0 only (40.00, 0.8000)
-    assert "| uniform 40% | `meta_step=head` | 0 | 39.50 | -0.50 | 0.7900 | -0.0100 | 0.100 | 0 of 1 | yes |" in section
-    assert "| uniform 40% | `meta_every=4` | 0 | 38.00 | -2.00 | 0.8000 | +0.0000 | — | 0 of 1 | **no** |" in section
-    assert "uniform 60%" not in section
 
 
 # ------------------------------------------------------------------------------------ the script
@@ -457,13 +225,13 @@ def parse(script, argv):
     return values
 
 
-@pytest.mark.parametrize("protocol_name", ["v2.1", "v3", "v3.1"])
+@pytest.mark.parametrize("protocol_name", ["v3", "v3.1", "v4"])
 def test_every_command_a_report_shows_parses_and_reruns_that_reports_protocol(protocol_name):
     from experiments.reproduction.report import canonical_commands
 
     script = load_script()
     commands = [line for line in canonical_commands(protocol_name) if not line.startswith("#")]
-    assert len(commands) == (5 if protocol_name == "v2.1" else 4)
+    assert len(commands) == 4
     for command in commands:
         program, *argv = command.split()[1:]
         assert program == "scripts/reproduce.py"
@@ -486,7 +254,7 @@ def test_a_stopped_cell_ends_the_grid_with_one_line_and_the_signal_exit_code(tmp
 
     script = load_script()
     argv = ["--dataset=synthetic", "--settings=uniform40", "--methods=base", "--seeds=0",
-            f"--runs_dir={tmp_path / 'runs'}", f"--out_dir={tmp_path / 'out'}"]
+            f"--init_from={tmp_path / 'pretrain'}", f"--runs_dir={tmp_path / 'runs'}", f"--out_dir={tmp_path / 'out'}"]
 
     def stopped_run(config):
         raise checkpointing.Interrupted(signal.SIGTERM, "ckpt-7", 3, 0, 20)
@@ -502,9 +270,10 @@ def test_smoke_run_writes_report_and_second_run_trains_nothing(tmp_path):
 
     script = load_script()
     out_dir = tmp_path / "results"
-    argv = ["--dataset=synthetic", "--synthetic_train_size=300", "--synthetic_test_size=100", "--train_size=0",
-            "--meta_size=50", "--batch_size=50", "--meta_batch_size=50", "--model=tiny", "--epochs=2",
-            "--lr_boundaries=1", "--eval_every=1", "--settings=uniform40", "--methods=base,rmnwnet", "--seeds=0",
+    argv = ["--protocol=v3", "--dataset=synthetic", "--data_dir=", "--image_size=8", "--synthetic_train_size=300",
+            "--synthetic_test_size=100", "--train_size=0", "--meta_size=50", "--batch_size=50", "--meta_batch_size=50",
+            "--model=tiny", "--epochs=2", "--lr_boundaries=1", "--eval_every=1", "--settings=uniform40",
+            "--methods=base,rmnwnet", "--seeds=0", f"--init_from={tmp_path / 'pretrain'}",
             f"--runs_dir={tmp_path / 'runs'}", f"--out_dir={out_dir}"]
     calls = []
 
@@ -513,9 +282,9 @@ def test_smoke_run_writes_report_and_second_run_trains_nothing(tmp_path):
         return train.run(config)
 
     assert script.run(parse(script, argv), argv, run_fn=counting_run) == 0
-    assert len(calls) == 2
+    assert calls[0] == str(tmp_path / "pretrain") and len(calls) == 3  # the pretraining, then two cells
     saved = json.loads((out_dir / "reproduction.json").read_text())
-    assert len(saved["entries"]) == 56
+    assert len(saved["entries"]) == 2 * 6 * 5  # uniform 40% and 60% x v3's six methods x its five seeds
     done = [e for e in saved["entries"] if e["status"] == "done"]
     assert [(e["setting"], e["method"], e["seed"]) for e in done] == [("uniform40", "base", 0),
                                                                        ("uniform40", "rmnwnet", 0)]
@@ -524,42 +293,21 @@ def test_smoke_run_writes_report_and_second_run_trains_nothing(tmp_path):
     assert done[1]["final/detection/auc"] is not None
     assert all(0.0 <= e[key] <= 1.0 for e in done for key in rep.FIT_KEYS)
     report = (out_dir / "REPRODUCTION.md").read_text()
-    assert "Cells finished: 2 of 56" in report
+    assert "2 of 60 cells finished" in report
     assert "| uniform 40% | RMNW-Net | 1 |" in report and "| 90.80 ± 0.23 |" in report
     assert "NOT YET MEASURED" in report and "--methods=base,rmnwnet" in report
     for kind in ("accuracy", "fit", "weights"):
         assert (out_dir / "plots" / f"uniform40_{kind}.png").stat().st_size > 0
         assert f"](plots/uniform40_{kind}.png)" in report
-    assert "None given to this build." in report
 
     assert script.run(parse(script, argv), argv, run_fn=counting_run) == 0
-    assert len(calls) == 2  # nothing trained again
+    assert len(calls) == 3  # nothing trained again
     assert json.loads((out_dir / "reproduction.json").read_text()) == saved
 
     report_only = [*argv, "--report_only"]
     assert script.run(parse(script, report_only), report_only, run_fn=counting_run) == 0
-    assert len(calls) == 2
+    assert len(calls) == 3
 
-    # the calibration section, from a Base run folder of this grid given by path
     base_dir = tmp_path / "runs" / "uniform40" / "base" / "seed0"
     history = rep.run_history(base_dir)
     assert [row["epoch"] for row in history] == [1, 2] and rep.run_lr_drops(base_dir, history) == [1]
-    summary = rep.calibration_plot(base_dir, tmp_path / "calibration.png")
-    assert (tmp_path / "calibration.png").stat().st_size > 0
-    assert (summary["method"], summary["epochs_completed"], summary["epochs"], summary["finished"]) == ("base", 2, 2, True)
-    assert summary["final/test/accuracy"] == history[-1]["test/accuracy"]
-    assert summary["best/test/accuracy"] == max(row["test/accuracy"] for row in history)
-    assert 0.0 <= summary["final/fit/noisy_memorised"] <= 1.0 and 0.0 <= summary["final/fit/clean_fitted"] <= 1.0
-    calibrated = [*report_only, f"--calibration_runs={base_dir},{tmp_path / 'missing'}"]
-    assert script.run(parse(script, calibrated), calibrated, run_fn=counting_run) == 0
-    for rebuild in (calibrated, report_only):  # a later build without the flag keeps the section
-        assert script.run(parse(script, rebuild), rebuild, run_fn=counting_run) == 0
-        report = (out_dir / "REPRODUCTION.md").read_text()
-        section = report[report.index("## Calibration"):report.index("## Variants tried")]
-        row = (f"| `{base_dir}` | base | 2/2 | {summary['final/fit/noisy_memorised'] * 100:.1f} | "
-               f"{summary['final/fit/clean_fitted'] * 100:.1f} | {summary['best/test/accuracy'] * 100:.1f} | "
-               f"{summary['final/test/accuracy'] * 100:.1f} |")
-        assert row in section and "missing" not in section
-        plot = json.loads((out_dir / "reproduction.json").read_text())["calibration"][0]["plot"]
-        assert f"](plots/{plot})" in section and (out_dir / "plots" / plot).stat().st_size > 0
-    assert len(calls) == 2

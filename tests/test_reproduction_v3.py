@@ -9,7 +9,7 @@ import pytest
 
 from experiments import reproduction as rep
 from rmwnet_tf import summary
-from experiments.reproduction import gates, paired, report_v3
+from experiments.reproduction import gates, paired, report
 from experiments.reproduction.claims import ACCURACY, FAILS, HOLDS, NOT_YET_MEASURED
 
 
@@ -26,7 +26,7 @@ def test_v3_cells_fine_tune_on_half_b_from_the_pretraining_run(tmp_path):
     pretrain = rep.pretrain_config(protocol)
     assert (pretrain.part, pretrain.method, pretrain.noise_type, pretrain.augment) == ("a", "base", "none", True)
     assert (pretrain.model_dir, pretrain.model, pretrain.image_size) == (rep.V3_PRETRAIN_DIR, "resnet32", 16)
-    assert rep.pretrain_config(rep.PROTOCOL) is None  # v2.1 trains from scratch
+    assert rep.pretrain_config(rep.PROTOCOL) is None  # the base (v2.1's values) trains from scratch
 
 
 def test_v4_pretrains_on_five_classes_and_fine_tunes_on_the_other_five_with_a_fresh_head(tmp_path):
@@ -69,7 +69,7 @@ def test_g0_asks_the_oracle_to_beat_bases_best_and_its_own_start_by_three_points
 
 
 def test_only_v4_is_judged_by_g0():
-    names = {p: [g.name for g in report_v3.evaluate_gates([], rep.PROTOCOLS[p])] for p in ("v3", "v4")}
+    names = {p: [g.name for g in report.evaluate_gates([], rep.PROTOCOLS[p])] for p in ("v3", "v4")}
     assert names["v4"] == ["G0 learnability", *names["v3"]] and "G0 learnability" not in names["v3"]
 
 
@@ -142,8 +142,8 @@ def test_the_travel_table_reads_g4s_statistics_for_every_meta_cell_of_every_sett
                           "base": {0: history((2, {}))}},
             "uniform60": {"mnwnet": {0: meta_run(+0.8, +0.7, 0.6, 0.5), 2: history((2, {"weights/loss_spearman": 1.0}))},
                           "rmnwnet": {0: slow}}}
-    monkeypatch.setattr(report_v3, "histories", lambda entries, setting: runs[setting])
-    lines = report_v3._travel_table([], settings, first_drop=10).splitlines()
+    monkeypatch.setattr(report, "histories", lambda entries, setting: runs[setting])
+    lines = report._travel_table([], settings, first_drop=10).splitlines()
     assert lines[0] == "## How far the weighting net travelled by the first lr drop, every setting"
     assert lines[-4:] == [
         "| uniform 40% | RMNW-Net | 0 | rose with the loss | epoch 10 | -0.920 | 0.583 | yes |",
@@ -152,8 +152,8 @@ def test_the_travel_table_reads_g4s_statistics_for_every_meta_cell_of_every_sett
         "| uniform 60% | RMNW-Net | 0 | rose with the loss | epoch 8 | -1.000 | 0.820 | no |",
     ]  # Base has no W; a cell not yet evaluated at the first drop (uniform 60% MNW-Net seed 2) is left out
     assert lines[-5].startswith("|---")
-    monkeypatch.setattr(report_v3, "histories", lambda entries, setting: {})
-    assert report_v3._travel_table([], settings, first_drop=10) == ""
+    monkeypatch.setattr(report, "histories", lambda entries, setting: {})
+    assert report._travel_table([], settings, first_drop=10) == ""
 
 
 def test_step_1_says_where_the_oracle_ends_against_the_classifier_every_cell_starts_from():
@@ -166,14 +166,14 @@ def test_step_1_says_where_the_oracle_ends_against_the_classifier_every_cell_sta
 
     entries = [oracle("uniform40", 0, 0.62), oracle("uniform40", 1, 0.63), oracle("uniform40", 2, None, "not run"),
                {"setting": "uniform40", "method": "base", "seed": 0, "status": "done", "final/test/accuracy": 0.9}]
-    text = report_v3._pretrain_section(pretrain, entries, settings)
+    text = report._pretrain_section(pretrain, rep.PROTOCOL_V3, entries, settings)
     assert ("The oracle (fine-tuned on the clean samples only) ends at 62.50% at uniform 40% (2 seeds, -3.50 "
             "points) against this starting point. Fine-tuning at this protocol's lr without augmentation costs "
             "accuracy even on clean labels") in text
-    above = report_v3._pretrain_section(pretrain, entries + [oracle("uniform60", 0, 0.70)], settings)
+    above = report._pretrain_section(pretrain, rep.PROTOCOL_V3, entries + [oracle("uniform60", 0, 0.70)], settings)
     assert "uniform 60% (1 seed, +4.00 points) against this starting point." in above
     assert "costs accuracy" not in above  # said only when the oracle ends below the start everywhere
-    assert "oracle" not in report_v3._pretrain_section(pretrain, entries[-1:], settings)
+    assert "oracle" not in report._pretrain_section(pretrain, rep.PROTOCOL_V3, entries[-1:], settings)
 
 
 def test_g5_looks_at_every_evaluation_and_g6_at_idle_timings():
@@ -233,9 +233,9 @@ def test_the_candidate_driver_runs_the_missing_cells_in_order_until_one_wins(tmp
     judged = vc.choose(run=run, read=read)
     assert [v.status for v in judged] == ["fails", "wins"]
     assert ran == [(1e-3, "rmnwnet", 0, 10)] + [(3e-3, m, s, 10) for s in range(3) for m in ("rmnwnet", "mwnet")]
-    choice = json.loads((tmp_path / "results/v3_candidates/choice.json").read_text())
+    choice = json.loads((tmp_path / "results/v3/v3_candidates/choice.json").read_text())
     assert choice["chosen_vnet_lr"] == 3e-3
-    assert "Chosen: SGD lr 0.003" in (tmp_path / "results/v3_candidates/choice.md").read_text()
+    assert "Chosen: SGD lr 0.003" in (tmp_path / "results/v3/v3_candidates/choice.md").read_text()
 
 
 # ------------------------------------------------------------------------------------ paired statistics
@@ -266,7 +266,7 @@ def test_a_method_is_also_paired_with_bases_gold_free_selected_epoch():
     difference = paired.paired_difference(entries, "uniform40", "rmnwnet", "base", ACCURACY,
                                           b_key="selected/test/accuracy")
     assert [round(v, 6) for _, v in difference.per_seed] == [2.0, 3.0]
-    rows = report_v3._paired_table(entries, [rep.SETTINGS_BY_NAME["uniform40"]]).splitlines()
+    rows = report._paired_table(entries, [rep.SETTINGS_BY_NAME["uniform40"]]).splitlines()
     assert rows[2].startswith("| uniform 40% | RMNW-Net − Base | +19.50")
     assert rows[3].startswith("| uniform 40% | RMNW-Net (final) − Base (gold-free selected epoch) | +2.50")
     assert len(rows) == 4  # RMNW-Net has no selected epoch here: no selected-vs-selected row
@@ -275,7 +275,7 @@ def test_a_method_is_also_paired_with_bases_gold_free_selected_epoch():
 def test_both_stopped_at_their_gold_free_selected_epoch_is_a_pair_of_its_own():
     entries = [{**entry("uniform40", m, s, 0.5), "selected/test/accuracy": chosen}
                for m, s, chosen in (("rmnwnet", 0, 0.585), ("rmnwnet", 1, 0.60), ("base", 0, 0.58), ("base", 1, 0.59))]
-    rows = report_v3._paired_table(entries, [rep.SETTINGS_BY_NAME["uniform40"]]).splitlines()
+    rows = report._paired_table(entries, [rep.SETTINGS_BY_NAME["uniform40"]]).splitlines()
     assert rows[-1] == ("| uniform 40% | RMNW-Net − Base, each at its gold-free selected epoch | "
                         "+0.75 [-2.43, +3.93] (n=2: +0.50, +1.00) | — |")
 
@@ -284,7 +284,7 @@ def test_the_targets_end_with_what_a_user_has_without_gold_labels():
     entries = [entry("uniform40", "rmnwnet", s, a) for s, a in ((0, 0.50), (1, 0.52), (2, 0.51))] + [
         entry("uniform40", "gce", s, a) for s, a in ((0, 0.58), (1, 0.59), (2, 0.60))] + [
         {**entry("uniform40", "base", s, 0.41), "selected/test/accuracy": chosen} for s, chosen in ((0, 0.48), (1, 0.49))]
-    gce, selected = report_v3.targets(entries)[-2:]
+    gce, selected = report.targets(entries)[-2:]
     assert (gce["statement"], gce["verdict"]) == ("RMNW-Net > GCE (a robust loss at Base's cost)", FAILS)
     assert gce["value"].startswith("-8.00 [") and gce["value"].endswith("(n=3: -8.00, -7.00, -9.00)")
     assert selected["statement"] == "RMNW-Net > Base stopped at its gold-free selected epoch"
@@ -305,6 +305,18 @@ def test_verdicts_on_the_interval(relation, values, margin, expected):
     difference = paired.PairedDifference("u", "a", "b", ACCURACY, tuple(enumerate(values)), mean, low, high)
     assert paired.verdict(relation, difference, margin) == expected
     assert paired.verdict(relation, None, margin) == NOT_YET_MEASURED
+
+
+def test_claims_state_scope_and_source():
+    claims = rep.paper_claims()
+    assert [c.number for c in claims] == list(range(1, 9))
+    assert [(c.settings, c.relation, c.margin) for c in claims[:3]] == [
+        (("uniform40", "uniform60", "none0"), "approx", 1.0),
+        (("flip2_20", "flip2_40", "flip15", "flip30"), "not_lower", 3.0),
+        (("uniform40", "uniform60"), "greater", 0.0),
+    ]
+    assert claims[5].metric is rep.AUC_BEST and claims[5].settings == ("uniform40", "uniform60", "flip2_20", "flip2_40")
+    assert all(c.source for c in claims)
 
 
 # ------------------------------------------------------------------------------------ end to end
@@ -381,10 +393,10 @@ def test_smoke_v3_pretrains_once_then_fills_cells_and_writes_the_report(tmp_path
 
 
 def test_the_report_shows_the_vnet_choice_under_its_own_heading(tmp_path):
-    assert report_v3.vnet_choice_section(tmp_path) == ""
+    assert report.vnet_choice_section(tmp_path, rep.PROTOCOLS["v3.1"]) == ""
     (tmp_path / "v3_candidates").mkdir()
     (tmp_path / "v3_candidates" / "choice.md").write_text("# title\n\nintro\n\n## SGD lr 0.001: fails\n- a cell\n")
-    assert report_v3.vnet_choice_section(tmp_path) == (
+    assert report.vnet_choice_section(tmp_path, rep.PROTOCOLS["v3.1"]) == (  # no grid note: v3.1 chose by the rule
         f"### The weighting net's optimizer, chosen on G4 and G5 ({tmp_path / 'v3_candidates'}/)\n\n"
         "intro\n\n#### SGD lr 0.001: fails\n- a cell")
 
@@ -395,13 +407,13 @@ def test_g4_fails_when_the_candidate_rule_judged_every_candidate_and_none_passed
             {"passed": True, "line": "rmnwnet seed 0: fine"}, {"passed": False, "line": f"mwnet seed 1: drifted at {lr:g}"}]}
 
     none_passed = {"chosen_vnet_lr": None, "candidates": [candidate(lr, "fails") for lr in (1e-3, 3e-3, 1e-2)]}
-    gates = {g.name: g for g in report_v3.evaluate_gates([], rep.PROTOCOL_V3, vnet_choice=none_passed)}
+    gates = {g.name: g for g in report.evaluate_gates([], rep.PROTOCOL_V3, vnet_choice=none_passed)}
     assert gates["G4 weighting-net travel"].passed is False
     assert gates["G4 weighting-net travel"].details[1] == "SGD lr 0.003: mwnet seed 1: drifted at 0.003"
     assert gates["G5 stability"].passed is None
-    assert report_v3.mwnet_caveat(list(gates.values())).startswith("G4 failed: MW-Net\\*'s weighting net")
+    assert report.mwnet_caveat(list(gates.values())).startswith("G4 failed: MW-Net\\*'s weighting net")
     two_judged = {"chosen_vnet_lr": None, "candidates": none_passed["candidates"][:2]}
-    assert {g.name: g for g in report_v3.evaluate_gates([], rep.PROTOCOL_V3, vnet_choice=two_judged)}[
+    assert {g.name: g for g in report.evaluate_gates([], rep.PROTOCOL_V3, vnet_choice=two_judged)}[
         "G4 weighting-net travel"].passed is None
 
 
@@ -411,9 +423,9 @@ def test_when_no_candidate_passed_the_grids_own_cells_join_g4_and_decide_g5(monk
 
     none_passed = {"chosen_vnet_lr": None, "candidates": [candidate(lr) for lr in (1e-3, 3e-3, 1e-2)]}
     held = candidate_run(+0.5, -0.95, 0.3)
-    monkeypatch.setattr(report_v3, "histories", lambda entries, setting: {
+    monkeypatch.setattr(report, "histories", lambda entries, setting: {
         "rmnwnet": {0: held, 1: held}, "mwnet": {0: candidate_run(-0.9, -0.5, 0.7)}})
-    found = {g.name: g for g in report_v3.evaluate_gates([], rep.PROTOCOL_V3, vnet_choice=none_passed)}
+    found = {g.name: g for g in report.evaluate_gates([], rep.PROTOCOL_V3, vnet_choice=none_passed)}
     g4, g5 = found["G4 weighting-net travel"], found["G5 stability"]
     assert g4.passed is False and len(g4.details) == 3 + 3
     assert g4.details[3] == ("the grid (SGD lr 0.003), rmnwnet seed 0: W rose with the loss at the first evaluation; "
@@ -424,10 +436,10 @@ def test_when_no_candidate_passed_the_grids_own_cells_join_g4_and_decide_g5(monk
 def test_the_grid_notes_why_it_runs_at_its_vnet_lr_when_no_candidate_won(tmp_path):
     (tmp_path / "v3_candidates").mkdir()
     (tmp_path / "v3_candidates" / "choice.md").write_text("# title\n\nintro\n")
-    section = report_v3.vnet_choice_section(tmp_path, "v3", rep.PROTOCOL_V3.vnet_lr)
+    section = report.vnet_choice_section(tmp_path, rep.PROTOCOL_V3)
     assert section.split("\n\n")[-1].startswith("**The grid runs at SGD lr 0.003 anyway.** BUILD_NOTES.md")
     assert "MW-Net\\*'s W drifted" in section and "G4 stays FAILED" in section
-    assert "anyway" not in report_v3.vnet_choice_section(tmp_path, "v3.2", 1e-3)
+    assert "anyway" not in report.vnet_choice_section(tmp_path, rep.PROTOCOLS["v3.2"])
 
 
 def test_the_v3_tries_keep_the_budget_and_the_paper_vnet_lr_while_the_grid_uses_its_own():
@@ -440,7 +452,35 @@ def test_the_v3_tries_keep_the_budget_and_the_paper_vnet_lr_while_the_grid_uses_
     assert (v33.train_size, v33.epochs, v33.lr_boundaries, v33.eval_every) == (21000, 15, "5,6", 1)
     assert (rep.PROTOCOLS["v3"].first_drop, v33.first_drop) == (10, 5)
     assert [rep.PROTOCOLS[n].vnet_lr for n in ("v3", "v3.1", "v3.2", "v3.3")] == [3e-3, 1e-3, 1e-3, 1e-3]
-    assert rep.PROTOCOL_DIRS["v3.3"] == ("results/runs_v3_3", "results/v3_3")
+    assert (v33.runs_dir, v33.out_dir) == ("results/runs_v3_3", "results/v3_3")
+
+
+def test_each_registered_protocol_carries_its_folders_seeds_regime_and_rationale():
+    assert list(rep.PROTOCOLS) == ["v3", "v3.1", "v3.2", "v3.3", "v4"] and rep.CURRENT == "v4"
+    assert {name: (p.runs_dir, p.out_dir, p.seeds, p.family.name) for name, p in rep.PROTOCOLS.items()} == {
+        "v3": ("results/runs_v3", "results/v3", (0, 1, 2, 3, 4), "v3"),
+        "v3.1": ("results/runs_v3_1", "results/v3_1", (0, 1, 2, 3, 4), "v3"),
+        "v3.2": ("results/runs_v3_2", "results/v3_2", (0, 1, 2, 3, 4), "v3"),
+        "v3.3": ("results/runs_v3_3", "results/v3_3", (0, 1, 2, 3, 4), "v3"),
+        "v4": ("results/runs_v4", "results", (0, 1, 2, 3, 4), "v4"),
+    }
+    assert [p.rationale.split(":")[0] for p in rep.PROTOCOLS.values()] == [
+        "Protocol v3", "Protocol v3.1 (v3 with augmentation)", "Protocol v3.2 (v3 at lr 0.1)",
+        "Protocol v3.3 (v3 with twice the images)", "Protocol v4"]
+    assert [name for name, p in rep.PROTOCOLS.items() if p.grid_vnet_note] == ["v3"]
+    assert rep.PROTOCOLS["v4"].family.methods == ("base", "mwnet", "mnwnet", "rmnwnet", "rmnwnet_gce", "gce", "oracle")
+    assert rep.PROTOCOLS["v3.2"].family is rep.PROTOCOLS["v3"].family  # a try inherits its regime
+
+
+def test_every_report_links_the_others_relative_to_itself():
+    assert report.other_reports("v4", "results") == [
+        (summary, path) for summary, path in zip(
+            [rep.protocol.RETIRED_REPORTS[0][1]] + [rep.PROTOCOLS[n].summary for n in ("v3", "v3.1", "v3.2", "v3.3")],
+            ["v2_1/REPRODUCTION.md", "v3/REPRODUCTION.md", "v3_1/REPRODUCTION.md", "v3_2/REPRODUCTION.md",
+             "v3_3/REPRODUCTION.md"])]
+    assert [path for _, path in report.other_reports("v3", "results/v3")] == [
+        "../v2_1/REPRODUCTION.md", "../v3_1/REPRODUCTION.md", "../v3_2/REPRODUCTION.md", "../v3_3/REPRODUCTION.md",
+        "../REPRODUCTION.md"]
 
 
 def test_the_candidate_driver_follows_the_protocol_it_is_given():
@@ -452,5 +492,5 @@ def test_the_candidate_driver_follows_the_protocol_it_is_given():
         assert vc.first_drop() == 10 and rep.PROTOCOLS["v3.1"].augment is True
     finally:
         vc.use_protocol("v3")
-    assert (str(vc.RUNS_ROOT), str(vc.OUT_ROOT)) == ("results/runs_v3_candidates", "results/v3_candidates")
+    assert (str(vc.RUNS_ROOT), str(vc.OUT_ROOT)) == ("results/runs_v3_candidates", "results/v3/v3_candidates")
     assert vc.main(["--protocol=v2.1"]) == 2

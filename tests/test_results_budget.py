@@ -11,7 +11,7 @@ The budgets, and why (BUILD_NOTES "Results that stay small"):
 - no tracked file under results/ is one of the tool's per-sample outputs: they are compacted
   (experiments/reproduction/compact.py) and .gitignore keeps them out. This catches the small
   runs too (protocol v2's 2,000-sample cells were 290 KiB with them).
-The pretrained classifier's checkpoint, which every v3 cell starts from, counts in the total only.
+The pretrained classifiers' checkpoints, which every v3 or v4 cell starts from, count in the total only.
 """
 
 import collections
@@ -26,7 +26,7 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 MiB = 1 << 20
 RUN_BUDGET = 768 * 1024
 TOTAL_BUDGET = 28 * MiB
-EXEMPT = ("results/runs_v3/pretrain/checkpoints/",)
+EXEMPT = ("results/runs_v3/pretrain/checkpoints/", "results/runs_v4/pretrain/checkpoints/")
 
 
 def tracked_sizes() -> dict[str, int]:
@@ -55,7 +55,7 @@ def run_folder_sizes(sizes: dict[str, int]) -> dict[str, int]:
 
 def test_every_kept_run_folder_is_within_its_budget():
     sizes = run_folder_sizes(tracked_sizes())
-    assert len(sizes) > 100  # the study's runs are found
+    assert len(sizes) > 75  # the study's runs are found (82 since v1/v2/v2.1's left, issue 35)
     over = {run: size for run, size in sizes.items() if size > RUN_BUDGET}
     assert over == {}, f"run folders over {RUN_BUDGET // 1024} KiB (compact them: scripts/compact_results.py)"
 

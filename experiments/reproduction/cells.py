@@ -171,7 +171,7 @@ def diverged(history) -> bool | None:
 def entry_for(cell: Cell, config: Config, state: CellState) -> dict:
     """One line of reproduction.json: a cell's identity, status and (when done) its numbers, under
     results.json's names, plus the selection by the meta MAE (the criterion the meta accuracy
-    replaced; the v2.1 report compares the two)."""
+    replaced; the retired v2.1 report compared the two)."""
     entry = {
         "setting": cell.setting.name, "noise_type": cell.setting.noise_type,
         "noise_rate": cell.setting.noise_rate, "method": cell.method, "seed": cell.seed,

@@ -7,7 +7,7 @@ Each cheap step runs as a variant of v3 that differs only in how the meta-gradie
 with its own runs and report folder, e.g.
 
     python scripts/reproduce.py --protocol=v3 --settings=uniform40 --methods=rmnwnet --seeds=0,1 \
-        --meta_step=head --runs_dir=results/runs_v3_head --out_dir=results/v3_cheap_head
+        --meta_step=head --runs_dir=results/runs_v3_head --out_dir=results/v3/v3_cheap_head
 
 and is paired seed by seed with the grid's exact RMNW-Net cells (same seed: same noisy labels,
 meta set, order and initialisation). The bar is issue 14's: the cheap step's mean final test

@@ -43,10 +43,10 @@ HELDOUT_FIELDS = ("heldout_index", "heldout_probs")
 WEIGHT_FIGURE_FIELDS = ("loss", "weight", "noisy")
 CLEANING_FIELDS = ("index", "given", "predicted", "noisy", "loss", "probs")
 CLEANING_METHODS = ("base", "rmnwnet")
-# The protocols whose cells the cleaning comparison reads: v2 (BUILD_NOTES, "Gold-free selection")
-# and v3 (results/cleaning_v3.md); v4 (issue 33 asks for it, added before its grid ran). A protocol that
-# will have one is added here before its grid runs.
-CLEANING_PROTOCOLS = ("v2", "v3", "v4")
+# The protocols whose cells the cleaning comparison reads: v3 (results/v3/cleaning_v3.md); v4 (issue 33
+# asks for it, added before its grid ran); v2's, retired, is at tag study-v2.1. A protocol that will
+# have one is added here before its grid runs.
+CLEANING_PROTOCOLS = ("v3", "v4")
 
 
 # ------------------------------------------------------------------------------------ reading
@@ -143,12 +143,12 @@ def fields_read(folder) -> tuple[str, ...]:
     if seed != min(finished, default=seed):
         return ()
     from experiments.reproduction import cross_fit
-    from experiments.reproduction.protocol import META_METHODS, PROTOCOL_DIRS
+    from experiments.reproduction.protocol import META_METHODS, PROTOCOLS
 
     fields = []
     if method in META_METHODS:
         fields += WEIGHT_FIGURE_FIELDS
-    compared = {pathlib.Path(PROTOCOL_DIRS[name][0]).resolve() for name in CLEANING_PROTOCOLS}
+    compared = {pathlib.Path(PROTOCOLS[name].runs_dir).resolve() for name in CLEANING_PROTOCOLS}
     if setting == cross_fit.SETTING and method in CLEANING_METHODS and runs_dir.resolve() in compared:
         fields += CLEANING_FIELDS
     return tuple(dict.fromkeys(fields))

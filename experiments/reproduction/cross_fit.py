@@ -25,7 +25,7 @@ from absl import logging
 
 from experiments.reproduction.cells import inspect_cell
 from experiments.reproduction.compact import compact_run
-from experiments.reproduction.protocol import PROTOCOL_DIRS, PROTOCOLS, SETTINGS_BY_NAME, Cell, cell_config
+from experiments.reproduction.protocol import PROTOCOLS, SETTINGS_BY_NAME, Cell, cell_config
 from rmwnet_tf.config import Config
 
 FOLDS = 4
@@ -33,7 +33,7 @@ SETTING = "uniform40"
 
 
 def fold_configs(protocol_name: str, seed: int) -> list[Config]:
-    runs_dir = PROTOCOL_DIRS[protocol_name][0]
+    runs_dir = PROTOCOLS[protocol_name].runs_dir
     base = cell_config(Cell(SETTINGS_BY_NAME[SETTING], "base", seed), PROTOCOLS[protocol_name], runs_dir)
     folder = pathlib.Path(runs_dir) / SETTING / "base_folds" / f"seed{seed}"
     return [dataclasses.replace(base, holdout_folds=FOLDS, holdout_fold=j, model_dir=str(folder / f"fold{j}"))
@@ -41,7 +41,7 @@ def fold_configs(protocol_name: str, seed: int) -> list[Config]:
 
 
 def comparison_command(protocol_name: str, seed: int) -> list[str]:
-    runs_dir, out_dir = PROTOCOL_DIRS[protocol_name]
+    runs_dir, out_dir = PROTOCOLS[protocol_name].runs_dir, PROTOCOLS[protocol_name].out_dir
     cell = pathlib.Path(runs_dir) / SETTING
     return [sys.executable, "experiments/cleaning_comparison.py", f"--meta_run={cell / 'rmnwnet' / f'seed{seed}'}",
             f"--base_run={cell / 'base' / f'seed{seed}'}",

@@ -1,11 +1,12 @@
-"""Per-seed paired differences and their 95% intervals: the statistics protocol v3's claims need.
+"""Per-seed paired differences and their 95% intervals: the statistics the claims are judged on.
 
 Why paired: two cells with the same seed share their noisy labels, meta set, training subset
 and data order, so most of the seed-to-seed spread cancels in their difference. A pooled std
-(v2.1's rule) counts that shared spread twice and hides real effects, or, with two seeds,
-decides on noise. Here each claim is judged on the mean of the per-seed differences and its
-95% Student-t interval: HOLDS when the whole interval satisfies the claim, FAILS when none of
-it does, UNDECIDED when the interval straddles the bound (more seeds would decide).
+(the retired v2.1 report's rule) counts that shared spread twice and hides real effects, or,
+with two seeds, decides on noise. Here each claim is judged on the mean of the per-seed
+differences and its 95% Student-t interval: HOLDS when the whole interval satisfies the claim,
+FAILS when none of it does, UNDECIDED when the interval straddles the bound (more seeds would
+decide).
 """
 
 from __future__ import annotations

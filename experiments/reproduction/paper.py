@@ -85,3 +85,24 @@ def accuracy(setting: str, method: str) -> tuple[float, float] | None:
 def detection_auc(setting: str, method: str) -> float | None:
     """Table 3's AUC (best over training) of `method` at `setting`; None for Base and no noise."""
     return TABLE3.get(setting, {}).get(method)
+
+
+# ------------------------------------------------------------------------------------ as reports show them
+NONE = "not in the paper"
+
+
+def accuracy_text(setting: str, method: str) -> str:
+    """The paper's accuracy as the report's tables show it ("90.80 ± 0.23", or NONE)."""
+    value = accuracy(setting, method)
+    return NONE if value is None else f"{value[0]:.2f} ± {value[1]:.2f}"
+
+
+def auc_text(setting: str, method: str) -> str:
+    value = detection_auc(setting, method)
+    return NONE if value is None else f"{value:.4f}"
+
+
+def as_json() -> dict:
+    """The paper's numbers as reproduction.json carries them."""
+    return {"source": SOURCE, "seeds": SEEDS, "table1_accuracy": TABLE1, "table2_accuracy": TABLE2,
+            "table3_detection_auc": TABLE3, "setting_columns": ACCURACY_COLUMNS}

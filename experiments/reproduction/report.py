@@ -1,407 +1,388 @@
-"""REPRODUCTION.md: protocol, tables beside the paper's, targets, claims (with the paper's own
-numbers as a sanity row), detection, memorisation, gold-free selection, plots, calibration,
-variants, cost and progress. Cells not yet run show "—" everywhere."""
+"""REPRODUCTION.md of every protocol the study runs (v3, its tries v3.1-v3.3, v4): pretraining,
+gates, tables beside the paper's, paired differences with 95% intervals, the issue's targets, the
+paper's claims judged on those intervals, the references a user would compare against (oracle,
+GCE, Base's small-loss rule), plots, the protocol with its rationale, and links to the other
+protocols' reports. One generator: what differs between protocols is data on the Protocol
+(protocol.py), not a branch here.
+
+Reads entries and run histories only (no TensorFlow). Cells not yet run show "—".
+"""
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
-from typing import Sequence
+import json
+import os
+import pathlib
+from typing import Mapping, Sequence
 
-from experiments.reproduction import paper
-from experiments.reproduction.claims import (
-    RELATION_RULES,
-    ClaimResult,
-    TargetResult,
-    format_mean_std,
-    summarize,
-)
+from rmwnet_tf import summary
+from experiments.reproduction import gates as gates_lib
+from experiments.reproduction.claims import ACCURACY, AUC_BEST, HOLDS, Metric, format_mean_std, paper_claims, summarize
+from experiments.reproduction.paper import accuracy_text as paper_accuracy
+from experiments.reproduction.paper import auc_text as paper_auc
+from experiments.reproduction.paired import PairedClaim, judge_claim, paired_difference, values_by_seed
+from experiments.reproduction.paired import verdict as paired_verdict
+from experiments.reproduction.plots import run_history
 from experiments.reproduction.protocol import (
-    META_METHODS,
     METHOD_LABELS,
+    META_METHODS,
+    GRID_METHODS,
     METHOD_ORDER,
     PROTOCOL,
     PROTOCOLS,
-    RATIONALES,
-    RATIONALE_V2_1,
-    SETTINGS,
+    RETIRED_REPORTS,
+    ROBUST_LOSS_META_METHODS,
     Protocol,
     Setting,
     markdown,
+    pretrain_config,
 )
 
-# ------------------------------------------------------------------------------------ paper
-PAPER_NONE = "not in the paper"
+GATE_SETTING = "uniform40"
+MEMORISED = Metric("final/fit/noisy_memorised", "wrong labels memorised at the end", 100.0, 1, " points")
+# What a practitioner without gold labels compares against: Base stopped at its best noisy meta-set
+# accuracy (gold-free early stopping), which at v3 recovers most of what memorisation costs Base.
+BASE_SELECTED_KEY = "selected/test/accuracy"
+PAIRS_AGAINST_SELECTED_BASE = ("rmnwnet", "mwnet", "mnwnet", "gce")
+# Both sides stopped at their own gold-free selected epoch: the pipeline a user without gold labels
+# would run with either method (does the method still add anything once Base is stopped early?).
+SELECTED = Metric(BASE_SELECTED_KEY, "test accuracy at the gold-free selected epoch", 100.0, 2, " points")
 
 
-def paper_accuracy(setting: str, method: str) -> str:
-    value = paper.accuracy(setting, method)
-    return PAPER_NONE if value is None else f"{value[0]:.2f} ± {value[1]:.2f}"
+def other_reports(protocol_name: str, out_dir) -> list[tuple[str, str]]:
+    """(summary, link relative to out_dir) of every other protocol's report, the retired ones first."""
+    reports = [*RETIRED_REPORTS, *((p.name, p.summary, p.report) for p in PROTOCOLS.values())]
+    return [(label, os.path.relpath(path, out_dir)) for name, label, path in reports if name != protocol_name]
 
 
-def paper_auc(setting: str, method: str) -> str:
-    value = paper.detection_auc(setting, method)
-    return PAPER_NONE if value is None else f"{value:.4f}"
+# ------------------------------------------------------------------------------------ inputs
+def histories(entries: Sequence[Mapping], setting: str) -> dict[str, dict[int, list]]:
+    """method -> seed -> history of every cell of `setting` that trained at least one epoch."""
+    found: dict[str, dict[int, list]] = {}
+    for entry in entries:
+        if entry["setting"] == setting and entry["epochs_completed"]:
+            history = run_history(entry["model_dir"])
+            if history:
+                found.setdefault(entry["method"], {})[entry["seed"]] = history
+    return found
 
 
-def paper_json() -> dict:
-    """The paper's numbers as reproduction.json carries them."""
-    return {"source": paper.SOURCE, "seeds": paper.SEEDS, "table1_accuracy": paper.TABLE1,
-            "table2_accuracy": paper.TABLE2, "table3_detection_auc": paper.TABLE3,
-            "setting_columns": paper.ACCURACY_COLUMNS}
-
-
-def render_report(entries: Sequence[dict], claims: Sequence[ClaimResult], cost: Sequence[dict],
-                  protocol: Protocol, *, command: str, plots: dict[str, list[str]], settings: Sequence[Setting],
-                  seeds: Sequence[int], variants: Sequence[dict] = (), targets: Sequence[TargetResult] = (),
-                  paper_targets: Sequence[TargetResult] = (), sanity: Sequence[ClaimResult] = (),
-                  calibration: Sequence[dict] = ()) -> str:
-    """The report's Markdown; `variants` are other protocols' reproduction.json contents (plus "name"),
-    `calibration` the rows of `plots.calibration_plot` (plus "plot", its file name)."""
-    sections = [
-        _report_header(entries, protocol, settings, seeds),
-        _report_protocol(protocol, command),
-        _report_accuracy(entries, settings),
-        _report_targets(targets, paper_targets),
-        _report_diverged(entries),
-        _report_claims(claims, sanity),
-        _report_auc(entries, settings),
-        _report_fit(entries, settings),
-        _report_selection(entries, settings),
-        _report_plots(plots, settings),
-        _report_calibration(calibration),
-        _report_cheap_modes(variants, entries, protocol),
-        _report_variants(variants, entries, protocol),
-        _report_cost(cost),
-        _report_progress(entries, settings),
+def evaluate_gates(entries: Sequence[Mapping], protocol: Protocol, idle_seconds=(),
+                   vnet_choice: Mapping | None = None) -> list[gates_lib.Gate]:
+    """The six gates from the grid's histories; G4 and G5 from the VNet candidates' cells when the
+    candidate rule (vnet_candidates.py, its choice.json as `vnet_choice`) has judged every candidate
+    and none passed: then no weighting-net setting of the protocol travels, whatever the grid holds."""
+    runs = histories(entries, GATE_SETTING)
+    first_drop = protocol.first_drop
+    base = {s: h for s, h in runs.get("base", {}).items() if s in (0, 1)}
+    oracle = {s: h for s, h in runs.get("oracle", {}).items() if s in (0, 1)}
+    meta = {m: runs.get(m, {}) for m in gates_lib.G4_METHODS}
+    g4, g5 = gates_lib.g4_travel(meta, first_drop), gates_lib.g5_stability(meta)
+    if vnet_choice is not None and no_candidate_passed(vnet_choice):
+        candidates = [f"SGD lr {c['vnet_lr']:g}: {next(cell['line'] for cell in c['cells'] if cell['passed'] is False)}"
+                      for c in vnet_choice["candidates"]]
+        grid_cells = [f"the grid (SGD lr {protocol.vnet_lr:g}), {line}" for line in g4.details]
+        g4 = dataclasses.replace(g4, passed=False, details=candidates + grid_cells)
+    learnability = [gates_lib.g0_learnability(base, oracle)] if protocol.family.learnability_gate else []
+    return learnability + [
+        gates_lib.g1_separation(base, first_drop),
+        gates_lib.g2_memorisation({s: h for s, h in base.items() if _finished(entries, "base", s)}),
+        gates_lib.g3_headroom(base, oracle),
+        g4,
+        g5,
+        gates_lib.g6_cost(list(idle_seconds)),
     ]
-    return "\n\n".join(section.rstrip() for section in sections) + "\n"
 
 
-def _acc(summary) -> str:
-    return format_mean_std(summary, scale=100.0)
+def no_candidate_passed(vnet_choice: Mapping) -> bool:
+    """Every candidate of the rule was judged and each failed (vnet_candidates.CANDIDATE_LRS)."""
+    from experiments.reproduction.vnet_candidates import CANDIDATE_LRS
+
+    judged = vnet_choice.get("candidates") or []
+    return (vnet_choice.get("chosen_vnet_lr") is None and len(judged) == len(CANDIDATE_LRS)
+            and all(c["status"] == "fails" for c in judged))
 
 
-def _report_accuracy(entries, settings) -> str:
+def _finished(entries, method, seed) -> bool:
+    return any(e["setting"] == GATE_SETTING and e["method"] == method and e["seed"] == seed
+               and e["status"] == "done" for e in entries)
+
+
+def pretrain_summary(protocol: Protocol) -> dict | None:
+    config = pretrain_config(protocol)
+    if config is None:
+        return None
+    path = pathlib.Path(config.model_dir) / "results.json"
+    try:
+        results = summary.upgrade(json.loads(path.read_text()))
+    except (OSError, ValueError):
+        return {"model_dir": config.model_dir, "status": "not run"}
+    return {"model_dir": config.model_dir, "status": "done",
+            "final/test/accuracy": results["final"].get("test/accuracy"),
+            "epochs": results.get("epochs_completed"), "wall_seconds": results.get("wall_seconds")}
+
+
+def targets(entries: Sequence[Mapping]) -> list[dict]:
+    """The issue's target at uniform 40% (from the paper's Tables 1 and 3)."""
+    rmnw_base = paired_difference(entries, GATE_SETTING, "rmnwnet", "base", ACCURACY)
+    rmnw_mw = paired_difference(entries, GATE_SETTING, "rmnwnet", "mwnet", ACCURACY)
+    aucs = values_by_seed(entries, GATE_SETTING, "rmnwnet", AUC_BEST.key)
     rows = []
-    for setting in settings:
-        for method in METHOD_ORDER:
-            final = summarize(entries, setting.name, method, "final/test/accuracy")
-            best = summarize(entries, setting.name, method, "best/test/accuracy")
-            seeds = 0 if final is None else final.n
-            rows.append(f"| {setting.label} | {markdown(METHOD_LABELS[method])} | {seeds} | {_acc(final)} | "
-                        f"{_acc(best)} | {paper_accuracy(setting.name, method)} |")
-    columns = ", ".join(f"{label} → {table} {column}" for label, (table, column) in (
-        (s.label, paper.ACCURACY_COLUMNS[s.name]) for s in settings))
-    return "\n".join([
-        "## Test accuracy (%) beside the paper's (Tables 1–2)",
-        "",
-        "“final”: after the last epoch; “best”: the best evaluation (picked on the test set, as the "
-        "official code's printed accuracy is, so optimistic). “paper”: CIFAR-10, mean ± std of 5 seeds at "
-        f"full scale ({paper.SOURCE}; copied into `experiments/reproduction/paper.py`). Paper columns: "
-        f"{columns} (the paper's networks: WRN-28-10 for uniform and flip, ResNet-32 for flip2; ours: "
-        "the protocol's).",
-        "",
-        "| noise | method | seeds | final | best | paper |",
-        "|---|---|---|---|---|---|",
-        *rows,
-    ])
-
-
-def _target_line(result: TargetResult) -> str:
-    target = result.target
-    digits = target.metric.digits
-    a_label = markdown(METHOD_LABELS[target.method_a])
-    if target.method_b is None:
-        judged = f"{a_label} {format_mean_std(result.a, scale=target.metric.scale, digits=digits)}"
+    if rmnw_base is None:
+        rows.append(dict(statement="RMNW-Net ≥ Base + 5 points in every seed", verdict="NOT YET MEASURED", value="—"))
     else:
-        judged = (f"{a_label} {format_mean_std(result.a, scale=target.metric.scale, digits=digits)} vs "
-                  f"{markdown(METHOD_LABELS[target.method_b])} "
-                  f"{format_mean_std(result.b, scale=target.metric.scale, digits=digits)}")
-    if result.value is not None and target.method_b is not None:
-        judged += f": Δ {result.value:+.{digits}f}"
-    return f"{judged} → **{result.verdict}**" if result.value is not None else "—"
-
-
-def _report_targets(targets: Sequence[TargetResult], paper_targets: Sequence[TargetResult]) -> str:
-    paper_by_statement = {r.target.statement: r for r in paper_targets}
-    rows = []
-    for result in targets:
-        target = result.target
-        mine = "NOT YET MEASURED" if result.value is None else _target_line(result)
-        theirs = paper_by_statement.get(target.statement)
-        rows.append(f"| {markdown(target.statement)} | {target.metric.name} | {mine} | "
-                    f"{'—' if theirs is None else _target_line(theirs)} |")
-    return "\n".join([
-        "## The issue's targets at uniform 40%",
-        "",
-        "Fixed bars read off Table 1 (accuracy) and Table 3 (AUC), judged on the seeds' means. "
-        "The paper's column applies the same bar to its own numbers (its AUC is the best over training).",
-        "",
-        "| target | metric | ours | paper |",
-        "|---|---|---|---|",
-        *rows,
-    ])
-
-
-def _report_diverged(entries: Sequence[dict]) -> str:
-    """Finished cells whose training diverged: they count in the verdicts as the rules say, and
-    the reader must see that a mean or a pooled std containing one is dominated by it."""
-    bad = [e for e in entries if e.get("diverged")]
-    lines = ["## Diverged cells", "",
-             "A cell diverged when its training CE after the last epoch is above its first epoch's "
-             "(healthy cells end far below it). Diverged cells stay in every table and verdict, as the "
-             "rules were fixed; a mean, std or pooled std that includes one is dominated by it, so an "
-             "≈ claim can hold and a > claim fail through the spread alone."]
-    if not bad:
-        return "\n".join(lines + ["", "None."])
-    labels = {setting.name: setting.label for setting in SETTINGS}
-    lines += [""] + [f"- {labels.get(e['setting'], e['setting'])}, {markdown(METHOD_LABELS[e['method']])}, seed {e['seed']}: final test "
-                     f"accuracy {_percent(e.get('final/test/accuracy'))}%" for e in bad]
-    return "\n".join(lines)
-
-
-def _report_claims(claims: Sequence[ClaimResult], sanity: Sequence[ClaimResult]) -> str:
-    sanity_by_number = {r.claim.number: r for r in sanity}
-    rows = []
-    for result in claims:
-        claim = result.claim
-        check = sanity_by_number.get(claim.number)
-        rows.append(f"| {claim.number} | {markdown(claim.statement)} | {claim.scope} | {claim.metric.name} | "
-                    f"{claim.tolerance.replace('|', chr(92) + '|')} | **{result.verdict}** ({result.coverage}) | "
-                    f"{'—' if check is None else check.verdict} |")
-    lines = [
-        "## The paper's claims at this scale",
-        "",
-        "Each claim as the paper states it for CIFAR-10 (Sections 3–4), restricted to the settings "
-        "where the paper makes it, with a stated tolerance. Δ = mean of the first method − mean of "
-        "the second, in the metric's units (accuracy in points); pooled std = root mean square of "
-        "the two sides' seed std (0 when unknown, e.g. one seed or the paper's AUC). A claim HOLDS "
-        "when every measured comparison holds, FAILS when any fails, NOT YET MEASURED when no "
-        "comparison has both sides finished. The rules were fixed before protocol v2's results came "
-        "in. **Sanity row**: the same rules applied to the paper's own CIFAR-10 numbers "
-        "(mean ± std of 5 seeds); a rule failing there would state the claim wrongly.",
-        "",
-        "| # | claim | scope | metric | tolerance | ours | paper's own numbers |",
-        "|---|---|---|---|---|---|---|",
-        *rows,
-        "",
-        "Rules: " + "; ".join(RELATION_RULES.values()) + " (the margin per claim is in the table).",
-        "",
-    ]
-    for result in claims:
-        claim = result.claim
-        lines += [f"**{claim.number}. {markdown(claim.statement)}: {result.verdict}** "
-                  f"(paper: {markdown(claim.source)})", ""]
-        lines += [f"- {c.describe(claim.metric, claim.relation)}" for c in result.comparisons]
-        check = sanity_by_number.get(claim.number)
-        if check is not None:
-            lines += [f"- paper, {c.describe(claim.metric, claim.relation)}" for c in check.comparisons]
-        lines.append("")
-    return "\n".join(lines)
-
-
-def _report_auc(entries, settings) -> str:
-    def cell(setting, method, key):
-        return format_mean_std(summarize(entries, setting, method, key), digits=4)
-
-    rows = []
-    for setting in settings:
-        if setting.noise_type == "none":
-            continue
-        base = cell(setting.name, "base", "final/detection/auc_loss")
-        for method in META_METHODS:
-            rho = format_mean_std(summarize(entries, setting.name, method, "final/weights/loss_spearman"), digits=2)
-            rows.append(
-                f"| {setting.label} | {markdown(METHOD_LABELS[method])} | "
-                f"{cell(setting.name, method, 'final/detection/auc')} | "
-                f"{cell(setting.name, method, 'best/detection/auc')} | "
-                f"{cell(setting.name, method, 'final/detection/auc_loss')} | {base} | {rho} | "
-                f"{paper_auc(setting.name, method)} |")
-    return "\n".join([
-        "## Detection AUC (paper: Table 3)",
-        "",
-        "AUC of a score as “this training label is clean” over the whole un-augmented training set "
-        "(1 = every clean sample scores above every noisy one, 0.5 = chance). “W final”: the learned "
-        "weight W(loss) of the final model (`final/detection/auc` in reproduction.json); “W best”: "
-        "the best of the per-evaluation AUCs (Table 3's definition); “−loss”: the small-loss rule on the "
-        "same final model; “Base −loss”: Base's final model with the small-loss rule, the trivial "
-        "detector a weighting must beat to add anything; ρ: Spearman correlation of W with the loss on "
-        "the final model. W depends on the loss alone, so when W is monotone, AUC(W) = AUC(−loss) if "
-        "it decreases (ρ = −1: the right direction, noisy labels down-weighted) and 1 − AUC(−loss) if it "
-        "increases (ρ = +1); ρ near 0 means W is flat or not monotone over the losses seen. “paper”: "
-        "Table 3 (best over training, CIFAR-10).",
-        "",
-        "| noise | method | W final | W best | −loss | Base −loss | ρ(W, loss) | paper |",
-        "|---|---|---|---|---|---|---|---|",
-        *rows,
-    ])
-
-
-def _report_fit(entries, settings) -> str:
-    rows = []
-    for setting in settings:
-        for method in METHOD_ORDER:
-            keys = ("final/fit/clean_fitted",) if setting.noise_type == "none" else (
-                "final/fit/clean_fitted", "final/fit/noisy_memorised", "final/fit/noisy_corrected")
-            cells = [format_mean_std(summarize(entries, setting.name, method, key), scale=100.0, digits=1)
-                     for key in keys]
-            cells += ["n/a"] * (3 - len(cells))
-            rows.append(f"| {setting.label} | {markdown(METHOD_LABELS[method])} | {' | '.join(cells)} |")
-    return "\n".join([
-        "## What the final network fits on its training samples (%)",
-        "",
-        "The final evaluation's `fit/*` metrics (un-augmented training set): “clean fitted”: correctly "
-        "labelled samples predicted as their label; “noisy memorised”: wrongly labelled samples "
-        "predicted as their *wrong* label; “noisy corrected”: wrongly labelled samples predicted as "
-        "their true label. Sample weighting protects a model from memorising noisy labels; where Base "
-        "memorises little, there is little for it to win. Per evaluation: the `*_fit.png` plots.",
-        "",
-        "| noise | method | clean fitted | noisy memorised | noisy corrected |",
-        "|---|---|---|---|---|",
-        *rows,
-    ])
-
-
-def selection_rows(entries: Sequence[dict], settings: Sequence[Setting]) -> list[dict]:
-    """Per setting × method with finished cells: mean final, best and selected accuracy and the gaps.
-
-    The gaps are means over the seeds that have all three numbers.
-    """
-    rows = []
-    for setting in settings:
-        for method in METHOD_ORDER:
-            done = [e for e in entries if e["setting"] == setting.name and e["method"] == method
-                    and e["status"] == "done"]
-            complete = [e for e in done if all(e.get(k) is not None for k in
-                                               ("final/test/accuracy", "best/test/accuracy", "selected/test/accuracy"))]
-            if not done:
-                continue
-            rows.append({
-                "setting": setting, "method": method,
-                "final": summarize(done, setting.name, method, "final/test/accuracy"),
-                "best": summarize(done, setting.name, method, "best/test/accuracy"),
-                "selected": summarize(done, setting.name, method, "selected/test/accuracy"),
-                "selected_mae": summarize(done, setting.name, method, "selected_by_meta_mae/test/accuracy"),
-                "selected_mae_minus_best": _mean([e["selected_by_meta_mae/test/accuracy"] - e["best/test/accuracy"]
-                                                  for e in complete if e.get("selected_by_meta_mae/test/accuracy") is not None]),
-                "selected_minus_best": _mean([e["selected/test/accuracy"] - e["best/test/accuracy"] for e in complete]),
-                "selected_minus_final": _mean([e["selected/test/accuracy"] - e["final/test/accuracy"] for e in complete]),
-                "seeds": len(done),
-            })
+        every = all(v >= 5.0 for _, v in rmnw_base.per_seed)
+        rows.append(dict(statement="RMNW-Net ≥ Base + 5 points in every seed", verdict=HOLDS if every else "FAILS",
+                         value=rmnw_base.text()))
+    if rmnw_mw is None:
+        rows.append(dict(statement="RMNW-Net within 1.5 points of MW-Net*", verdict="NOT YET MEASURED", value="—"))
+    else:
+        rows.append(dict(statement="RMNW-Net within 1.5 points of MW-Net* (mean paired difference)",
+                         verdict=HOLDS if abs(rmnw_mw.mean) <= 1.5 else "FAILS", value=rmnw_mw.text()))
+    if not aucs:
+        rows.append(dict(statement="RMNW-Net's detection AUC (best over training) ≥ 0.95", verdict="NOT YET MEASURED",
+                         value="—"))
+    else:
+        mean = sum(aucs.values()) / len(aucs)
+        rows.append(dict(statement="RMNW-Net's detection AUC (best over training) ≥ 0.95 (mean over seeds)",
+                         verdict=HOLDS if mean >= 0.95 else "FAILS",
+                         value=f"{mean:.4f} (n={len(aucs)}: {', '.join(f'{v:.4f}' for _, v in sorted(aucs.items()))})"))
+    # What a practitioner without gold labels would use instead, at Base's cost (issue 21: "if RMNW-Net
+    # does not beat GCE, say so"): a robust loss, and Base stopped at its best noisy-meta-set epoch.
+    for statement, difference in (
+            ("RMNW-Net > GCE (a robust loss at Base's cost)",
+             paired_difference(entries, GATE_SETTING, "rmnwnet", "gce", ACCURACY)),
+            ("RMNW-Net > Base stopped at its gold-free selected epoch",
+             paired_difference(entries, GATE_SETTING, "rmnwnet", "base", ACCURACY, b_key=BASE_SELECTED_KEY))):
+        rows.append(dict(statement=statement, verdict=paired_verdict("greater", difference),
+                         value="—" if difference is None else difference.text()))
     return rows
 
 
-def _mean(values: Sequence[float]) -> float | None:
-    return sum(values) / len(values) if values else None
+def judge_claims(entries: Sequence[Mapping], settings: Sequence[Setting]) -> list[PairedClaim]:
+    names = [s.name for s in settings]
+    return [judged for judged in (judge_claim(c, entries, names) for c in paper_claims()) if judged.comparisons]
 
 
-def _points(value: float | None) -> str:
-    return "—" if value is None else f"{value * 100.0:+.2f}"
+def vnet_choice_section(out_dir, protocol: Protocol) -> str:
+    """The weighting net's optimizer as the fixed rule chose it (vnet_candidates.py), if it ran, and
+    why the grid runs at its lr when the rule chose none (`protocol.grid_vnet_note`)."""
+    path = pathlib.Path(out_dir) / protocol.candidates_dir / "choice.md"
+    if not path.exists():
+        return ""
+    body = path.read_text().strip().split("\n", 1)[1].strip()  # its own title replaced by ours
+    note = protocol.grid_vnet_note
+    return (f"### The weighting net's optimizer, chosen on G4 and G5 ({path.parent}/)\n\n"
+            + body.replace("\n## ", "\n#### ")
+            + (f"\n\n**The grid runs at SGD lr {protocol.vnet_lr:g} anyway.** {markdown(note)}" if note else ""))
 
 
-def _report_selection(entries, settings) -> str:
-    rows = [f"| {r['setting'].label} | {markdown(METHOD_LABELS[r['method']])} | {r['seeds']} | {_acc(r['final'])} | "
-            f"{_acc(r['best'])} | {_acc(r['selected'])} | {_points(r['selected_minus_best'])} | "
-            f"{_points(r['selected_minus_final'])} | {_acc(r['selected_mae'])} | {_points(r['selected_mae_minus_best'])} |"
-            for r in selection_rows(entries, settings)]
-    lines = [
-        "## Gold-free checkpoint selection (issue #13)",
-        "",
-        "Test accuracy (%) of picks among a run's evaluations: “final” (the last), “best” (the "
-        "highest *test* accuracy: picked with the test labels, an upper bound no user has), "
-        "“selected” (the highest accuracy on the run's own meta set with its own labels, noisy for "
-        "MNW-Net and RMNW-Net, ties to the earlier epoch: needs no clean label; the tool's "
-        "`selected/epoch`, `rmwnet_tf/selection.py`), and “by meta MAE” (the lowest MAE on the same "
-        "set: the first criterion, replaced after protocol v2.1's uniform cells, BUILD_NOTES.md "
-        "“Gold-free selection: accuracy, not MAE”). Both are recomputed here from each run's history, "
-        "whichever criterion the run itself used. Means over finished seeds; the gaps in points. "
-        "Base holds its meta set out of training and is scored on it too.",
-        "",
-        "| noise | method | seeds | final | best (test-picked) | selected (meta accuracy) | selected − best | "
-        "selected − final | by meta MAE | by MAE − best |",
-        "|---|---|---|---|---|---|---|---|---|---|",
-        *rows,
-    ]
-    if not rows:
-        lines.append("| — | — | 0 | — | — | — | — | — | — | — |")
+def mwnet_caveat(gates: Sequence[gates_lib.Gate]) -> str:
+    """What a failed G4 means for every comparison with MW-Net* ('' while G4 has not failed)."""
+    g4 = next((g for g in gates if g.name.startswith("G4")), None)
+    if g4 is None or g4.passed is not False:
+        return ""
+    return ("G4 failed: MW-Net\\*'s weighting net did not keep a falling W up to the first drop, so every "
+            "comparison with MW-Net\\* below is against a weaker MW-Net\\* than the paper's.")
+
+
+def cleaning_section(out_dir) -> str:
+    """The cleaning comparison (experiments/cleaning_comparison.py on a v3 Base run), if it was run."""
+    path = pathlib.Path(out_dir) / "cleaning_v3.md"
+    return path.read_text().strip() if path.exists() else ""
+
+
+# ------------------------------------------------------------------------------------ markdown
+def _methods_present(entries) -> list[str]:
+    present = {e["method"] for e in entries}
+    return [m for m in GRID_METHODS if m in present]
+
+
+def _mean(entries, setting, method, key, scale=100.0, digits=2) -> str:
+    summary = summarize(entries, setting, method, key)
+    return format_mean_std(summary, scale=scale, digits=digits) if summary else "—"
+
+
+def _accuracy_table(entries, settings) -> str:
+    rows = ["| noise | method | seeds done | final test acc. (%) | best (%) | selected, gold-free (%) | "
+            "the paper's (%) |", "|---|---|---|---|---|---|---|"]
+    for setting in settings:
+        for method in _methods_present(entries):
+            done = len(values_by_seed(entries, setting.name, method, "final/test/accuracy"))
+            paper = paper_accuracy(setting.name, method) if method in METHOD_ORDER else "—"
+            rows.append(f"| {setting.label} | {markdown(METHOD_LABELS[method])} | {done} | "
+                        f"{_mean(entries, setting.name, method, 'final/test/accuracy')} | "
+                        f"{_mean(entries, setting.name, method, 'best/test/accuracy')} | "
+                        f"{_mean(entries, setting.name, method, 'selected/test/accuracy')} | {paper} |")
+    return "\n".join(rows)
+
+
+def _detection_table(entries, settings) -> str:
+    rows = ["| noise | method | AUC of W, best (Table 3's) | AUC of W, final | small-loss AUC, best | "
+            "small-loss AUC, final | wrong labels memorised at the end (%) | the paper's AUC |",
+            "|---|---|---|---|---|---|---|---|"]
+    for setting in settings:
+        for method in _methods_present(entries):
+            paper = paper_auc(setting.name, method) if method in METHOD_ORDER else "—"
+            rows.append(f"| {setting.label} | {markdown(METHOD_LABELS[method])} | "
+                        f"{_mean(entries, setting.name, method, 'best/detection/auc', 1.0, 4)} | "
+                        f"{_mean(entries, setting.name, method, 'final/detection/auc', 1.0, 4)} | "
+                        f"{_mean(entries, setting.name, method, 'best/detection/auc_loss', 1.0, 4)} | "
+                        f"{_mean(entries, setting.name, method, 'final/detection/auc_loss', 1.0, 4)} | "
+                        f"{_mean(entries, setting.name, method, 'final/fit/noisy_memorised', 100.0, 1)} | {paper} |")
+    return "\n".join(rows)
+
+
+def _travel_table(entries, settings, first_drop: int) -> str:
+    """How far each meta cell's W travelled by the first lr drop, in every setting the grid has run:
+    G4's statistics read per run (a gate at uniform 40% only; elsewhere they explain a result)."""
+    rows = ["| noise | method | seed | W at the first evaluation | first evaluation with Spearman(W, loss) "
+            f"≤ {gates_lib.G4_SPEARMAN} | Spearman(W, loss) at epoch {first_drop} | W noisy/clean at epoch "
+            f"{first_drop} | G4's bar met |", "|---|---|---|---|---|---|---|---|"]
+    for setting in settings:
+        runs = histories(entries, setting.name)
+        for method in META_METHODS + ROBUST_LOSS_META_METHODS:
+            for seed, history in sorted(runs.get(method, {}).items()):
+                start, at_drop = gates_lib.first_evaluation_rose(history), gates_lib.travel_at(history, first_drop)
+                if start is None or at_drop is None:
+                    continue
+                turn = gates_lib.first_turn(history)
+                rho, ratio = at_drop
+                rows.append(f"| {setting.label} | {markdown(METHOD_LABELS[method])} | {seed} | "
+                            f"{'rose' if start else 'fell'} with the loss | "
+                            f"{'never' if turn is None else f'epoch {turn}'} | {rho:+.3f} | {ratio:.3f} | "
+                            f"{'yes' if gates_lib.travelled(rho, ratio) else 'no'} |")
+    if len(rows) == 2:
+        return ""
+    return ("## How far the weighting net travelled by the first lr drop, every setting\n\n"
+            f"G4's statistics for every meta cell evaluated at epoch {first_drop}: a gate at uniform 40% "
+            "only, read elsewhere to explain a result. Theorem 1 scales RMNW-Net's expected meta-gradient "
+            "by 1 − η under uniform noise (0.6 at 40%, 0.4 at 60%), with more variance (its Lemma 4): "
+            "the heavier the noise, the weaker and noisier the pull that turns W.\n\n" + "\n".join(rows))
+
+
+PAIRS = (("rmnwnet", "base"), ("rmnwnet", "mwnet"), ("rmnwnet", "mnwnet"), ("rmnwnet", "gce"),
+         ("mwnet", "base"), ("mnwnet", "base"), ("gce", "base"), ("oracle", "rmnwnet"))
+
+
+def _paired_table(entries, settings) -> str:
+    rows = ["| noise | a − b | final test accuracy, points: mean [95% interval] (per seed) | "
+            "AUC best over training |", "|---|---|---|---|"]
+    for setting in settings:
+        for a, b in PAIRS:
+            accuracy = paired_difference(entries, setting.name, a, b, ACCURACY)
+            if accuracy is None:
+                continue
+            auc = paired_difference(entries, setting.name, a, b, AUC_BEST)
+            rows.append(f"| {setting.label} | {markdown(METHOD_LABELS[a])} − {markdown(METHOD_LABELS[b])} | "
+                        f"{accuracy.text()} | {auc.text() if auc else '—'} |")
+        for a in PAIRS_AGAINST_SELECTED_BASE:
+            accuracy = paired_difference(entries, setting.name, a, "base", ACCURACY, b_key=BASE_SELECTED_KEY)
+            if accuracy is not None:
+                rows.append(f"| {setting.label} | {markdown(METHOD_LABELS[a])} (final) − Base (gold-free selected "
+                            f"epoch) | {accuracy.text()} | — |")
+        for a in PAIRS_AGAINST_SELECTED_BASE:
+            selected = paired_difference(entries, setting.name, a, "base", SELECTED)
+            if selected is not None:
+                rows.append(f"| {setting.label} | {markdown(METHOD_LABELS[a])} − Base, each at its gold-free "
+                            f"selected epoch | {selected.text()} | — |")
+    return "\n".join(rows) if len(rows) > 2 else "No pair of methods has a common finished seed yet."
+
+
+def _gates_section(gates: Sequence[gates_lib.Gate]) -> str:
+    lines = ["## The gates (fixed in BUILD_NOTES.md before any meta cell ran)", ""]
+    for gate in gates:
+        verdict = {True: "PASSES", False: "FAILS", None: "NOT YET DECIDED"}[gate.passed]
+        lines.append(f"- **{gate.name}: {verdict}.** {gate.statement}.")
+        lines += [f"  - {line}" for line in gate.details]
     return "\n".join(lines)
 
 
-def _report_plots(plots: dict[str, list[str]], settings: Sequence[Setting]) -> str:
+def _claims_section(claims: Sequence[PairedClaim], caveat: str = "") -> str:
+    lines = ["## The paper's claims, judged on paired 95% intervals", "",
+             "HOLDS: the whole interval satisfies the claim; FAILS: none of it does; UNDECIDED: it "
+             "straddles the bound (more seeds would decide); n=1: the single difference decides.", ""]
+    lines += [f"**{caveat}**", ""] if caveat else []
+    for judged in claims:
+        claim = judged.claim
+        bound = f", margin {claim.margin:g}{claim.metric.unit}" if claim.margin else ""
+        lines.append(f"- **Claim {claim.number}: {markdown(claim.statement)} — {judged.verdict}** "
+                     f"({judged.coverage}; {claim.metric.name}{bound}). Source: {claim.source}")
+        for setting, a, b, difference, verdict in judged.comparisons:
+            value = difference.text() if difference else "—"
+            lines.append(f"  - {setting}: {markdown(METHOD_LABELS[a])} − {markdown(METHOD_LABELS[b])} = "
+                         f"{value}: {verdict}")
+    return "\n".join(lines)
+
+
+def _targets_section(rows: Sequence[dict], caveat: str = "") -> str:
+    lines = ["## The issue's targets at uniform 40% (from the paper's Tables 1 and 3), and what a user has instead", "",
+             f"The paper at uniform 40%: RMNW-Net {paper_accuracy('uniform40', 'rmnwnet')}, MW-Net\\* "
+             f"{paper_accuracy('uniform40', 'mwnet')}, Base {paper_accuracy('uniform40', 'base')}; detection AUC "
+             f"of RMNW-Net {paper_auc('uniform40', 'rmnwnet')}.", ""]
+    lines += [f"**{caveat}**", ""] if caveat else []
+    lines += [f"- {markdown(r['statement'])}: **{r['verdict']}** — {markdown(r['value'])}" for r in rows]
+    return "\n".join(lines)
+
+
+def _oracle_against_start(entries, settings, start: float) -> str:
+    """Where the oracle (fine-tuned on the clean samples only) ends against the classifier every
+    cell starts from: what fine-tuning in this protocol costs or gains before any noise is involved."""
+    found = []  # (setting label, seeds, mean final accuracy)
+    for setting in settings:
+        finals = list(values_by_seed(entries, setting.name, "oracle", ACCURACY.key).values())
+        if finals:
+            found.append((setting.label, len(finals), sum(finals) / len(finals)))
+    if not found:
+        return ""
+    text = " The oracle (fine-tuned on the clean samples only) ends at " + "; ".join(
+        f"{100 * mean:.2f}% at {label} ({seeds} seed{'s' * (seeds != 1)}, {100 * (mean - start):+.2f} points)"
+        for label, seeds, mean in found) + " against this starting point."
+    if all(mean < start for _, _, mean in found):
+        text += (" Fine-tuning at this protocol's lr without augmentation costs accuracy even on clean labels: "
+                 "the stand-in backbone was trained on the same ten classes, which a real (ImageNet) backbone "
+                 "would not be, so no user could stop here; every method below carries that loss too.")
+    return text
+
+
+def _pretrain_section(pretrain: dict | None, protocol: Protocol, entries=(), settings=()) -> str:
+    if pretrain is None:
+        return ""
+    accuracy = pretrain.get("final/test/accuracy")
+    seconds = pretrain.get("wall_seconds")
+    text = "not trained yet" if accuracy is None else (
+        f"{100 * accuracy:.2f}% test accuracy after {pretrain['epochs']} epochs"
+        + ("" if seconds is None else f" ({seconds / 60:.0f} min of wall time; BUILD_NOTES says on what machine)"))
+    family = protocol.family
+    # Against the start only where the cells test on the pretraining's classes (v3): at v4 the start
+    # has never seen the cells' classes.
+    same_classes = family.pretraining.get("classes", "") == protocol.classes
+    oracle = "" if accuracy is None or not same_classes else _oracle_against_start(entries, settings, accuracy)
+    return (f"## Step 1: the pretrained classifier\n\n`{pretrain['model_dir']}`: ResNet-32 trained on the clean "
+            f"labels of {family.pretrained_on}: **{text}**. Every cell starts from it (`--init_from`) and "
+            f"{family.cells}.{oracle}")
+
+
+def _plots_section(plots: Mapping[str, list[str]], settings) -> str:
     lines = ["## Plots", ""]
-    if not plots:
-        return "\n".join(lines + ["None yet: no cell has finished."])
-    lines.append("Per setting with finished cells: test accuracy at every evaluation (mean over finished "
-                 "seeds, lr drops dotted: Base's fall after them is memorisation), the fit rates per "
-                 "evaluation per method (`_fit`), and the learned W(loss) of the final model of each "
-                 "meta method (lowest finished seed; every training sample's final loss and weight from "
-                 "its `sample_scores.csv`, kept as `samples.npz`, clean and noisy labels coloured; `_weights`).")
     for setting in settings:
         for name in plots.get(setting.name, []):
-            kind = name[len(setting.name) + 1:-4]
-            lines += ["", f"![{setting.label}: {kind}](plots/{name})"]
-    return "\n".join(lines)
+            lines.append(f"![{setting.label}: {name}](plots/{name})")
+    return "\n".join(lines) if len(lines) > 2 else ""
 
 
-def _report_calibration(calibration: Sequence[dict]) -> str:
-    lines = [
-        "## Calibration: does Base memorise under this protocol?",
-        "",
-        "Protocol v2 was sized so that Base memorises the noisy labels as in the paper (the regime "
-        "sample weighting is for); the evidence (Base at uniform 60%, several protocol tries) is in "
-        "BUILD_NOTES.md, “Protocol v2”. Run folders given by `--calibration_runs`:",
-    ]
-    if not calibration:
-        return "\n".join(lines + ["", "None given to this build."])
-    lines += [
-        "",
-        "| run | method | epochs | noisy memorised (end) | clean fitted (end) | best test acc. | final test acc. |",
-        "|---|---|---|---|---|---|---|",
-    ]
-    for row in calibration:
-        epochs = f"{row['epochs_completed']}/{row['epochs'] or '?'}" + ("" if row["finished"] else " (unfinished)")
-        lines.append(
-            f"| `{row['run_dir']}` | {row['method'] or '—'} | {epochs} | "
-            f"{_percent(row['final/fit/noisy_memorised'])} | {_percent(row['final/fit/clean_fitted'])} | "
-            f"{_percent(row['best/test/accuracy'])} | {_percent(row['final/test/accuracy'])} |")
-    for row in calibration:
-        lines += ["", f"![calibration: {row['run_dir']}](plots/{row['plot']})"]
-    return "\n".join(lines)
+def _progress(entries, settings, seeds) -> str:
+    done = sum(e["status"] == "done" for e in entries)
+    return f"{done} of {len(entries)} cells finished ({len(settings)} settings × methods × seeds {list(seeds)})."
 
 
-def _percent(value: float | None) -> str:
-    return "—" if value is None else f"{value * 100.0:.1f}"
-
-
-# Shown under a variant's heading (the differences of config fields do not say everything).
-VARIANT_NOTES = {
-    "v1": ("Protocol v1 (`PROTOCOL_V1`, sessions 1–3): small_cnn, late lr drops (79% and 92% of "
-           "training), a 4-px pad at 16×16, and Base trained on all 6,000 images against the meta "
-           "methods' 5,000. There Base never memorised the noisy labels, so that grid tested another "
-           "regime than the paper's. Its own report lists its variants (e.g. no augmentation) and its "
-           "own claim list (numbered differently from this one)."),
-    "vnet_adam": ("Candidate 1 for protocol v2.1's weighting net, **rejected**: the weighting net on Adam (lr 1e-3, v1's "
-                  "choice) instead of SGD at lr 0.0185, after 3 of v2's 4 uniform RMNW-Net cells diverged (W "
-                  "collapsed, the normalised weights concentrated on a few samples, the training CE exploded). "
-                  "Its check, fixed before the runs (BUILD_NOTES.md, *A VNet setting that does not diverge*): "
-                  "RMNW-Net on the 4 uniform cells, no cell's training CE above its epoch-1 value after epoch 5. "
-                  "The first cell, uniform 60% seed 1, diverged the same way (CE 3.67 at epoch 1, 4.70 at 17) and "
-                  "was stopped at epoch 20."),
-    "v2": ("Protocol v2 (`PROTOCOL_V2`, sessions 4–6): this protocol with the weighting net's SGD lr scaled "
-           "from the paper's 1e-3 to 0.0185 (the ratio of pre-drop steps). 3 of its 4 uniform RMNW-Net "
-           "cells diverged: W collapsed, the normalised weights concentrated on a few samples per batch "
-           "and the training CE exploded (BUILD_NOTES.md, *RMNW-Net diverged*). Its Base cells are "
-           "this grid's (Base has no weighting net)."),
-}
-
-
-# ------------------------------------------------------------------------------------ report
-def canonical_commands(protocol_name: str = PROTOCOL.name) -> list[str]:
-    """The commands that rerun this report's grid. Every one names the protocol unless it is the
-    flag's default (v2.1), so a command copied from v3's report never runs v2.1's grid."""
-    reproduce = "python scripts/reproduce.py" + ("" if protocol_name == PROTOCOL.name
-                                                 else f" --protocol={protocol_name}")
-    commands = [
+def canonical_commands(protocol_name: str) -> list[str]:
+    """The commands that rerun this report's grid, each naming its protocol, so a command copied
+    from one report never runs another protocol's grid."""
+    reproduce = f"python scripts/reproduce.py --protocol={protocol_name}"
+    return [
         "# once: the CIFAR-10 JPEG copy unpacked into data/cifar10/{train,test}/<class>/ "
         "(README.md, *Training on CIFAR*)",
         "# the whole grid; rerun the same command to continue after an interruption",
@@ -410,49 +391,9 @@ def canonical_commands(protocol_name: str = PROTOCOL.name) -> list[str]:
         f"{reproduce} --max_cells=4",
         "# rebuild this report from the runs on disk, without training",
         f"{reproduce} --report_only",
-    ]
-    if protocol_name == PROTOCOL.name:  # only v2.1's report draws the calibration runs
-        commands += [
-            "# ... with the calibration section: Base run folders, comma-separated (kept for later rebuilds)",
-            f"{reproduce} --report_only --calibration_runs=runs/calibration/a,runs/calibration/b",
-        ]
-    return commands + [
         "# with internet instead of the JPEG copy (tensorflow-datasets; other runs folder)",
         f"{reproduce} --dataset=cifar10 --runs_dir=runs/reproduction_tfds",
     ]
-
-
-def dataset_description(protocol: Protocol) -> str:
-    if protocol.dataset == "image_folder":
-        return f"CIFAR-10 (JPEG copy, `{protocol.data_dir}`)"
-    if protocol.dataset == "cifar10":
-        return "CIFAR-10 (tensorflow-datasets)"
-    return f"`{protocol.dataset}` data"
-
-
-def _report_header(entries, protocol, settings, seeds) -> str:
-    done = sum(e["status"] == "done" for e in entries)
-    lines = [
-        "# Reduced-scale reproduction of RMNW-Net (Ghosh & Lan, WACV 2021), Tables 1–3: protocol v2.1",
-        "",
-        f"Base, MW-Net\\*, MNW-Net and RMNW-Net on {dataset_description(protocol)} under the paper's "
-        "label-noise settings, all with the same reduced budget (below). Generated by "
-        "`scripts/reproduce.py` from the runs on disk; every number here is read from a run's "
-        "`results.json` or its per-sample data (`samples.npz`).",
-        "",
-        f"**Cells finished: {done} of {len(entries)}** ({len(settings)} settings × "
-        f"{len(METHOD_ORDER)} methods × {len(seeds)} seeds). Missing cells show “—”; "
-        "mean ± sample std over seeds, a single seed shows its value alone. The grid is filled over "
-        "several sittings, uniform 40% and 60% first. The earlier protocols' grids (v1, and v2 whose "
-        "weighting net diverged) are summarised under “Variants tried”.",
-    ]
-    if protocol.dataset == "image_folder":
-        lines += ["", "The images were decoded from JPEG (quality 75), not the lossless originals: expect "
-                      "accuracies a little below clean-CIFAR figures."]
-    if protocol.dataset not in ("image_folder", "cifar10"):
-        lines += ["", f"> **Smoke run on `{protocol.dataset}` data, not CIFAR-10: these numbers say "
-                      "nothing about the paper.**"]
-    return "\n".join(lines)
 
 
 def _report_protocol(protocol: Protocol, command: str) -> str:
@@ -460,7 +401,7 @@ def _report_protocol(protocol: Protocol, command: str) -> str:
              if protocol.dataset == "synthetic" or not key.startswith("synthetic_")}
     rows = [f"| `{key}` | {_code(value)} |" for key, value in shown.items()]
     rows.append(f"| Base holds the meta set out (`hold_out_meta`) | {_code(protocol.base_holds_out_meta)} |")
-    # Against the protocol it names (v3's report is not a v2.1 variant); a variant says what it changed.
+    # Against the protocol it names; a variant (e.g. a cheap meta step) says what it changed.
     registered = PROTOCOLS.get(protocol.name, PROTOCOL)
     changed = {key: value for key, value in shown.items() if registered.config.get(key) != value}
     note = ("" if not changed else
@@ -471,7 +412,7 @@ def _report_protocol(protocol: Protocol, command: str) -> str:
         "",
         f"From `experiments/reproduction/protocol.py` (`PROTOCOLS[{protocol.name!r}]`):",
         "",
-        inspect.cleandoc(RATIONALES.get(protocol.name, RATIONALE_V2_1)),
+        inspect.cleandoc(protocol.rationale),
         "",
         "| setting | value |",
         "|---|---|",
@@ -499,177 +440,33 @@ def _code(value) -> str:
     return "(empty)" if value == "" else f"`{value}`"
 
 
-def _report_variants(variants: Sequence[dict], entries: Sequence[dict], protocol: Protocol) -> str:
-    """Other protocols run into sub-folders of the report folder (e.g. to probe a failing claim)."""
-    lines = [
-        "## Variants tried",
-        "",
-        "Runs of the same grid under another protocol (its differences from this report's are in "
-        "each heading), each with its own report in a sub-folder "
-        "(written by `scripts/reproduce.py --out_dir=<this folder>/<name> --runs_dir=<its runs>` "
-        "plus the changed flags). Finished cells only; the numbers of this report's table are "
-        "repeated beside them where the same cell exists here.",
+def render(entries: Sequence[Mapping], protocol: Protocol, *, command: str, gates, claims, target_rows,
+              plots, settings: Sequence[Setting], seeds: Sequence[int], pretrain: dict | None,
+              cleaning: str = "", vnet_choice: str = "", others: Sequence[tuple[str, str]] = (),
+              cheap_steps: str = "") -> str:
+    sections = [
+        f"# Reproduction, protocol {protocol.name}: {protocol.family.title}\n\n"
+        "Ghosh & Lan (WACV 2021), CIFAR-10 (JPEG copy), reduced to 2 CPU cores in the regime where the "
+        "paper's preconditions hold: a classifier whose loss separates clean from noisy samples, and "
+        "cross-entropy that memorises the noisy labels within the budget. Why and how: BUILD_NOTES.md, "
+        f"*{protocol.family.notes}*. {_progress(entries, settings, seeds)}",
+        _pretrain_section(pretrain, protocol, entries, settings),
+        _gates_section(gates),
+        vnet_choice,
+        _targets_section(target_rows, mwnet_caveat(gates)),
+        "## Test accuracy beside the paper's\n\nFinal = after the last epoch; best = picked on the test set "
+        "(the paper's and the official code's number, flattering); selected = the epoch with the best "
+        "meta-set accuracy (no clean labels needed). Mean ± std over seeds.\n\n" + _accuracy_table(entries, settings),
+        "## Paired differences (same seed = same noisy labels, meta set and subset)\n\n" + _paired_table(entries, settings),
+        _claims_section(claims, mwnet_caveat(gates)),
+        "## Detection and memorisation\n\nAUC of a \"this label is clean\" score over the whole un-augmented "
+        "training set: the learned weight W, and Base's small-loss rule (−loss), which any weighting must "
+        "beat to add value.\n\n" + _detection_table(entries, settings),
+        _travel_table(entries, settings, protocol.first_drop),
+        cleaning,
+        cheap_steps,
+        _plots_section(plots, settings),
+        _report_protocol(protocol, command),
+        "## Other protocols\n\n" + "\n".join(f"- [{name}]({link})" for name, link in others),
     ]
-    if not variants:
-        return "\n".join(lines + ["", "None yet."])
-    mine = protocol.config_fields()
-    for variant in variants:
-        changed = {key: value for key, value in variant["protocol"].items() if key in mine and mine[key] != value}
-        done = [e for e in variant["entries"] if e["status"] == "done"]
-        lines += ["", f"### `{variant['name']}`: "
-                      + (", ".join(f"`{k}` = {_code(v)}" for k, v in changed.items()) or "same protocol"),
-                  "", f"[Its report]({variant['name']}/REPRODUCTION.md), built by `{variant['command']}`."]
-        if variant["name"] in VARIANT_NOTES:
-            lines += ["", VARIANT_NOTES[variant["name"]]]
-        if not done:
-            lines += ["", "No finished cell yet."]
-            continue
-        lines += ["", "| noise | method | seeds | final test accuracy | here | noisy memorised | here |",
-                  "|---|---|---|---|---|---|---|"]
-        for setting in SETTINGS:
-            for method in METHOD_ORDER:
-                accuracy = summarize(done, setting.name, method, "final/test/accuracy")
-                if accuracy is None:
-                    continue
-                here = summarize(entries, setting.name, method, "final/test/accuracy")
-                memorised = summarize(done, setting.name, method, "final/fit/noisy_memorised")
-                memorised_here = summarize(entries, setting.name, method, "final/fit/noisy_memorised")
-                lines.append(
-                    f"| {setting.label} | {markdown(METHOD_LABELS[method])} | {accuracy.n} | "
-                    f"{format_mean_std(accuracy, scale=100.0)} | {format_mean_std(here, scale=100.0)} | "
-                    f"{format_mean_std(memorised, scale=100.0, digits=1)} | "
-                    f"{format_mean_std(memorised_here, scale=100.0, digits=1)} |")
-        verdicts = [f"claim {c['number']} {c['verdict']} ({c['coverage']})" for c in variant["claims"]
-                    if c["comparisons"]]
-        if verdicts:
-            lines += ["", "Its own claims, on its finished cells: " + "; ".join(verdicts) + "."]
-    return "\n".join(lines)
-
-
-# Fields whose change makes a variant a cheaper meta step of the same method (issue #14).
-CHEAP_MODE_FIELDS = ("meta_step", "meta_every")
-# The issue's bar for a cheap mode, against the exact step on the same cells (seed means).
-CHEAP_MODE_ACCURACY_POINTS = 1.0
-CHEAP_MODE_AUC = 0.02
-
-
-def cheap_mode_variants(variants: Sequence[dict], protocol: Protocol) -> list[dict]:
-    """The variants that differ from this protocol only in how the meta step is computed."""
-    mine = protocol.config_fields()
-    cheap = []
-    for variant in variants:
-        changed = {k for k, v in variant["protocol"].items() if k in mine and mine[k] != v}
-        if changed and changed <= set(CHEAP_MODE_FIELDS):
-            cheap.append(variant)
-    return cheap
-
-
-def _mode_label(protocol_fields: dict) -> str:
-    if protocol_fields.get("meta_step", "exact") != "exact":
-        return f"`meta_step={protocol_fields['meta_step']}`"
-    if protocol_fields.get("meta_every", 1) != 1:
-        return f"`meta_every={protocol_fields['meta_every']}`"
-    return "exact (this grid)"
-
-
-def _report_cheap_modes(variants: Sequence[dict], entries: Sequence[dict], protocol: Protocol) -> str:
-    """Cheap meta steps as extra rows beside the exact step's cells (issue #14), not as methods."""
-    lines = [
-        "## Cheap meta steps (issue #14)",
-        "",
-        f"RMNW-Net with a cheaper meta step, on the same cells as the exact step. The bar: final test "
-        f"accuracy within {CHEAP_MODE_ACCURACY_POINTS:g} point and final detection AUC within "
-        f"{CHEAP_MODE_AUC:g} of the exact step's, on the seeds both have finished (means). "
-        "s / step is the training time per step of these runs (the machine's load at the time "
-        "included); the step benchmark in BUILD_NOTES.md gives the idle cost ratios. \"diverged\" "
-        "counts the row's cells whose training diverged (see Diverged cells): a mean over a diverged "
-        "cell says more about that cell than about the meta step.",
-    ]
-    cheap = cheap_mode_variants(variants, protocol)
-    if not cheap:
-        return "\n".join(lines + ["", "No cheap-mode variant run yet."])
-    lines += ["", "| noise | meta step | seeds | final test accuracy | Δ vs exact | detection AUC (final) "
-                  "| Δ vs exact | s / step | diverged | within the bar |",
-              "|---|---|---|---|---|---|---|---|---|---|"]
-    exact_entries = [e for e in entries if e["method"] == "rmnwnet" and e["status"] == "done"]
-    for setting in SETTINGS:
-        for label, rows in [("exact (this grid)", exact_entries)] + [
-                (_mode_label(v["protocol"]), [e for e in v["entries"] if e["method"] == "rmnwnet"
-                                              and e["status"] == "done"]) for v in cheap]:
-            mine = [e for e in rows if e["setting"] == setting.name]
-            if not mine:
-                continue
-            seeds = {e["seed"] for e in mine}
-            paired = [e for e in exact_entries if e["setting"] == setting.name and e["seed"] in seeds]
-            accuracy = summarize(mine, setting.name, "rmnwnet", "final/test/accuracy")
-            auc = summarize(mine, setting.name, "rmnwnet", "final/detection/auc")
-            exact_accuracy = summarize(paired, setting.name, "rmnwnet", "final/test/accuracy")
-            exact_auc = summarize(paired, setting.name, "rmnwnet", "final/detection/auc")
-            seconds = [e["seconds_per_step"] for e in mine if e.get("seconds_per_step")]
-            is_exact = rows is exact_entries
-            d_acc = d_auc = verdict = "—"
-            if not is_exact and exact_accuracy and accuracy and len(paired) == len(mine):
-                delta_acc = (accuracy.mean - exact_accuracy.mean) * 100.0
-                d_acc = f"{delta_acc:+.2f}"
-                ok = abs(delta_acc) <= CHEAP_MODE_ACCURACY_POINTS
-                if auc and exact_auc:
-                    delta_auc = auc.mean - exact_auc.mean
-                    d_auc = f"{delta_auc:+.4f}"
-                    ok = ok and abs(delta_auc) <= CHEAP_MODE_AUC
-                verdict = "yes" if ok else "**no**"
-            n_diverged = sum(bool(e.get("diverged")) for e in mine)
-            lines.append(
-                f"| {setting.label} | {label} | {', '.join(str(s) for s in sorted(seeds))} | "
-                f"{format_mean_std(accuracy, scale=100.0)} | {d_acc} | {format_mean_std(auc, digits=4)} | {d_auc} | "
-                f"{_seconds(sum(seconds) / len(seconds) if seconds else None)} | {n_diverged} of {len(mine)} | "
-                f"{verdict} |")
-    return "\n".join(lines)
-
-
-def _report_cost(cost: Sequence[dict]) -> str:
-    rows = []
-    for row in cost:
-        ratio = "—" if row["ratio_to_base"] is None else f"{row['ratio_to_base']:.2f}×"
-        seconds = _seconds(row["seconds_per_step"])
-        rows.append(f"| {markdown(METHOD_LABELS[row['method']])} | {row['cells']} | {seconds} | {ratio} |")
-    return "\n".join([
-        "## Cost at this scale",
-        "",
-        "Training seconds per step (the `train_seconds` of every epoch in `results.json`, "
-        "evaluation excluded, divided by the steps), averaged over each method's finished cells. "
-        "Timings depend on the machine and its load at the time.",
-        "",
-        "| method | cells | s / step | × Base |",
-        "|---|---|---|---|",
-        *rows,
-    ])
-
-
-def _seconds(value: float | None) -> str:
-    return "—" if value is None else f"{value:.3f}"
-
-
-def _report_progress(entries: Sequence[dict], settings: Sequence[Setting]) -> str:
-    """Which cells are finished, so the next sitting knows what is left."""
-    rows = []
-    for setting in settings:
-        cells = []
-        for method in METHOD_ORDER:
-            mine = [e for e in entries if e["setting"] == setting.name and e["method"] == method]
-            done = sum(e["status"] == "done" for e in mine)
-            extra = [f"{sum(e['status'] == s for e in mine)} {s}" for s in ("partial", "stale")
-                     if any(e["status"] == s for e in mine)]
-            cells.append(f"{done}/{len(mine)}" + (f" ({', '.join(extra)})" if extra else ""))
-        rows.append(f"| {setting.label} | {' | '.join(cells)} |")
-    return "\n".join([
-        "## Progress",
-        "",
-        "Finished seeds per cell (“partial”: training started, resumes on the next run; “stale”: "
-        "the folder holds a run of another protocol and is ignored).",
-        "",
-        "| noise | " + " | ".join(markdown(METHOD_LABELS[m]) for m in METHOD_ORDER) + " |",
-        "|---|" + "---|" * len(METHOD_ORDER),
-        *rows,
-    ])
-
-
+    return "\n\n".join(s for s in sections if s) + "\n"

@@ -15,7 +15,7 @@ gate must see W turn, not only start right).
 
 Each cell is `scripts/reproduce.py --protocol=<name>` with the candidate's --vnet_lr, in
 <runs_dir>_candidates/vnet_lr_<lr>/ (its report in <out_dir>/v3_candidates/vnet_lr_<lr>/), with
-the protocol's default folders (v3: results/runs_v3, results); the decision with every cell's
+the protocol's default folders (v3: results/runs_v3, results/v3); the decision with every cell's
 numbers goes to <out_dir>/v3_candidates/choice.md and choice.json, which the report shows.
 """
 
@@ -29,7 +29,7 @@ import sys
 from typing import Callable, Mapping, Sequence
 
 from experiments.reproduction import gates
-from experiments.reproduction.protocol import PROTOCOL_DIRS, PROTOCOLS, candidates_dir, family
+from experiments.reproduction.protocol import PROTOCOLS
 from rmwnet_tf.files import write_text  # write-then-rename
 
 CANDIDATE_LRS = (1e-3, 3e-3, 1e-2)
@@ -38,15 +38,15 @@ FIRST_SEEDS = (0, 1, 2)
 EXTRA_SEEDS = (3, 4)
 SETTING = "uniform40"
 PROTOCOL_NAME = "v3"  # main() sets it from --protocol
-RUNS_ROOT = pathlib.Path(PROTOCOL_DIRS[PROTOCOL_NAME][0] + "_candidates")
-OUT_ROOT = pathlib.Path(PROTOCOL_DIRS[PROTOCOL_NAME][1]) / candidates_dir(PROTOCOL_NAME)
-CHOOSING_FAMILIES = ("v3", "v4")  # the protocols whose weighting net is chosen by this rule
+RUNS_ROOT = pathlib.Path(PROTOCOLS[PROTOCOL_NAME].runs_dir + "_candidates")
+OUT_ROOT = pathlib.Path(PROTOCOLS[PROTOCOL_NAME].out_dir) / PROTOCOLS[PROTOCOL_NAME].candidates_dir
 
 
 def use_protocol(name: str) -> None:
     global PROTOCOL_NAME, RUNS_ROOT, OUT_ROOT
-    runs_dir, out_dir = PROTOCOL_DIRS[name]
-    PROTOCOL_NAME, RUNS_ROOT, OUT_ROOT = name, pathlib.Path(runs_dir + "_candidates"), pathlib.Path(out_dir) / candidates_dir(name)
+    protocol = PROTOCOLS[name]
+    PROTOCOL_NAME, RUNS_ROOT = name, pathlib.Path(protocol.runs_dir + "_candidates")
+    OUT_ROOT = pathlib.Path(protocol.out_dir) / protocol.candidates_dir
 
 
 def first_drop() -> int:
@@ -163,7 +163,7 @@ def write_choice(judged: Sequence[CandidateVerdict]) -> None:
 
 def main(argv: Sequence[str]) -> int:
     names = [a.split("=", 1)[1] for a in argv if a.startswith("--protocol=")]
-    choosing = [n for n in PROTOCOLS if family(n) in CHOOSING_FAMILIES]
+    choosing = list(PROTOCOLS)  # every protocol the study runs chooses its weighting net by this rule
     unknown = [a for a in argv if not a.startswith("--protocol=")] + [n for n in names if n not in choosing]
     if unknown:
         print(f"error: expected only --protocol=<one of {', '.join(choosing)}>, "
