@@ -291,6 +291,15 @@ def test_the_targets_end_with_what_a_user_has_without_gold_labels():
     assert (selected["verdict"], selected["value"]) == (paired.UNDECIDED, "+2.50 [-3.85, +8.85] (n=2: +2.00, +3.00)")
 
 
+def test_a_grid_with_rmnwnet_on_gce_is_judged_against_gce_too():
+    entries = [entry("uniform40", "gce", s, a) for s, a in ((0, 0.58), (1, 0.59), (2, 0.60))]
+    assert all("RMNW-Net on GCE" not in row["statement"] for row in report.targets(entries))  # v3: no such row
+    entries += [entry("uniform40", "rmnwnet_gce", s, a) for s, a in ((0, 0.60), (1, 0.62), (2, 0.625))]
+    last = report.targets(entries)[-1]
+    assert (last["statement"], last["verdict"]) == ("RMNW-Net on GCE > GCE (the same robust loss, weighted)", HOLDS)
+    assert last["value"].startswith("+2.50 [") and last["value"].endswith("(n=3: +2.00, +3.00, +2.50)")
+
+
 @pytest.mark.parametrize("relation, values, margin, expected", [
     ("greater", [1.0, 1.2, 1.4], 0.0, HOLDS),
     ("greater", [-1.0, -1.2, -1.4], 0.0, FAILS),
