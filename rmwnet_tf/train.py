@@ -24,6 +24,7 @@ import tensorflow as tf
 from absl import logging
 
 from rmwnet_tf import checkpointing
+from rmwnet_tf.api import model as api_model
 from rmwnet_tf import data as data_lib
 from rmwnet_tf import evaluate as evaluate_lib
 from rmwnet_tf import export as export_lib
@@ -216,14 +217,14 @@ def build_model(config: Config, data: data_lib.NoisyData, steps_per_epoch: int, 
     shape = tuple(data.source.x_train.shape[1:])
     classifier = models.build(config.model, num_classes=data.num_classes, input_shape=shape, seed=config.seed,
                               weights=config.weights, trainable=config.trainable, input_stats=(data.mean, data.std))
-    vnet = models.build_vnet(seed=config.seed + 1) if method.uses_meta else None
     # A head-only run without augmentation trains the head on cached backbone features (feature_cache.py).
     trained = feature_cache.head_network(classifier) if config.caches_features else classifier
-    model = MetaWeightModel(
-        trained, vnet, method=config.method, global_batch_size=config.batch_size,
-        weight_norm=config.weight_norm, meta_step=config.meta_step, meta_every=config.meta_every,
-        weight_decay=config.weight_decay, vnet_weight_decay=config.vnet_weight_decay,
-        image_classifier=classifier,
+    # The public class a Keras user builds (rmwnet_tf.MetaWeightModel): one way to train. It builds
+    # the weighting net from seed + 1, as this function always did.
+    model = api_model.MetaWeightModel(
+        trained, method=config.method, seed=config.seed, weight_norm=config.weight_norm,
+        meta_step=config.meta_step, meta_every=config.meta_every, weight_decay=config.weight_decay,
+        vnet_weight_decay=config.vnet_weight_decay, image_classifier=classifier,
     )
     model.compile(
         keras.optimizers.SGD(learning_rate(config, steps_per_epoch), momentum=config.momentum,

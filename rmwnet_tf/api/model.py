@@ -1,11 +1,12 @@
 """`MetaWeightModel`: a Keras user's classifier trained by one of the methods, with compile / fit /
 evaluate / predict and the stock callbacks.
 
-Why a subclass of the engine (`rmwnet_tf.meta_model.MetaWeightModel`, which the command line
-builds) and not new arguments on it: the engine's constructor is the command line's contract
+Why a subclass of the engine (`rmwnet_tf.meta_model.MetaWeightModel`) and not new arguments on
+it: the engine's constructor is the command line's contract
 (a weighting net passed in, a batch layout of nested dicts); this class only builds what a user
 should not have to (the seeded weighting net, the default optimizers, the paired meta batches) and
-leaves every step to the engine, so both train by the same code.
+leaves every step to the engine. The command line (`rmwnet_tf/train.py`) builds this class too and
+hands `fit` the engine's own batch layout, so there is one way to train.
 """
 
 from __future__ import annotations
@@ -69,6 +70,10 @@ class MetaWeightModel(meta_model.MetaWeightModel):
             5e-4); 0 if your optimizer or layers decay the weights already.
         vnet_weight_decay: the weighting net's L2 coefficient (5e-4).
         name: the Keras model name.
+        image_classifier: only when `classifier` is a head trained on precomputed backbone
+            features: the whole images -> logits network (sharing the head's variables), which
+            checkpoints hold and exports serve. The command line's head-only runs pass it
+            (`--trainable=head --augment=false`, rmwnet_tf/feature_cache.py); default `classifier`.
 
     `fit` takes what Keras' takes (arrays or a tf.data.Dataset of (images, labels) batches,
     `epochs`, `callbacks`, `validation_data`, ...) plus `meta_data` and `meta_batch_size`; its
@@ -81,14 +86,15 @@ class MetaWeightModel(meta_model.MetaWeightModel):
     def __init__(self, classifier, method: str = "rmnwnet", *, seed: int = 0, vnet=None,
                  meta_step: str = "exact", meta_every: int = 1, weight_norm: str = "sum",
                  weight_decay: float = DEFAULTS.weight_decay,
-                 vnet_weight_decay: float = DEFAULTS.vnet_weight_decay, name: str | None = None):
+                 vnet_weight_decay: float = DEFAULTS.vnet_weight_decay, name: str | None = None,
+                 image_classifier=None):
         _check_classifier(classifier)
         spec = get_method(method)
         if spec.uses_meta and vnet is None:
             vnet = models.build_vnet(seed=int(seed) + 1)
         super().__init__(classifier, vnet, method=method, global_batch_size=0, weight_norm=weight_norm,
                          meta_step=meta_step, meta_every=meta_every, weight_decay=weight_decay,
-                         vnet_weight_decay=vnet_weight_decay, name=name)
+                         vnet_weight_decay=vnet_weight_decay, image_classifier=image_classifier, name=name)
         self.seed = int(seed)
 
     # ---------------------------------------------------------------- compile
@@ -149,7 +155,7 @@ class MetaWeightModel(meta_model.MetaWeightModel):
             if isinstance(x.element_spec, dict) and "train" in x.element_spec:  # the engine's own layout
                 if meta_data is not None:
                     raise ValueError("fit(): these batches carry their meta part already; drop meta_data")
-                return super().fit(x, **kwargs)
+                return super().fit(x, shuffle=shuffle, **kwargs)
             train = pairing.labelled_dataset(x, "the training dataset")
             if meta_batch_size is None and self.spec.uses_meta:  # else never read: the pipeline is not run ahead
                 batch_size = pairing.batch_size_of(train)
