@@ -58,7 +58,10 @@ def predict_fn(model):
     return predict
 
 
-def _pass(predict, dataset) -> dict:
+def inference_pass(predict, dataset) -> dict:
+    """`predict` (from `predict_fn`) over a dataset of {"image", "label"} batches, concatenated:
+    probs, loss (CE), train_loss, label. The one loop behind every evaluation and the Python
+    API's per-sample scores (api/ranking.py); empty arrays for an empty dataset."""
     parts = {"probs": [], "loss": [], "train_loss": [], "label": []}
     for batch in dataset:
         probs, loss, train_loss = predict(batch["image"], batch["label"])
@@ -66,6 +69,8 @@ def _pass(predict, dataset) -> dict:
         parts["loss"].append(loss.numpy())
         parts["train_loss"].append(train_loss.numpy())
         parts["label"].append(batch["label"].numpy())
+    if not parts["label"]:
+        return {key: np.zeros((0,)) for key in parts}
     return {key: np.concatenate(value) for key, value in parts.items()}
 
 
@@ -87,7 +92,7 @@ def heldout_predictions(model, data: data_lib.NoisyData, *, batch_size: int, pre
     one): {"index": source indices, "probs": [N_fold, K]}, out of sample for cleanlab."""
     if not len(data.heldout_indices):
         return None
-    heldout = _pass(predict or predict_fn(model), data_lib.heldout_eval_dataset(data, batch_size=batch_size))
+    heldout = inference_pass(predict or predict_fn(model), data_lib.heldout_eval_dataset(data, batch_size=batch_size))
     return {"index": data.heldout_indices, "probs": heldout["probs"]}
 
 
@@ -101,12 +106,12 @@ def evaluate(model, data: data_lib.NoisyData, *, batch_size: int, predict=None) 
     metrics: dict = {}
 
     # ---- test set: what the user cares about
-    test = _pass(predict, data_lib.test_dataset(data, batch_size=batch_size))
+    test = inference_pass(predict, data_lib.test_dataset(data, batch_size=batch_size))
     metrics["test/accuracy"] = float((test["probs"].argmax(-1) == test["label"]).mean())
     metrics["test/loss"] = float(test["loss"].mean())
 
     # ---- training set, un-augmented: weights, detection and what the network fits
-    train = _pass(predict, data_lib.train_eval_dataset(data, batch_size=batch_size))
+    train = inference_pass(predict, data_lib.train_eval_dataset(data, batch_size=batch_size))
     index = data.train_indices
     given, predicted, loss = train["label"], train["probs"].argmax(-1), train["loss"]
     weight = model.weight_function(train["train_loss"])  # W reads what it reads in training
@@ -151,7 +156,7 @@ def evaluate(model, data: data_lib.NoisyData, *, batch_size: int, predict=None) 
 
     # ---- meta set, un-augmented, with its own (possibly noisy) labels: gold-free signals
     if len(data.meta_indices):
-        meta = _pass(predict, data_lib.meta_eval_dataset(data, batch_size=batch_size))
+        meta = inference_pass(predict, data_lib.meta_eval_dataset(data, batch_size=batch_size))
         picked = np.take_along_axis(meta["probs"], meta["label"][:, None].astype(np.int64), -1)[:, 0]
         metrics["meta/accuracy"] = float((meta["probs"].argmax(-1) == meta["label"]).mean())
         # MAE of the paper: ||onehot(y) - softmax||_1 = 2 (1 - p_y).

@@ -29,17 +29,11 @@ def score(model, data, *, batch_size: int = 256) -> dict:
     else:
         images, labels = pairing.to_arrays(data, "the data to score")
         batches = tf.data.Dataset.from_tensor_slices((images, labels)).batch(batch_size)
-    predict = evaluate_lib.predict_fn(model)
-    parts = {"probs": [], "loss": [], "train_loss": [], "given": []}
-    for images, labels in batches:
-        probs, loss, train_loss = predict(images, labels)
-        parts["probs"].append(probs.numpy())
-        parts["loss"].append(loss.numpy())
-        parts["train_loss"].append(train_loss.numpy())
-        parts["given"].append(labels.numpy())
-    if not parts["loss"]:
+    samples = evaluate_lib.inference_pass(evaluate_lib.predict_fn(model),
+                                          batches.map(lambda images, labels: {"image": images, "label": labels}))
+    if not len(samples["label"]):
         raise ValueError("the data to score is empty")
-    samples = {key: np.concatenate(value) for key, value in parts.items()}
+    samples["given"] = samples.pop("label")
     samples["predicted"] = samples["probs"].argmax(-1)
     samples["weight"] = model.weight_function(samples["train_loss"])  # W reads what it reads in training
     return samples
