@@ -98,6 +98,38 @@ def test_max_cells_then_resume_runs_each_cell_once(tmp_path):
     assert entries[0]["seconds_per_step"] == pytest.approx(0.2)
 
 
+def shorter_run(model_dir: pathlib.Path, config, epochs: int) -> None:
+    """A run of `config` stopped after `epochs` (as the weighting-net rule leaves its cells)."""
+    history = [{"epoch": e, "train_seconds": 2.0} for e in range(1, epochs + 1)]
+    (model_dir / "checkpoints").mkdir(parents=True)
+    (model_dir / "config.json").write_text(json.dumps({**config.to_dict(), "model_dir": str(model_dir),
+                                                       "epochs": epochs}))
+    (model_dir / "history.json").write_text(json.dumps(history))
+    (model_dir / "results.json").write_text(json.dumps({"epochs_completed": epochs, "history": history}))
+
+
+def test_a_cell_not_run_continues_the_shorter_run_of_the_same_cell(tmp_path):
+    cells = rep.grid([rep.SETTINGS[0]], ["rmnwnet", "mwnet"], [0])
+    grid_dir, earlier_dir = tmp_path / "grid", tmp_path / "candidates"
+    for cell in cells:  # mwnet's earlier run used another weighting-net lr
+        lr = 0.01 if cell.method == "mwnet" else rep.PROTOCOL.vnet_lr
+        shorter_run(earlier_dir / cell.label, rep.cell_config(cell, rep.PROTOCOL.replace(vnet_lr=lr), grid_dir), 3)
+    seen, messages = {}, []
+
+    def run(config):
+        history_path = pathlib.Path(config.model_dir) / "history.json"
+        seen[config.method] = len(json.loads(history_path.read_text())) if history_path.exists() else 0
+        fake_run([])(config)
+
+    rep.run_cells(cells, rep.PROTOCOL, grid_dir, run_fn=run, log=messages.append,
+                  earlier_run=lambda config: earlier_dir / pathlib.Path(config.model_dir).relative_to(grid_dir))
+    assert seen == {"rmnwnet": 3, "mwnet": 0}  # another lr's run is a different cell: not continued
+    assert [m for m in messages if "continuing" in m] == [
+        f"cell 2/2: uniform40/rmnwnet/seed0, continuing {earlier_dir / 'uniform40/rmnwnet/seed0'} after epoch 3"]
+    assert (earlier_dir / "uniform40" / "rmnwnet" / "seed0" / "history.json").exists()  # copied, not moved
+    assert not list(grid_dir.rglob("*.copying"))
+
+
 def test_run_of_another_protocol_is_neither_reused_nor_overwritten(tmp_path):
     cells = rep.grid([rep.SETTINGS[0]], ["base"], [0])
     protocol = rep.protocol_with({"dataset": "synthetic"})  # needs no data on disk

@@ -503,3 +503,19 @@ def test_the_candidate_driver_follows_the_protocol_it_is_given():
         vc.use_protocol("v3")
     assert (str(vc.RUNS_ROOT), str(vc.OUT_ROOT)) == ("results/runs_v3_candidates", "results/v3/v3_candidates")
     assert vc.main(["--protocol=v2.1"]) == 2
+
+
+def test_the_grid_finds_the_rules_cell_at_its_own_weighting_net_lr_in_its_own_runs_folder(tmp_path, monkeypatch):
+    from experiments.reproduction import vnet_candidates as vc
+
+    monkeypatch.chdir(tmp_path)
+    cell = rep.grid([rep.SETTINGS_BY_NAME["uniform40"]], ["rmnwnet"], [1])[0]
+    protocol = rep.PROTOCOLS["v4"]
+    config = rep.cell_config(cell, protocol.replace(vnet_lr=0.01), protocol.runs_dir)
+    find = vc.candidate_cell("v4", protocol.runs_dir)
+    assert find(config) is None  # the rule never ran it
+    ran = pathlib.Path("results/runs_v4_candidates/vnet_lr_0.01/uniform40/rmnwnet/seed1")
+    ran.mkdir(parents=True)
+    assert find(config) == ran
+    assert find(rep.cell_config(cell, protocol.replace(vnet_lr=0.003), protocol.runs_dir)) is None
+    assert vc.candidate_cell("v4", "elsewhere")(rep.cell_config(cell, protocol, "elsewhere")) is None

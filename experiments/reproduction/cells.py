@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import pathlib
+import shutil
 from typing import Callable, Sequence
 
 from absl import logging
@@ -110,12 +112,37 @@ def refuse_stale_cells(cells: Sequence[Cell], protocol: Protocol, runs_dir) -> N
             raise StaleRunError(stale_message(config, state))
 
 
+def continue_earlier_run(config: Config, earlier_dir: pathlib.Path) -> int:
+    """Copy a shorter run of this very cell into its empty folder, so that training continues it.
+
+    The weighting-net rule trains its candidates' cells to the first drop only, with the grid's
+    config but --epochs; the lr schedule does not depend on --epochs, so continuing such a run to
+    the full length takes the steps the uninterrupted run would take (test_train's resumed run
+    equals the uninterrupted one). Returns the epochs it brought (0: nothing usable there, so
+    nothing copied). The copy lands under a temporary name first: an interrupted copy is never
+    mistaken for a run.
+    """
+    earlier = inspect_cell(dataclasses.replace(config, model_dir=str(earlier_dir)))
+    if earlier.status != "partial" or not earlier.epochs_completed or not (earlier_dir / "checkpoints").is_dir():
+        return 0
+    target = pathlib.Path(config.model_dir)
+    staging = target.with_name(target.name + ".copying")
+    shutil.rmtree(staging, ignore_errors=True)
+    shutil.copytree(earlier_dir, staging)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    os.replace(staging, target)
+    return earlier.epochs_completed
+
+
 def run_cells(cells: Sequence[Cell], protocol: Protocol, runs_dir, *, max_cells: int | None = None,
-              run_fn: Callable[[Config], dict] | None = None, log=logging.info) -> RunTally:
+              run_fn: Callable[[Config], dict] | None = None, log=logging.info,
+              earlier_run: Callable[[Config], pathlib.Path | None] | None = None) -> RunTally:
     """Train every cell that is not finished, in grid order, at most `max_cells` of them.
 
     Finished cells are skipped without calling `run_fn`; a half-done one is handed to it and
-    resumes from its last checkpoint (train.run's own behaviour). A cell just finished is
+    resumes from its last checkpoint (train.run's own behaviour). A cell not run yet starts from
+    `earlier_run(config)`, a shorter run of the same cell, when there is one
+    (continue_earlier_run; the grid passes the weighting-net rule's cells). A cell just finished is
     compacted (compact.compact_run): its per-sample files give way to samples.npz where an
     analysis reads them. A cell holding another
     protocol's run stops everything: mixing protocols in one table would mislead.
@@ -137,6 +164,9 @@ def run_cells(cells: Sequence[Cell], protocol: Protocol, runs_dir, *, max_cells:
             tally.left.append(cell.label)
             continue
         resume = f", resuming after epoch {state.epochs_completed}" if state.epochs_completed else ""
+        earlier = earlier_run(config) if earlier_run is not None and state.status == "not run" else None
+        if earlier is not None and (brought := continue_earlier_run(config, earlier)):
+            resume = f", continuing {earlier} after epoch {brought}"
         log(f"cell {position}/{len(cells)}: {cell.label}{resume}")
         run_fn(config)
         compact_run(config.model_dir)  # a kept study run keeps only what an analysis reads per sample

@@ -31,7 +31,7 @@ from experiments.reproduction.paired import PairedClaim
 from experiments.reproduction.paper import as_json as paper_json
 from experiments.reproduction.plots import make_plots
 from experiments.reproduction.protocol import SETTINGS, Protocol, Setting, grid, pretrain_config
-from experiments.reproduction import cheap_steps, report
+from experiments.reproduction import cheap_steps, report, vnet_candidates
 
 
 class ProtocolError(ValueError):
@@ -137,7 +137,8 @@ def reproduce(*, settings: Sequence[Setting], methods: Sequence[str], seeds: Seq
         refuse_stale_cells(cells, protocol, runs_dir)
         try:
             ensure_pretrained(protocol, run_fn=run_fn, log=log)
-            tally = run_cells(cells, protocol, runs_dir, max_cells=max_cells, run_fn=run_fn, log=log)
+            tally = run_cells(cells, protocol, runs_dir, max_cells=max_cells, run_fn=run_fn, log=log,
+                              earlier_run=vnet_candidates.candidate_cell(protocol.name, runs_dir))
         finally:
             outcome = write_report(protocol, runs_dir, out_dir, seeds=seeds, command=command)
         outcome.tally = tally

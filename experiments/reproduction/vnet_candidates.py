@@ -30,6 +30,7 @@ from typing import Callable, Mapping, Sequence
 
 from experiments.reproduction import gates
 from experiments.reproduction.protocol import PROTOCOLS
+from rmwnet_tf.config import Config
 from rmwnet_tf.files import write_text  # write-then-rename
 
 CANDIDATE_LRS = (1e-3, 3e-3, 1e-2)
@@ -106,6 +107,25 @@ def judge_candidate(lr: float, histories: Mapping[tuple[str, int], Sequence[Mapp
 
 def lr_name(lr: float) -> str:
     return f"vnet_lr_{lr:g}"
+
+
+def candidate_cell(protocol_name: str, runs_dir) -> Callable[[Config], pathlib.Path | None]:
+    """Where this rule trained a grid cell's first epochs at the cell's own weighting-net lr.
+
+    The grid (job.reproduce) continues those runs instead of training the same epochs again
+    (cells.continue_earlier_run); only for the protocol's own runs folder, whose layout the
+    candidates' folders repeat.
+    """
+    protocol = PROTOCOLS[protocol_name]
+    root = pathlib.Path(protocol.runs_dir + "_candidates")
+
+    def find(config: Config) -> pathlib.Path | None:
+        if pathlib.Path(runs_dir) != pathlib.Path(protocol.runs_dir):
+            return None
+        where = root / lr_name(config.vnet_lr) / pathlib.Path(config.model_dir).relative_to(runs_dir)
+        return where if where.is_dir() else None
+
+    return find
 
 
 def read_histories(runs_dir: pathlib.Path) -> dict[tuple[str, int], list[dict]]:
