@@ -43,7 +43,7 @@ flags.DEFINE_string("base_run", None, "Run folder of a Base run on the same trai
 flags.DEFINE_list("heldout_runs", [], "Run folders of the cross-fitting Base runs (--holdout_folds, one per fold): "
                   "adds cleanlab on out-of-sample probabilities.")
 flags.DEFINE_string("markdown_out", None, "Also write the table, with a heading naming both runs, to this Markdown file "
-                    "(results/v3/cleaning_v3.md is shown in the v3 report).")
+                    "(results/v3/cleaning_v3.md is shown in the v3 report, results/cleaning_v4.md in v4's).")
 
 
 def load_run(folder) -> dict:

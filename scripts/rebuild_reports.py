@@ -2,7 +2,8 @@
 
     python scripts/rebuild_reports.py     # then `git status results/`: a report whose inputs did not change does not change
 
-First the v3 cleaning table (results/v3/cleaning_v3.md, `cross_fit.comparison_command`), then every
+First the cleaning tables whose folds were trained (results/v3/cleaning_v3.md, results/cleaning_v4.md;
+`cross_fit.comparison_command`), then every
 reproduction.json of a protocol `scripts/reproduce.py` runs whose runs are kept in results/, the
 deepest first (a variant's report before the report that summarises it), each by
 `scripts/reproduce.py --report_only` with the flags it records; its recorded command stays as it
@@ -51,7 +52,10 @@ def rebuild(path: pathlib.Path) -> int:
 
 
 def main() -> int:
-    status = subprocess.run(cross_fit.comparison_command("v3", 0), cwd=ROOT, stdout=subprocess.DEVNULL).returncode
+    status = 0
+    for name in cross_fit.compared_protocols():  # the cleaning tables whose folds were trained
+        if cross_fit.folds_done(name, 0):
+            status = subprocess.run(cross_fit.comparison_command(name, 0), cwd=ROOT, stdout=subprocess.DEVNULL).returncode or status
     for path in report_paths(pathlib.Path("results")):
         print(f"{path}:", flush=True)
         status = rebuild(path) or status

@@ -117,3 +117,15 @@ def test_the_cross_fit_runs_are_the_base_cell_with_one_fold_left_out_each(tmp_pa
     moved = [Config(**{**c.to_dict(), "model_dir": str(tmp_path / f"fold{c.holdout_fold}")}) for c in configs]
     assert cross_fit.run_folds(moved, run_fn=ran.append) == [c.model_dir for c in moved] and ran == moved
     assert cross_fit.main(["--seed=x"]) == 2
+
+
+def test_v4s_cleaning_comparison_reads_v4s_cells_and_writes_its_own_table(capsys):
+    from experiments.reproduction import cross_fit
+
+    assert cross_fit.fold_configs("v4", 1)[2].model_dir == "results/runs_v4/uniform40/base_folds/seed1/fold2"
+    assert cross_fit.comparison_command("v4", 1)[2:4] == ["--meta_run=results/runs_v4/uniform40/rmnwnet/seed1",
+                                                          "--base_run=results/runs_v4/uniform40/base/seed1"]
+    assert cross_fit.comparison_command("v4", 1)[-1] == "--markdown_out=results/cleaning_v4.md"
+    assert cross_fit.comparison_command("v3.2", 0)[-1] == "--markdown_out=results/v3_2/cleaning_v3.md"
+    assert cross_fit.main(["--protocol=v2.1"]) == 2
+    assert "one of v3, v3.1, v3.2, v3.3, v4" in capsys.readouterr().err

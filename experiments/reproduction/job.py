@@ -88,7 +88,7 @@ def write_report(protocol: Protocol, runs_dir, out_dir, *, seeds: Sequence[int],
     }, indent=2) + "\n")
     write_text(report_path, report.render(
         entries, protocol, command=command, gates=gates, claims=claims, target_rows=target_rows, plots=plots,
-        settings=settings, seeds=seeds, pretrain=pretrain, cleaning=report.cleaning_section(out_dir),
+        settings=settings, seeds=seeds, pretrain=pretrain, cleaning=report.cleaning_section(protocol, out_dir),
         vnet_choice=report.vnet_choice_section(out_dir, protocol), others=others,
         cheap_steps=cheap_steps.section(entries, cheap, settings)))
     return Outcome(None, json_path, report_path, entries, claims)

@@ -86,6 +86,11 @@ class Protocol:
         """The folder, under its report folder, of the weighting-net choice (vnet_candidates.py)."""
         return f"{self.family.name}_candidates"
 
+    @property
+    def cleaning_file(self) -> str:
+        """The cleaning comparison's table, under its report folder (cross_fit.py writes it)."""
+        return f"cleaning_{self.family.name}.md"
+
     def replace(self, **changes) -> "Protocol":
         own = {key: changes.pop(key) for key in PROTOCOL_ONLY if key in changes}
         return dataclasses.replace(self, config={**self.config, **changes}, **own)

@@ -195,9 +195,9 @@ def mwnet_caveat(gates: Sequence[gates_lib.Gate]) -> str:
             "comparison with MW-Net\\* below is against a weaker MW-Net\\* than the paper's.")
 
 
-def cleaning_section(out_dir) -> str:
-    """The cleaning comparison (experiments/cleaning_comparison.py on a v3 Base run), if it was run."""
-    path = pathlib.Path(out_dir) / "cleaning_v3.md"
+def cleaning_section(protocol, out_dir) -> str:
+    """The cleaning comparison (experiments/cleaning_comparison.py on the protocol's Base run), if it was run."""
+    path = pathlib.Path(out_dir) / protocol.cleaning_file
     return path.read_text().strip() if path.exists() else ""
 
 
