@@ -137,6 +137,7 @@ def test_per_sample_data_is_kept_where_the_weight_figure_or_the_cleaning_compari
     assert fields_read(_cell(tmp_path, variant, "uniform60", "mwnet", 0)) == WEIGHT_FIGURE_FIELDS
     assert fields_read(_cell(tmp_path, variant, "uniform60", "mwnet", 1)) == ()
     assert fields_read(_cell(tmp_path, variant, "uniform60", "gce", 0)) == ()
+    assert fields_read(_cell(tmp_path, variant, "uniform60", "rmnwnet_gce", 0)) == WEIGHT_FIGURE_FIELDS  # a W too
     # the comparison: Base and RMNW-Net of cross_fit.SETTING in a protocol's own runs folder
     assert fields_read(_cell(tmp_path, v3, "uniform40", "base", 0)) == CLEANING_FIELDS
     assert fields_read(_cell(tmp_path, v3, "uniform40", "rmnwnet", 0)) == (

@@ -5,6 +5,7 @@ import json
 import math
 import pathlib
 
+import numpy as np
 import pytest
 
 from experiments import reproduction as rep
@@ -284,7 +285,9 @@ def test_the_targets_end_with_what_a_user_has_without_gold_labels():
     entries = [entry("uniform40", "rmnwnet", s, a) for s, a in ((0, 0.50), (1, 0.52), (2, 0.51))] + [
         entry("uniform40", "gce", s, a) for s, a in ((0, 0.58), (1, 0.59), (2, 0.60))] + [
         {**entry("uniform40", "base", s, 0.41), "selected/test/accuracy": chosen} for s, chosen in ((0, 0.48), (1, 0.49))]
-    gce, selected = report.targets(entries)[-2:]
+    rows = {row["statement"]: row for row in report.targets(entries)}
+    gce, selected = rows["RMNW-Net > GCE (a robust loss at Base's cost)"], rows[
+        "RMNW-Net > Base stopped at its gold-free selected epoch"]
     assert (gce["statement"], gce["verdict"]) == ("RMNW-Net > GCE (a robust loss at Base's cost)", FAILS)
     assert gce["value"].startswith("-8.00 [") and gce["value"].endswith("(n=3: -8.00, -7.00, -9.00)")
     assert selected["statement"] == "RMNW-Net > Base stopped at its gold-free selected epoch"
@@ -295,9 +298,37 @@ def test_a_grid_with_rmnwnet_on_gce_is_judged_against_gce_too():
     entries = [entry("uniform40", "gce", s, a) for s, a in ((0, 0.58), (1, 0.59), (2, 0.60))]
     assert all("RMNW-Net on GCE" not in row["statement"] for row in report.targets(entries))  # v3: no such row
     entries += [entry("uniform40", "rmnwnet_gce", s, a) for s, a in ((0, 0.60), (1, 0.62), (2, 0.625))]
-    last = report.targets(entries)[-1]
+    last = next(row for row in report.targets(entries) if row["statement"].startswith("RMNW-Net on GCE > GCE"))
     assert (last["statement"], last["verdict"]) == ("RMNW-Net on GCE > GCE (the same robust loss, weighted)", HOLDS)
     assert last["value"].startswith("+2.50 [") and last["value"].endswith("(n=3: +2.00, +3.00, +2.50)")
+
+
+def test_the_targets_end_with_every_method_and_base_each_at_its_own_gold_free_selected_epoch():
+    entries = [{**entry("uniform40", m, s, 0.5), "selected/test/accuracy": chosen} for m, s, chosen in (
+        ("base", 0, 0.58), ("base", 1, 0.59), ("base", 2, 0.60),
+        ("rmnwnet_gce", 0, 0.60), ("rmnwnet_gce", 1, 0.62), ("rmnwnet_gce", 2, 0.625))]
+    entries += [entry("uniform40", "gce", s, 0.6) for s in range(3)]  # no selected epoch yet; no MW-Net* in the grid
+    assert [(row["statement"], row["verdict"], row["value"]) for row in report.targets(entries)[-2:]] == [
+        ("RMNW-Net on GCE > Base, each at its own gold-free selected epoch", HOLDS,
+         "+2.50 [+1.26, +3.74] (n=3: +2.00, +3.00, +2.50)"),
+        ("GCE > Base, each at its own gold-free selected epoch", NOT_YET_MEASURED, "—")]
+    assert not any(row["statement"].startswith("MW-Net") for row in report.targets(entries))
+
+
+def test_rmnwnet_on_gce_is_drawn_with_the_other_methods(monkeypatch):
+    from experiments.reproduction import plots
+
+    setting = rep.SETTINGS_BY_NAME["uniform40"]
+    histories = {m: [] for m in plots.PLOTTED_METHODS}
+    histories["rmnwnet_gce"] = [history((2, {"test/accuracy": 0.7}), (4, {"test/accuracy": 0.75}))]
+    legend = plots._accuracy_figure(setting, histories, [10]).axes[0].get_legend_handles_labels()[1]
+    assert legend == ["RMNW-Net on GCE (1 seed)", "lr ÷10"]
+    samples = {"loss": np.array([0.1, 2.0]), "weight": np.array([0.5, 0.1]), "noisy": np.array([False, True])}
+    monkeypatch.setattr(plots, "read_samples", lambda folder: samples)
+    done = [{"method": "rmnwnet_gce", "seed": 0, "model_dir": "run"}]
+    axes = plots._weights_figure(setting, done).axes[0]
+    assert axes.get_title().startswith("RMNW-Net on GCE (seed 0)")
+    assert axes.get_legend_handles_labels()[1][-1] == "W(GCE loss)"
 
 
 @pytest.mark.parametrize("relation, values, margin, expected", [

@@ -8,7 +8,7 @@ A run kept in results/ keeps what its report reads (config.json, history.json, r
 and, only where an analysis reads per-sample data, `samples.npz` holding just those fields:
 
 - the learned-W figure (plots.py) draws loss, weight and noisy of the lowest finished seed of
-  each meta method;
+  each method with a learned W (protocol.WEIGHTING_METHODS, RMNW-Net on GCE too);
 - the cleaning comparison (cleaning_comparison.py, run by cross_fit.py) reads every column and
   the in-sample probabilities of the Base and RMNW-Net cells of cross_fit.SETTING at their lowest
   seed in the runs folder of a protocol in CLEANING_PROTOCOLS, and the held-out probabilities of
@@ -143,10 +143,10 @@ def fields_read(folder) -> tuple[str, ...]:
     if seed != min(finished, default=seed):
         return ()
     from experiments.reproduction import cross_fit
-    from experiments.reproduction.protocol import META_METHODS, PROTOCOLS
+    from experiments.reproduction.protocol import PROTOCOLS, WEIGHTING_METHODS
 
     fields = []
-    if method in META_METHODS:
+    if method in WEIGHTING_METHODS:
         fields += WEIGHT_FIGURE_FIELDS
     compared = {pathlib.Path(PROTOCOLS[name].runs_dir).resolve() for name in CLEANING_PROTOCOLS}
     if setting == cross_fit.SETTING and method in CLEANING_METHODS and runs_dir.resolve() in compared:

@@ -1,10 +1,11 @@
 """The report's figures, drawn with rmwnet_tf.figures (Agg canvas, no pyplot state).
 
-Per setting with finished cells: test accuracy over training for the four methods, the fit rates
-per evaluation (clean fitted, noisy memorised, noisy corrected) per method, and the learned
-W(loss) of the meta methods. `calibration_plot` draws the fit rates of any single run folder
-(the calibration evidence of BUILD_NOTES.md "Protocol v2"). Everything is read from the runs'
-JSON files and, for the learned W, compact.read_samples: no network is rebuilt.
+Per setting with finished cells: test accuracy over training for every method of the grid, the fit
+rates per evaluation (clean fitted, noisy memorised, noisy corrected) per method, and the learned
+W(loss) of every method that learns one (RMNW-Net on GCE too). `calibration_plot` draws the fit
+rates of any single run folder (the calibration evidence of BUILD_NOTES.md "Protocol v2").
+Everything is read from the runs' JSON files and, for the learned W, compact.read_samples: no
+network is rebuilt.
 """
 
 from __future__ import annotations
@@ -15,21 +16,21 @@ from typing import Sequence
 import numpy as np
 
 from rmwnet_tf import figures
+from rmwnet_tf.methods import METHODS
 from experiments.reproduction.cells import read_json
 from experiments.reproduction.compact import read_samples
 from experiments.reproduction.protocol import (
-    META_METHODS,
+    GRID_METHODS,
     METHOD_LABELS,
-    METHOD_ORDER,
-    REFERENCE_METHODS,
     SETTINGS,
+    WEIGHTING_METHODS,
     Setting,
 )
 
-PLOTTED_METHODS = METHOD_ORDER + REFERENCE_METHODS  # a method without finished cells is left out
+PLOTTED_METHODS = GRID_METHODS  # every method a grid can hold; one without finished cells is left out
 
 METHOD_COLORS = {"base": "tab:gray", "mwnet": "tab:green", "mnwnet": "tab:orange", "rmnwnet": "tab:blue",
-                 "gce": "tab:purple", "oracle": "black"}
+                 "rmnwnet_gce": "tab:cyan", "gce": "tab:purple", "oracle": "black"}
 FIT_CURVES = (("fit/clean_fitted", "clean fitted", "tab:blue"),
               ("fit/noisy_memorised", "noisy memorised", "tab:red"),
               ("fit/noisy_corrected", "noisy corrected", "tab:green"))
@@ -172,10 +173,12 @@ def _lowest_seed(done: Sequence[dict], method: str) -> dict | None:
 
 
 def _weights_figure(setting: Setting, done: Sequence[dict]):
-    """W(loss) of the final model of each meta method (lowest finished seed): every training sample's
-    (final loss, weight) pair from its per-sample data (compact.read_samples), clean and noisy labels
-    coloured. Exact for the final model, since W depends on the loss alone."""
-    lowest = [e for e in (_lowest_seed(done, m) for m in META_METHODS) if e is not None]
+    """W(loss) of the final model of each method with a learned W (lowest finished seed): every training
+    sample's (final loss, weight) pair from its per-sample data (compact.read_samples), clean and noisy
+    labels coloured. Exact for the final model, since W depends on the loss alone. The loss stored is
+    the CE; a method whose W reads another loss (GCE, a decreasing function of p_y as CE is) is drawn
+    against the CE too, and its curve says so."""
+    lowest = [e for e in (_lowest_seed(done, m) for m in WEIGHTING_METHODS) if e is not None]
     per_sample = {e["model_dir"]: read_samples(e["model_dir"]) for e in lowest}
     runs = [e for e in lowest if per_sample[e["model_dir"]]["loss"] is not None]
     if not runs:
@@ -190,7 +193,9 @@ def _weights_figure(setting: Setting, done: Sequence[dict]):
             if mask.any():
                 axes.scatter(loss[mask], weight[mask], s=3, alpha=0.3, color=color, label=label, rasterized=True)
         order = np.argsort(loss)
-        axes.plot(loss[order], weight[order], color="0.2", linewidth=1, label="W(loss)")
+        reads = METHODS[entry["method"]].train_loss
+        axes.plot(loss[order], weight[order], color="0.2", linewidth=1,
+                  label="W(loss)" if reads == "ce" else f"W({reads.upper()} loss)")
         rho, auc = entry.get("final/weights/loss_spearman"), entry.get("final/detection/auc")
         axes.set(title=f"{METHOD_LABELS[entry['method']]} (seed {entry['seed']}): "
                        f"ρ {'—' if rho is None else f'{rho:+.2f}'}, AUC {'—' if auc is None else f'{auc:.3f}'}",

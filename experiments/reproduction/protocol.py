@@ -173,6 +173,9 @@ REFERENCE_METHODS = ("gce", "oracle")
 # RMNW-Net weighting a robust training loss (issue 33; Theorem 1 holds whatever loss the classifier
 # minimises): in protocol v4's grid, beside the paper's methods.
 ROBUST_LOSS_META_METHODS = ("rmnwnet_gce",)
+# Every method with a learned W: each gets a weight figure, keeps the per-sample data it reads
+# (compact.fields_read), and a row in the travel table.
+WEIGHTING_METHODS = META_METHODS + ROBUST_LOSS_META_METHODS
 # Every method a grid can hold, in the order the reports show them.
 GRID_METHODS = METHOD_ORDER + ROBUST_LOSS_META_METHODS + REFERENCE_METHODS
 METHOD_LABELS = {"base": "Base", "mwnet": "MW-Net*", "mnwnet": "MNW-Net", "rmnwnet": "RMNW-Net",

@@ -27,13 +27,12 @@ from experiments.reproduction.paired import verdict as paired_verdict
 from experiments.reproduction.plots import run_history
 from experiments.reproduction.protocol import (
     METHOD_LABELS,
-    META_METHODS,
     GRID_METHODS,
     METHOD_ORDER,
     PROTOCOL,
     PROTOCOLS,
     RETIRED_REPORTS,
-    ROBUST_LOSS_META_METHODS,
+    WEIGHTING_METHODS,
     Protocol,
     Setting,
     markdown,
@@ -165,6 +164,20 @@ def targets(entries: Sequence[Mapping]) -> list[dict]:
         rows.append(dict(statement="RMNW-Net on GCE > GCE (the same robust loss, weighted)",
                          verdict=paired_verdict("greater", difference),
                          value="—" if difference is None else difference.text()))
+    return rows + selected_against_selected(entries)
+
+
+def selected_against_selected(entries: Sequence[Mapping]) -> list[dict]:
+    """Each method of the grid and Base both stopped at their own gold-free selected epoch (issue 33's
+    last verdict): does the method still add anything once Base is stopped early too? One row per
+    method the grid holds, judged as soon as a paired seed exists."""
+    held = {entry["method"] for entry in entries}
+    rows = []
+    for method in (m for m in PAIRS_AGAINST_SELECTED_BASE if m in held):
+        difference = paired_difference(entries, GATE_SETTING, method, "base", SELECTED)
+        rows.append(dict(statement=f"{METHOD_LABELS[method]} > Base, each at its own gold-free selected epoch",
+                         verdict=paired_verdict("greater", difference),
+                         value="—" if difference is None else difference.text()))
     return rows
 
 
@@ -250,7 +263,7 @@ def _travel_table(entries, settings, first_drop: int) -> str:
             f"{first_drop} | G4's bar met |", "|---|---|---|---|---|---|---|---|"]
     for setting in settings:
         runs = histories(entries, setting.name)
-        for method in META_METHODS + ROBUST_LOSS_META_METHODS:
+        for method in WEIGHTING_METHODS:
             for seed, history in sorted(runs.get(method, {}).items()):
                 start, at_drop = gates_lib.first_evaluation_rose(history), gates_lib.travel_at(history, first_drop)
                 if start is None or at_drop is None:
