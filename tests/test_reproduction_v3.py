@@ -507,7 +507,8 @@ def test_each_registered_protocol_carries_its_folders_seeds_regime_and_rationale
     assert [p.rationale.split(":")[0] for p in rep.PROTOCOLS.values()] == [
         "Protocol v3", "Protocol v3.1 (v3 with augmentation)", "Protocol v3.2 (v3 at lr 0.1)",
         "Protocol v3.3 (v3 with twice the images)", "Protocol v4"]
-    assert [name for name, p in rep.PROTOCOLS.items() if p.grid_vnet_note] == ["v3"]
+    assert [name for name, p in rep.PROTOCOLS.items() if p.grid_vnet_note] == ["v3", "v4"]  # no candidate won
+    assert (rep.PROTOCOLS["v3"].vnet_lr, rep.PROTOCOLS["v4"].vnet_lr) == (3e-3, 3e-3)
     assert rep.PROTOCOLS["v4"].family.methods == ("base", "mwnet", "mnwnet", "rmnwnet", "rmnwnet_gce", "gce", "oracle")
     assert rep.PROTOCOLS["v3.2"].family is rep.PROTOCOLS["v3"].family  # a try inherits its regime
 
