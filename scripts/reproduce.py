@@ -1,14 +1,19 @@
 """Reduced-scale reproduction of the paper's Tables 1-3 on CIFAR-10, with a report.
 
-    python scripts/reproduce.py                    # protocol v4: every unfinished cell, then the report
-    python scripts/reproduce.py --max_cells=4      # at most 4 cells this sitting
+    python scripts/reproduce.py --protocol=v4 --settings=uniform40 --seeds=0,1,2,3,4 \
+        --methods=base,mwnet,mnwnet,rmnwnet,rmnwnet_gce,gce,oracle   # v4's planned uniform 40% cells, then the report
+    python scripts/reproduce.py --protocol=v4 --settings=uniform40 --seeds=0,1,2,3,4 \
+        --methods=base,mwnet,mnwnet,rmnwnet,rmnwnet_gce,gce,oracle --max_cells=1   # one of them this sitting
     python scripts/reproduce.py --report_only      # just rebuild results/REPRODUCTION.md
     python scripts/reproduce.py --protocol=v3 --report_only      # v3's report, results/v3/REPRODUCTION.md
     python scripts/reproduce.py --protocol=v3 --settings=uniform40 --methods=rmnwnet --meta_step=head \
         --runs_dir=results/runs_v3_head --out_dir=results/v3/v3_cheap_head   # a variant, summarised in v3's report
 
 Runs go to --runs_dir/<setting>/<method>/seed<k>/ and resume where they stopped; the report
-(reproduction.json, REPRODUCTION.md, plots/ in the protocol's report folder) covers the whole grid.
+(reproduction.json, REPRODUCTION.md, plots/ in the protocol's report folder) covers the protocol's
+planned grid (`Family.plan`) and every other cell with a run. Without --settings, --methods and
+--seeds this runs the paper's four methods in every setting, which is no protocol's plan: each
+report's *Commands* lists one command per planned setting.
 Protocols v1, v2 and v2.1 are retired: `git checkout study-v2.1` runs them (BUILD_NOTES.md).
 Every protocol value can be overridden (e.g. for a smoke test), and the report says so.
 The logic lives in the experiments/reproduction/ package (outside the installed rmwnet_tf).
@@ -28,6 +33,7 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 from absl import app, flags, logging  # noqa: E402
 
 from experiments import reproduction  # noqa: E402
+from experiments.reproduction.report import progress_counts  # noqa: E402
 from rmwnet_tf import flags as flags_lib  # noqa: E402
 from rmwnet_tf.config import Config  # noqa: E402
 
@@ -105,17 +111,18 @@ def run(flag_values: flags.FlagValues, argv: list[str], run_fn=None) -> int:
             print(f"{error}; the same reproduce.py command resumes the grid there", file=sys.stderr)
             return error.exit_code
         raise
-    _print_summary(outcome)
+    _print_summary(outcome, protocol)
     return 0
 
 
-def _print_summary(outcome: reproduction.Outcome) -> None:
+def _print_summary(outcome: reproduction.Outcome, protocol: reproduction.Protocol) -> None:
     if outcome.tally is not None:
         tally = outcome.tally
         print(f"cells: {len(tally.newly_run)} run now, {len(tally.already_done)} already finished, "
               f"{len(tally.left)} left for later")
-    done = sum(entry["status"] == "done" for entry in outcome.entries)
-    print(f"report: {outcome.report_path} ({done} of {len(outcome.entries)} cells finished)")
+    done, planned, outside = progress_counts(outcome.entries, protocol.family)
+    print(f"report: {outcome.report_path} ({done} of {planned} planned cells finished"
+          + (f"; {len(outside)} outside the plan)" if outside else ")"))
     for result in outcome.claims:
         print(f"  claim {result.claim.number}: {result.verdict} ({result.coverage})")
 

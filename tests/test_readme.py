@@ -6,8 +6,12 @@ start's settings and quoted numbers are checked against its measured run (tests/
 is not run (10 minutes). Here every `python scripts/train.py ...` / `rmwnet-train ...` command of a
 code block in README.md and docs/*.md is parsed by the command line's own flag parser and checked by
 `Config.problems()`, without training: a data path that is not on this machine (data/cifar10,
-my_images, labels.npy) is the one problem allowed.
+my_images, labels.npy) is the one problem allowed. Every `python scripts/reproduce.py ...` command is
+parsed by reproduce.py's flags, its settings, methods and seeds too, and v4's planned grid is shown
+by the same commands as its report's.
 """
+
+import importlib.util
 
 import pathlib
 import re
@@ -24,6 +28,7 @@ DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 # The journal's commands are history (flags of their day); its links, like the docs', must lead somewhere.
 LINKED = [*DOCS, ROOT / "BUILD_NOTES.md"]
 PROGRAMS = (("python", "scripts/train.py"), ("rmwnet-train",))
+REPRODUCE = (("python", "scripts/reproduce.py"),)
 # A path the user brings: absent here, it may be reported, and nothing else may.
 USER_PATHS = {"data_dir": "is not a folder", "noisy_labels": "does not exist", "init_from": "does not exist"}
 
@@ -45,18 +50,20 @@ def code_lines(text: str) -> list[str]:
     return joined
 
 
-def train_commands(path: pathlib.Path) -> list[list[str]]:
-    """argv (without the program) of every training command in `path`'s code blocks."""
+def train_commands(path: pathlib.Path, programs=PROGRAMS) -> list[list[str]]:
+    """argv (without the program) of every training command (or other `programs`) in `path`'s code blocks."""
     commands = []
     for line in code_lines(path.read_text()):
         words = shlex.split(line, comments=True)
-        for program in PROGRAMS:
+        for program in programs:
             if tuple(words[:len(program)]) == program:
                 commands.append(words[len(program):])
     return commands
 
 
 COMMANDS = [(path.relative_to(ROOT).as_posix(), argv) for path in DOCS for argv in train_commands(path)]
+REPRODUCE_COMMANDS = [(path.relative_to(ROOT).as_posix(), argv) for path in DOCS
+                      for argv in train_commands(path, REPRODUCE)]
 
 
 def test_the_readme_shows_its_commands():
@@ -77,6 +84,37 @@ def test_a_documented_command_parses_and_passes_the_checks(name, argv, monkeypat
                 if not (flag in USER_PATHS and USER_PATHS[flag] in message
                         and not pathlib.Path(getattr(config, flag)).exists())]
     assert problems == [], f"{name}: {' '.join(argv)}"
+
+
+def reproduce_script():
+    spec = importlib.util.spec_from_file_location("reproduce_script", ROOT / "scripts" / "reproduce.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.parametrize("name,argv", REPRODUCE_COMMANDS, ids=[f"{n}:{' '.join(a)[:60]}" for n, a in REPRODUCE_COMMANDS])
+def test_a_documented_reproduction_command_parses(name, argv):
+    from experiments import reproduction
+
+    script = reproduce_script()
+    values = flags.FlagValues()
+    script.define_flags(values)
+    values(["reproduce.py", *argv])
+    protocol = script.protocol_from_flags(values)
+    assert reproduction.parse_settings(values.settings) and reproduction.parse_methods(values.methods)
+    assert reproduction.parse_seeds(values.seeds or ",".join(map(str, protocol.seeds)))
+
+
+def test_the_readme_and_the_reproduction_page_run_v4s_planned_grid_as_its_report_does():
+    from experiments.reproduction import PROTOCOLS
+    from experiments.reproduction.report import grid_commands
+
+    planned = [shlex.split(command)[2:] for command in grid_commands(PROTOCOLS["v4"])]
+    assert len(planned) == 3
+    for name in ("README.md", "docs/reproduction.md"):
+        shown = [argv for where, argv in REPRODUCE_COMMANDS if where == name]
+        assert [argv for argv in shown if argv in planned] == planned, name
 
 
 def slug(heading: str) -> str:

@@ -85,6 +85,24 @@ def fake_run(calls):
     return run
 
 
+def test_the_report_holds_the_planned_grid_and_every_other_cell_with_a_run_on_disk(tmp_path):
+    from experiments.reproduction.job import report_entries
+
+    protocol = rep.PROTOCOLS["v4"]
+    u40, u60 = rep.SETTINGS_BY_NAME["uniform40"], rep.SETTINGS_BY_NAME["uniform60"]
+    done = [rep.Cell(u40, "base", 0), rep.Cell(u60, "gce", 4)]  # planned; outside the plan (uniform 60%: seeds 0-2)
+    rep.run_cells(done, protocol, tmp_path, run_fn=fake_run([]))
+    rep.Cell(u60, "base", 3).model_dir(tmp_path).mkdir(parents=True)  # an empty folder holds no run
+    (tmp_path / "uniform60" / "base" / "seed5.copying").mkdir()  # nor does an interrupted copy
+    (tmp_path / "uniform40" / "base_folds" / "seed0").mkdir(parents=True)  # nor another tool's folder
+    entries = report_entries(protocol, tmp_path)
+    keys = [(e["setting"], e["method"], e["seed"], e["status"]) for e in entries]
+    assert len(keys) == 70 + 1 and keys[-1] == ("uniform60", "gce", 4, "done")
+    assert keys[0] == ("uniform40", "base", 0, "done")
+    assert [e["protocol"] for e in entries] == ["v4"] * 71
+    assert not [k for k in keys if k[:3] == ("uniform60", "base", 3)]
+
+
 def test_max_cells_then_resume_runs_each_cell_once(tmp_path):
     cells = rep.grid([rep.SETTINGS[0]], rep.METHOD_ORDER, [0])
     calls = []
@@ -242,6 +260,28 @@ def test_a_cell_whose_training_loss_ends_above_its_start_is_marked_diverged():
     assert diverged([{"train/loss": 3.0}]) is None
 
 
+def test_each_regimes_plan_is_its_issues_grid_setting_by_setting_in_running_order():
+    v4, v3 = rep.PROTOCOLS["v4"].family, rep.PROTOCOLS["v3"].family
+    assert v4.plan == (("uniform40", (0, 1, 2, 3, 4)), ("uniform60", (0, 1, 2)), ("flip2_40", (0, 1)))
+    assert v3.plan == (("uniform40", (0, 1, 2, 3, 4)), ("uniform60", (0, 1, 2)), ("flip2_40", (0, 1)),
+                       ("flip30", (0, 1)))
+    cells = rep.planned_cells(v4)
+    assert len(cells) == 7 * (5 + 3 + 2) and len(rep.planned_cells(v3)) == 6 * (5 + 3 + 2 + 2)
+    assert [c.label for c in cells[:8]] == [f"uniform40/{m}/seed0" for m in v4.methods] + ["uniform40/base/seed1"]
+    assert [c.label for c in cells[34:36]] == ["uniform40/oracle/seed4", "uniform60/base/seed0"]
+    assert cells[-1].label == "flip2_40/oracle/seed1"
+    assert {c.seed for c in cells if c.setting.name == "uniform60"} == {0, 1, 2}
+    assert rep.PROTOCOLS["v3.1"].family.plan == v3.plan  # a try plans its regime's grid
+
+
+@pytest.mark.parametrize("plan", [(), (("uniform70", (0,)),), (("uniform40", ()),)])
+def test_a_plan_names_known_settings_each_with_seeds(plan):
+    import dataclasses
+
+    with pytest.raises(ValueError, match="a plan is"):
+        dataclasses.replace(rep.PROTOCOLS["v4"].family, plan=plan)
+
+
 # ------------------------------------------------------------------------------------ the script
 def load_script():
     spec = importlib.util.spec_from_file_location("reproduce_script", REPO / "scripts" / "reproduce.py")
@@ -257,17 +297,42 @@ def parse(script, argv):
     return values
 
 
+V4_METHODS = "--methods=base,mwnet,mnwnet,rmnwnet,rmnwnet_gce,gce,oracle"
+
+
+def test_v4s_report_shows_one_command_per_planned_setting():
+    from experiments.reproduction.report import canonical_commands
+
+    v4 = "python scripts/reproduce.py --protocol=v4"
+    assert [line for line in canonical_commands(rep.PROTOCOLS["v4"]) if not line.startswith("#")] == [
+        f"{v4} --settings=uniform40 --seeds=0,1,2,3,4 {V4_METHODS}",
+        f"{v4} --settings=uniform60 --seeds=0,1,2 {V4_METHODS}",
+        f"{v4} --settings=flip2_40 --seeds=0,1 {V4_METHODS}",
+        f"{v4} --report_only",
+        f"{v4} --settings=uniform40 --seeds=0,1,2,3,4 {V4_METHODS} --dataset=cifar10 --runs_dir=runs/reproduction_tfds",
+    ]
+    assert "# or one cell per sitting: any of them with --max_cells=1, called again later" in canonical_commands(
+        rep.PROTOCOLS["v4"])
+
+
 @pytest.mark.parametrize("protocol_name", ["v3", "v3.1", "v4"])
 def test_every_command_a_report_shows_parses_and_reruns_that_reports_protocol(protocol_name):
     from experiments.reproduction.report import canonical_commands
 
     script = load_script()
-    commands = [line for line in canonical_commands(protocol_name) if not line.startswith("#")]
-    assert len(commands) == 4
+    protocol = rep.PROTOCOLS[protocol_name]
+    commands = [line for line in canonical_commands(protocol) if not line.startswith("#")]
+    assert len(commands) == len(protocol.family.plan) + 2
+    cells = []
     for command in commands:
         program, *argv = command.split()[1:]
         assert program == "scripts/reproduce.py"
-        assert parse(script, argv).protocol == protocol_name, command
+        values = parse(script, argv)
+        assert values.protocol == protocol_name, command
+        if not values.report_only and values.dataset is None:  # a grid command: exactly its planned cells
+            cells += rep.grid(rep.parse_settings(values.settings), rep.parse_methods(values.methods),
+                              rep.parse_seeds(values.seeds))
+    assert cells == rep.planned_cells(protocol.family)
 
 
 def test_missing_cifar_copy_is_reported_before_any_work(tmp_path, capsys):
@@ -316,7 +381,7 @@ def test_smoke_run_writes_report_and_second_run_trains_nothing(tmp_path):
     assert script.run(parse(script, argv), argv, run_fn=counting_run) == 0
     assert calls[0] == str(tmp_path / "pretrain") and len(calls) == 3  # the pretraining, then two cells
     saved = json.loads((out_dir / "reproduction.json").read_text())
-    assert len(saved["entries"]) == 2 * 6 * 5  # uniform 40% and 60% x v3's six methods x its five seeds
+    assert len(saved["entries"]) == 6 * (5 + 3 + 2 + 2)  # v3's planned grid: its six methods x (settings x seeds)
     done = [e for e in saved["entries"] if e["status"] == "done"]
     assert [(e["setting"], e["method"], e["seed"]) for e in done] == [("uniform40", "base", 0),
                                                                        ("uniform40", "rmnwnet", 0)]
@@ -325,7 +390,7 @@ def test_smoke_run_writes_report_and_second_run_trains_nothing(tmp_path):
     assert done[1]["final/detection/auc"] is not None
     assert all(0.0 <= e[key] <= 1.0 for e in done for key in rep.FIT_KEYS)
     report = (out_dir / "REPRODUCTION.md").read_text()
-    assert "2 of 60 cells finished" in report
+    assert "2 of 72 planned cells finished" in report
     assert "| uniform 40% | RMNW-Net | 1 |" in report and "| 90.80 ± 0.23 |" in report
     assert "NOT YET MEASURED" in report and "--methods=base,rmnwnet" in report
     for kind in ("accuracy", "fit", "weights"):

@@ -177,6 +177,36 @@ def test_step_1_says_where_the_oracle_ends_against_the_classifier_every_cell_sta
     assert "oracle" not in report._pretrain_section(pretrain, rep.PROTOCOL_V3, entries[-1:], settings)
 
 
+def fake_entries(family, status="done"):
+    return [{"setting": c.setting.name, "method": c.method, "seed": c.seed, "status": status}
+            for c in rep.planned_cells(family)]
+
+
+def test_progress_is_counted_against_the_plan_so_a_complete_grid_reads_complete():
+    import dataclasses
+
+    uniform = dataclasses.replace(rep.PROTOCOL_V4.family, plan=rep.PROTOCOL_V4.family.plan[:2])  # issue 33's 56
+    assert report._progress(fake_entries(uniform), uniform) == (
+        "56 of 56 planned cells finished (uniform 40% × seeds 0, 1, 2, 3, 4; uniform 60% × seeds 0, 1, 2; "
+        "7 methods each).")
+    v4 = rep.PROTOCOL_V4.family
+    entries = fake_entries(v4)
+    entries[-1]["status"] = "partial"
+    assert report._progress(entries, v4).startswith("69 of 70 planned cells finished (uniform 40% × seeds 0, 1, 2, 3, 4; "
+                                                    "uniform 60% × seeds 0, 1, 2; flip2 40% × seeds 0, 1; 7 methods each).")
+    assert report.progress_counts(fake_entries(v4, "not run"), v4) == (0, 70, [])
+
+
+def test_a_finished_cell_outside_the_plan_is_counted_apart_and_named():
+    v4 = rep.PROTOCOL_V4.family
+    outside = [{"setting": "uniform60", "method": "rmnwnet", "seed": 4, "status": "done"},
+               {"setting": "flip30", "method": "base", "seed": 0, "status": "partial"}]
+    done, planned, extra = report.progress_counts(fake_entries(v4)[:7] + outside, v4)
+    assert (done, planned, extra) == (7, 70, outside)
+    assert report._progress(fake_entries(v4)[:7] + outside, v4).endswith(
+        "7 methods each). Outside the plan, on disk: uniform60/rmnwnet/seed4 (done), flip30/base/seed0 (partial).")
+
+
 def test_g5_looks_at_every_evaluation_and_g6_at_idle_timings():
     steady = history(*[(e, {"weights/mean": 0.5, "weights/ess_fraction": 0.8}) for e in (2, 4, 6)])
     collapsed = history((2, {"weights/mean": 0.5, "weights/ess_fraction": 0.8}),

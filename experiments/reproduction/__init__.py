@@ -72,6 +72,7 @@ from experiments.reproduction.protocol import (
     parse_methods,
     parse_seeds,
     parse_settings,
+    planned_cells,
     pretrain_config,
     protocol_with,
 )
@@ -85,5 +86,5 @@ __all__ = [
     "METHOD_ORDER", "PROTOCOL", "SETTINGS", "SETTINGS_BY_NAME", "Cell", "CellState", "Family", "Outcome",
     "Protocol", "ProtocolError", "RunTally", "Setting", "StaleRunError", "cell_config", "collect_entries",
     "command_line", "format_mean_std", "grid", "inspect_cell", "parse_methods", "parse_seeds",
-    "parse_settings", "protocol_with", "reproduce", "run_cells", "write_report",
+    "parse_settings", "planned_cells", "protocol_with", "reproduce", "run_cells", "write_report",
 ]

@@ -18,7 +18,7 @@ from absl import logging
 from rmwnet_tf import selection, summary
 from rmwnet_tf.config import RUN_ONLY_FIELDS, Config, upgrade_saved
 from experiments.reproduction.compact import compact_run
-from experiments.reproduction.protocol import Cell, Protocol, cell_config, pretrain_config
+from experiments.reproduction.protocol import SETTINGS, Cell, Protocol, cell_config, grid, pretrain_config
 
 
 # ------------------------------------------------------------------------------------ cells on disk
@@ -62,6 +62,17 @@ def inspect_cell(config: Config) -> CellState:
                              differences={"epochs": (completed, config.epochs)})
     history = read_json(model_dir / "history.json") or []
     return CellState("partial", epochs_completed=len(history))
+
+
+def cells_on_disk(runs_dir, methods: Sequence[str]) -> list[Cell]:
+    """Every cell of `methods` with a folder under runs_dir (<setting>/<method>/seed<k>/), in grid
+    order: what the report shows besides the planned grid, so that no run is hidden."""
+    runs_dir, cells = pathlib.Path(runs_dir), []
+    for setting in SETTINGS:
+        seeds = sorted({int(path.name[4:]) for path in runs_dir.glob(f"{setting.name}/*/seed*")
+                        if path.name[4:].isdigit()})  # not an interrupted copy's seed<k>.copying
+        cells += [cell for cell in grid([setting], methods, seeds) if cell.model_dir(runs_dir).is_dir()]
+    return cells
 
 
 def read_json(path: pathlib.Path):

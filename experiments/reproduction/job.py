@@ -19,6 +19,7 @@ from rmwnet_tf.files import write_text
 from experiments.reproduction.cells import (
     RunTally,
     StaleRunError,
+    cells_on_disk,
     check_cells,
     collect_entries,
     inspect_cell,
@@ -30,7 +31,7 @@ from experiments.reproduction.compact import compact_run
 from experiments.reproduction.paired import PairedClaim
 from experiments.reproduction.paper import as_json as paper_json
 from experiments.reproduction.plots import make_plots
-from experiments.reproduction.protocol import SETTINGS, Protocol, Setting, grid, pretrain_config
+from experiments.reproduction.protocol import SETTINGS, Protocol, Setting, grid, planned_cells, pretrain_config
 from experiments.reproduction import cheap_steps, report, vnet_candidates
 
 
@@ -52,17 +53,30 @@ class Outcome:
 
 
 REPORT_SETTINGS = ("uniform40", "uniform60")  # the headline; other settings appear once they have runs
+# A cell outside the planned grid is shown when a run of this protocol is in its folder.
+SHOWN_OUTSIDE_THE_PLAN = ("done", "partial")
 
 
-def write_report(protocol: Protocol, runs_dir, out_dir, *, seeds: Sequence[int], command: str) -> Outcome:
-    """A protocol's reproduction.json, REPRODUCTION.md and plots/, from the run folders on disk: the
-    headline settings and every other one with runs, its default seeds and any asked for."""
+def report_entries(protocol: Protocol, runs_dir) -> list[dict]:
+    """The planned grid's entries in running order (`Family.plan`; "not run" where nothing ran yet),
+    then every other cell of its methods with a run on disk. Counted against the plan, a finished
+    grid reads finished; a cell run beyond it is still shown, never hidden."""
+    planned = planned_cells(protocol.family)
+    in_plan = set(planned)
+    others = [cell for cell in cells_on_disk(runs_dir, protocol.family.methods) if cell not in in_plan]
+    return collect_entries(planned, protocol, runs_dir) + [
+        entry for entry in collect_entries(others, protocol, runs_dir) if entry["status"] in SHOWN_OUTSIDE_THE_PLAN]
+
+
+def write_report(protocol: Protocol, runs_dir, out_dir, *, command: str) -> Outcome:
+    """A protocol's reproduction.json, REPRODUCTION.md and plots/, from the run folders on disk: its
+    planned grid and every other cell with a run (`report_entries`); the tables show the headline
+    settings and every other one with runs."""
     out_dir = pathlib.Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     json_path, report_path = out_dir / "reproduction.json", out_dir / "REPRODUCTION.md"
     settings = [s for s in SETTINGS if s.name in REPORT_SETTINGS or (pathlib.Path(runs_dir) / s.name).is_dir()]
-    seeds = list(dict.fromkeys([*protocol.seeds, *seeds]))
-    entries = collect_entries(grid(settings, protocol.family.methods, seeds), protocol, runs_dir)
+    entries = report_entries(protocol, runs_dir)
     idle = idle_timings(pathlib.Path(runs_dir))
     choice_path = out_dir / protocol.candidates_dir / "choice.json"
     vnet_choice = json.loads(choice_path.read_text()) if choice_path.exists() else None
@@ -88,7 +102,7 @@ def write_report(protocol: Protocol, runs_dir, out_dir, *, seeds: Sequence[int],
     }, indent=2) + "\n")
     write_text(report_path, report.render(
         entries, protocol, command=command, gates=gates, claims=claims, target_rows=target_rows, plots=plots,
-        settings=settings, seeds=seeds, pretrain=pretrain, cleaning=report.cleaning_section(protocol, out_dir),
+        settings=settings, pretrain=pretrain, cleaning=report.cleaning_section(protocol, out_dir),
         vnet_choice=report.vnet_choice_section(out_dir, protocol), others=others,
         cheap_steps=cheap_steps.section(entries, cheap, settings)))
     return Outcome(None, json_path, report_path, entries, claims)
@@ -140,10 +154,10 @@ def reproduce(*, settings: Sequence[Setting], methods: Sequence[str], seeds: Seq
             tally = run_cells(cells, protocol, runs_dir, max_cells=max_cells, run_fn=run_fn, log=log,
                               earlier_run=vnet_candidates.candidate_cell(protocol.name, runs_dir))
         finally:
-            outcome = write_report(protocol, runs_dir, out_dir, seeds=seeds, command=command)
+            outcome = write_report(protocol, runs_dir, out_dir, command=command)
         outcome.tally = tally
         return outcome
-    return write_report(protocol, runs_dir, out_dir, seeds=seeds, command=command)
+    return write_report(protocol, runs_dir, out_dir, command=command)
 
 
 def ensure_pretrained(protocol: Protocol, *, run_fn: Callable[[Config], dict] | None = None,

@@ -32,10 +32,13 @@ from experiments.reproduction.protocol import (
     PROTOCOL,
     PROTOCOLS,
     RETIRED_REPORTS,
+    SETTINGS_BY_NAME,
     WEIGHTING_METHODS,
+    Family,
     Protocol,
     Setting,
     markdown,
+    planned_cells,
     pretrain_config,
 )
 
@@ -394,26 +397,49 @@ def _plots_section(plots: Mapping[str, list[str]], settings) -> str:
     return "\n".join(lines) if len(lines) > 2 else ""
 
 
-def _progress(entries, settings, seeds) -> str:
-    done = sum(e["status"] == "done" for e in entries)
-    return f"{done} of {len(entries)} cells finished ({len(settings)} settings × methods × seeds {list(seeds)})."
+def progress_counts(entries, family: Family) -> tuple[int, int, list[Mapping]]:
+    """(planned cells finished, planned cells, the entries outside the plan): progress is counted
+    against the regime's plan, not every setting × seed, so a complete grid reads complete."""
+    planned = {(cell.setting.name, cell.method, cell.seed) for cell in planned_cells(family)}
+    inside = [e for e in entries if (e["setting"], e["method"], e["seed"]) in planned]
+    outside = [e for e in entries if (e["setting"], e["method"], e["seed"]) not in planned]
+    return sum(e["status"] == "done" for e in inside), len(planned), outside
 
 
-def canonical_commands(protocol_name: str) -> list[str]:
-    """The commands that rerun this report's grid, each naming its protocol, so a command copied
-    from one report never runs another protocol's grid."""
-    reproduce = f"python scripts/reproduce.py --protocol={protocol_name}"
+def _progress(entries, family: Family) -> str:
+    done, planned, outside = progress_counts(entries, family)
+    plan = "; ".join(f"{SETTINGS_BY_NAME[name].label} × seeds {', '.join(map(str, seeds))}" for name, seeds in family.plan)
+    text = f"{done} of {planned} planned cells finished ({plan}; {len(family.methods)} methods each)."
+    if outside:
+        text += " Outside the plan, on disk: " + ", ".join(
+            f"{e['setting']}/{e['method']}/seed{e['seed']} ({e['status']})" for e in outside) + "."
+    return text
+
+
+def grid_commands(protocol: Protocol) -> list[str]:
+    """One command per setting of the plan, running exactly its planned cells (its seeds, every
+    method of the regime): reproduce.py's defaults (the paper's four methods, every setting) are not
+    the grid."""
+    methods = ",".join(protocol.family.methods)
+    return [f"python scripts/reproduce.py --protocol={protocol.name} --settings={name} "
+            f"--seeds={','.join(map(str, seeds))} --methods={methods}" for name, seeds in protocol.family.plan]
+
+
+def canonical_commands(protocol: Protocol) -> list[str]:
+    """The commands that rerun this report's planned grid and rebuild it, each naming its protocol,
+    so a command copied from one report never runs another protocol's grid."""
+    grid = grid_commands(protocol)
+    reproduce = f"python scripts/reproduce.py --protocol={protocol.name}"
     return [
         "# once: the CIFAR-10 JPEG copy unpacked into data/cifar10/{train,test}/<class>/ "
         "(README.md, *Training on CIFAR*)",
-        "# the whole grid; rerun the same command to continue after an interruption",
-        reproduce,
-        "# or a few cells per sitting (uniform 40% first), then again later",
-        f"{reproduce} --max_cells=4",
+        "# the planned grid, one setting after another; rerun a command to continue after an interruption",
+        *grid,
+        "# or one cell per sitting: any of them with --max_cells=1, called again later",
         "# rebuild this report from the runs on disk, without training",
         f"{reproduce} --report_only",
-        "# with internet instead of the JPEG copy (tensorflow-datasets; other runs folder)",
-        f"{reproduce} --dataset=cifar10 --runs_dir=runs/reproduction_tfds",
+        "# with internet instead of the JPEG copy (tensorflow-datasets; other runs folder), on any command above",
+        f"{grid[0]} --dataset=cifar10 --runs_dir=runs/reproduction_tfds",
     ]
 
 
@@ -446,7 +472,7 @@ def _report_protocol(protocol: Protocol, command: str) -> str:
         "### Commands",
         "",
         "```sh",
-        *canonical_commands(protocol.name),
+        *canonical_commands(protocol),
         "```",
         "",
         "This report was built by:",
@@ -462,7 +488,7 @@ def _code(value) -> str:
 
 
 def render(entries: Sequence[Mapping], protocol: Protocol, *, command: str, gates, claims, target_rows,
-              plots, settings: Sequence[Setting], seeds: Sequence[int], pretrain: dict | None,
+              plots, settings: Sequence[Setting], pretrain: dict | None,
               cleaning: str = "", vnet_choice: str = "", others: Sequence[tuple[str, str]] = (),
               cheap_steps: str = "") -> str:
     sections = [
@@ -470,7 +496,7 @@ def render(entries: Sequence[Mapping], protocol: Protocol, *, command: str, gate
         "Ghosh & Lan (WACV 2021), CIFAR-10 (JPEG copy), reduced to 2 CPU cores in the regime where the "
         "paper's preconditions hold: a classifier whose loss separates clean from noisy samples, and "
         "cross-entropy that memorises the noisy labels within the budget. Why and how: BUILD_NOTES.md, "
-        f"*{protocol.family.notes}*. {_progress(entries, settings, seeds)}",
+        f"*{protocol.family.notes}*. {_progress(entries, protocol.family)}",
         _pretrain_section(pretrain, protocol, entries, settings),
         _gates_section(gates),
         vnet_choice,
