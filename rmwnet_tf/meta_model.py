@@ -44,7 +44,6 @@ class MetaWeightModel(keras.Model):
         vnet: keras.Model | None = None,
         *,
         method: str = "rmnwnet",
-        global_batch_size: int,
         weight_norm: str = "sum",
         meta_step: str = "exact",
         meta_every: int = 1,
@@ -81,7 +80,6 @@ class MetaWeightModel(keras.Model):
         self._vnet_update_gate = None  # set while tracing the masked schedule (_scheduled_train_step)
         self.weight_decay = float(weight_decay)
         self.vnet_weight_decay = float(vnet_weight_decay)
-        self.global_batch_size = int(global_batch_size)
         self.lookahead = lookahead.step_for(step.name, classifier) if self.spec.uses_meta else None
 
         self.loss_tracker = keras.metrics.Mean(name="train/loss")

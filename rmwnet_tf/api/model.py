@@ -92,7 +92,7 @@ class MetaWeightModel(meta_model.MetaWeightModel):
         spec = get_method(method)
         if spec.uses_meta and vnet is None:
             vnet = models.build_vnet(seed=int(seed) + 1)
-        super().__init__(classifier, vnet, method=method, global_batch_size=0, weight_norm=weight_norm,
+        super().__init__(classifier, vnet, method=method, weight_norm=weight_norm,
                          meta_step=meta_step, meta_every=meta_every, weight_decay=weight_decay,
                          vnet_weight_decay=vnet_weight_decay, image_classifier=image_classifier, name=name)
         self.seed = int(seed)
@@ -175,7 +175,6 @@ class MetaWeightModel(meta_model.MetaWeightModel):
                                        seed=self.seed, step=step)
         elif meta_data is not None:
             raise ValueError(f"method {self.method!r} uses no meta set; drop meta_data (or train one with a meta set)")
-        self.global_batch_size = batch_size or 0  # the engine stores it; no step reads it
         return super().fit(pairing.paired(train, meta), shuffle=False, **kwargs)
 
     # ---------------------------------------------------------------- per-sample outputs
