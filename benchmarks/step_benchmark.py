@@ -85,7 +85,6 @@ def build_model(variant: Variant, *, model_name, batch_size, input_shape, num_cl
         classifier,
         vnet,
         method=variant.method,
-        global_batch_size=batch_size,
         meta_step=variant.meta_step,
         meta_every=variant.meta_every,
     )

@@ -44,7 +44,6 @@ class MetaWeightModel(keras.Model):
         vnet: keras.Model | None = None,
         *,
         method: str = "rmnwnet",
-        global_batch_size: int,
         weight_norm: str = "sum",
         meta_step: str = "exact",
         meta_every: int = 1,
@@ -81,7 +80,6 @@ class MetaWeightModel(keras.Model):
         self._vnet_update_gate = None  # set while tracing the masked schedule (_scheduled_train_step)
         self.weight_decay = float(weight_decay)
         self.vnet_weight_decay = float(vnet_weight_decay)
-        self.global_batch_size = int(global_batch_size)
         self.lookahead = lookahead.step_for(step.name, classifier) if self.spec.uses_meta else None
 
         self.loss_tracker = keras.metrics.Mean(name="train/loss")
@@ -192,10 +190,19 @@ class MetaWeightModel(keras.Model):
         batches: what `evaluate` and `fit(validation_data=...)` (as `val_loss`, `val_accuracy`) report."""
         batch = labelled_batch(data, "an evaluation batch")
         logits = self.classifier(batch["image"], training=False)
-        self.eval_loss_tracker.update_state(losses_lib.cross_entropy(batch["label"], logits))
+        loss = losses_lib.cross_entropy(batch["label"], logits)
         predicted = tf.argmax(logits, axis=-1, output_type=tf.int32)
-        self.eval_accuracy_tracker.update_state(
-            tf.cast(tf.equal(predicted, tf.cast(batch["label"], tf.int32)), tf.float32))
+        correct = tf.cast(tf.equal(predicted, tf.cast(batch["label"], tf.int32)), tf.float32)
+        if num_replicas() == 1:
+            self.eval_loss_tracker.update_state(loss)
+            self.eval_accuracy_tracker.update_state(correct)
+        else:
+            # Each replica's means must be the global batch's: Keras averages the replicas' logs,
+            # which is the global mean only when every replica held as many samples, and a
+            # short last batch splits unevenly (e.g. 4 and 3 of 7). Sums and counts add up exactly.
+            count = all_reduce_sum(tf.cast(tf.shape(loss)[0], tf.float32))
+            for tracker, values in ((self.eval_loss_tracker, loss), (self.eval_accuracy_tracker, correct)):
+                tracker.update_state(all_reduce_sum(tf.reduce_sum(values)) / count, sample_weight=count)
         return {m.name: m.result() for m in (self.eval_loss_tracker, self.eval_accuracy_tracker)}
 
     def predict_step(self, data):

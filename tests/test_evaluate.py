@@ -19,7 +19,7 @@ def _data(method_labels="noisy"):
 def _model(data, method="rmnwnet"):
     classifier = models.build("tiny", num_classes=10, input_shape=(8, 8, 3), seed=0)
     vnet = models.build_vnet(seed=1) if method != "base" else None
-    return MetaWeightModel(classifier, vnet, method=method, global_batch_size=50)
+    return MetaWeightModel(classifier, vnet, method=method)
 
 
 def _reference_probs(model, data, indices, images):

@@ -71,7 +71,7 @@ def test_meta_every_3_skips_the_vnet_on_steps_1_and_2(method, jit_compile):
 
 def _momentum_model(meta_every):
     classifier = models.build("tiny", num_classes=NUM_CLASSES, input_shape=SHAPE, seed=0)
-    model = MetaWeightModel(classifier, models.build_vnet(seed=1), global_batch_size=BATCH, meta_every=meta_every)
+    model = MetaWeightModel(classifier, models.build_vnet(seed=1), meta_every=meta_every)
     model.compile(keras.optimizers.SGD(0.1, momentum=0.9, nesterov=True),
                   keras.optimizers.SGD(1e-2, momentum=0.9, nesterov=True))
     return model

@@ -36,7 +36,7 @@ def make_model(method="rmnwnet", *, lr=0.1, vnet_lr=1.0, weight_decay=0.0, vnet_
                seed=0, **kwargs):
     classifier = models.build("tiny", num_classes=NUM_CLASSES, input_shape=SHAPE, seed=seed)
     vnet = models.build_vnet(seed=seed) if METHODS[method].uses_meta else None
-    model = MetaWeightModel(classifier, vnet, method=method, global_batch_size=BATCH,
+    model = MetaWeightModel(classifier, vnet, method=method,
                             weight_decay=weight_decay, vnet_weight_decay=vnet_weight_decay, **kwargs)
     model.compile(keras.optimizers.SGD(lr),
                   keras.optimizers.SGD(vnet_lr) if vnet is not None else None)
@@ -266,7 +266,7 @@ def test_unknown_options_are_rejected():
         make_model(meta_step="magic")
     with pytest.raises(ValueError, match="unknown method"):
         MetaWeightModel(models.build("tiny", num_classes=NUM_CLASSES, input_shape=SHAPE),
-                        method="coteaching", global_batch_size=BATCH)
+                        method="coteaching")
 
 
 def test_head_step_runs_and_updates_theta():

@@ -20,6 +20,8 @@ from rmwnet_tf.api import pairing, ranking
 from rmwnet_tf.config import Config
 from rmwnet_tf.methods import get_method
 
+UNEVEN_BATCH = ("fit(): a training batch of the dataset does not split evenly over the replicas of the "
+                "tf.distribute strategy: batch it in multiples of the replica count (drop_remainder=True)")
 DEFAULTS = Config()  # the command line's defaults, the paper's settings where it gives them
 
 
@@ -79,6 +81,12 @@ class MetaWeightModel(meta_model.MetaWeightModel):
     `epochs`, `callbacks`, `validation_data`, ...) plus `meta_data` and `meta_batch_size`; its
     logs are `train/loss`, `train/accuracy` and, with a weighting net, `train/weighted_loss`,
     `meta/loss` and `train/weight_mean`. `predict` returns the classifier's logits.
+    Under `tf.distribute` (e.g. `MirroredStrategy`), build the classifier, this model and any
+    optimizers you pass inside one `with strategy.scope():` (refused otherwise: outside it they
+    would fail or train wrongly); `compile` and `fit` may then be called anywhere. Every training
+    and meta batch must split evenly over the replicas; the steps then train as one device does on
+    the same global batches, and `evaluate`, `predict`, `sample_weights` and `rank_suspects` work
+    as without a strategy.
     Save the weights (`save_weights`, `ModelCheckpoint(save_weights_only=True)`,
     `BackupAndRestore`): they hold the classifier, the weighting net and both optimizers.
     """
@@ -90,9 +98,12 @@ class MetaWeightModel(meta_model.MetaWeightModel):
                  image_classifier=None):
         _check_classifier(classifier)
         spec = get_method(method)
+        _check_strategy("the classifier", classifier.weights)
         if spec.uses_meta and vnet is None:
             vnet = models.build_vnet(seed=int(seed) + 1)
-        super().__init__(classifier, vnet, method=method, global_batch_size=0, weight_norm=weight_norm,
+        elif spec.uses_meta:
+            _check_strategy("the vnet", vnet.weights)
+        super().__init__(classifier, vnet, method=method, weight_norm=weight_norm,
                          meta_step=meta_step, meta_every=meta_every, weight_decay=weight_decay,
                          vnet_weight_decay=vnet_weight_decay, image_classifier=image_classifier, name=name)
         self.seed = int(seed)
@@ -102,7 +113,8 @@ class MetaWeightModel(meta_model.MetaWeightModel):
         """Sets both optimizers, built here up front (the classifier's and the weighting net's).
 
         Args:
-            optimizer: the classifier's optimizer (default: SGD, lr 0.05, Nesterov momentum 0.9).
+            optimizer: the classifier's optimizer (default: SGD, lr 0.05, Nesterov momentum 0.9);
+                under tf.distribute, yours must be created in the model's strategy scope.
             vnet_optimizer: the weighting net's (default: the paper's SGD, lr 1e-3, Nesterov
                 momentum 0.9); unused by methods without a meta set.
             jit_compile: XLA for the steps (default: on with a GPU, off on CPU, where it was
@@ -117,9 +129,21 @@ class MetaWeightModel(meta_model.MetaWeightModel):
             kwargs.pop(unused, None)
         if jit_compile is None:
             jit_compile = bool(tf.config.list_physical_devices("GPU")) and self.meta_every == 1
-        super().compile(optimizer or default_optimizer(),
-                        (vnet_optimizer or default_vnet_optimizer()) if self.spec.uses_meta else None,
-                        jit_compile=jit_compile, **kwargs)
+        # In the model's strategy scope, wherever compile is called: the default optimizers and
+        # every optimizer's slots belong to the strategy the model's variables do.
+        with self.distribute_strategy.scope():
+            optimizer = optimizer or default_optimizer()
+            vnet_optimizer = (vnet_optimizer or default_vnet_optimizer()) if self.spec.uses_meta else None
+            for which, given in (("optimizer", optimizer), ("vnet_optimizer", vnet_optimizer)):
+                if given is not None and not self._in_my_strategy(given.iterations):
+                    # Else fit fails deep in Keras, or (compiled outside the scope) trains silently
+                    # other weights than one device would under a multi-replica strategy.
+                    raise ValueError(f"compile(): the {which} was created outside the tf.distribute strategy "
+                                     "scope of the model: create it inside the same `with strategy.scope():`")
+            super().compile(optimizer, vnet_optimizer, jit_compile=jit_compile, **kwargs)
+
+    def _in_my_strategy(self, variable) -> bool:
+        return self.distribute_strategy.extended.variable_created_in_scope(_tf_variable(variable))
 
     # ---------------------------------------------------------------- fit
     def fit(self, x=None, y=None, *, meta_data=None, batch_size=None, meta_batch_size=None, shuffle=True,
@@ -159,9 +183,11 @@ class MetaWeightModel(meta_model.MetaWeightModel):
             train = pairing.labelled_dataset(x, "the training dataset")
             if meta_batch_size is None and self.spec.uses_meta:  # else never read: the pipeline is not run ahead
                 batch_size = pairing.batch_size_of(train)
+            train = self._even_across_replicas(train)
         else:
             images, labels = pairing.to_arrays((x, y), "the training data (x, y)")
             batch_size = int(batch_size or 32)
+            self._check_splits("batch_size", batch_size, last=len(images) % batch_size)
             train = pairing.train_epoch(images, labels, batch_size=batch_size, seed=self.seed, shuffle=shuffle,
                                         step=step)
         meta = None
@@ -171,12 +197,45 @@ class MetaWeightModel(meta_model.MetaWeightModel):
                                  "fit(..., meta_data=(meta_images, meta_labels))")
             meta_images, meta_labels = pairing.to_arrays(meta_data, "meta_data")
             meta_batch_size = int(meta_batch_size or min(batch_size, len(meta_images)))
+            self._check_splits("meta_batch_size", meta_batch_size)
             meta = pairing.meta_stream(meta_images, meta_labels, batch_size=meta_batch_size,
                                        seed=self.seed, step=step)
         elif meta_data is not None:
             raise ValueError(f"method {self.method!r} uses no meta set; drop meta_data (or train one with a meta set)")
-        self.global_batch_size = batch_size or 0  # the engine stores it; no step reads it
-        return super().fit(pairing.paired(train, meta), shuffle=False, **kwargs)
+        try:
+            return super().fit(pairing.paired(train, meta), shuffle=False, **kwargs)
+        except tf.errors.InvalidArgumentError as error:  # _even_across_replicas' check, as one sentence
+            if UNEVEN_BATCH not in str(error):
+                raise
+            raise ValueError(UNEVEN_BATCH) from None
+
+    # ---------------------------------------------------------------- tf.distribute
+    def _check_splits(self, name: str, size: int, last: int = 0) -> None:
+        """Under a multi-replica strategy every training and meta batch must split evenly: the
+        steps gather per-sample vectors of equal per-replica length (collectives.all_gather), and
+        an uneven split fails deep in TF ("Shape mismatch in the collective instance")."""
+        replicas = self.distribute_strategy.num_replicas_in_sync
+        if size % replicas:
+            raise ValueError(f"fit(): {name}={size} does not split evenly over the {replicas} replicas of the "
+                             f"tf.distribute strategy; pass a multiple of {replicas}")
+        if last % replicas:
+            raise ValueError(f"fit(): the last training batch holds {last} samples, which do not split evenly "
+                             f"over the {replicas} replicas; pick a batch_size that leaves a multiple of {replicas} "
+                             "(or none) over, or drop those samples")
+
+    def _even_across_replicas(self, train: tf.data.Dataset) -> tf.data.Dataset:
+        """A user's training batches, each checked to split evenly over the replicas (see
+        `_check_splits`; a dataset's last batch is known only when it comes)."""
+        replicas = self.distribute_strategy.num_replicas_in_sync
+        if replicas == 1:
+            return train
+
+        def check(images, labels):  # fit turns a failed assertion into a ValueError of its message
+            with tf.control_dependencies([tf.debugging.assert_equal(tf.shape(labels)[0] % replicas, 0,
+                                                                    message=UNEVEN_BATCH)]):
+                return tf.identity(images), tf.identity(labels)
+
+        return train.map(check)
 
     # ---------------------------------------------------------------- per-sample outputs
     def sample_weights(self, data, *, batch_size: int = 256) -> np.ndarray:
@@ -195,6 +254,22 @@ class MetaWeightModel(meta_model.MetaWeightModel):
 
     def get_config(self):
         raise NotImplementedError("a MetaWeightModel has no config to rebuild it from; see save()")
+
+
+def _tf_variable(variable):
+    return variable.value if isinstance(variable, keras.Variable) else variable
+
+
+def _check_strategy(what: str, weights) -> None:
+    """The model is built in the strategy scope its networks' variables were created in.
+
+    A classifier built outside `with strategy.scope():` and trained inside it fails in compile
+    with a Keras error printing the whole kernel; one built inside a scope and wrapped outside
+    it would train on one device. Either way: one sentence here."""
+    strategy = tf.distribute.get_strategy()
+    if not all(strategy.extended.variable_created_in_scope(_tf_variable(v)) for v in weights):
+        raise ValueError(f"{what} and the MetaWeightModel were built in different tf.distribute strategy "
+                         f"scopes (or one in none): build both inside the same `with strategy.scope():`")
 
 
 def _check_classifier(classifier) -> None:

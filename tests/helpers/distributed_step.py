@@ -52,7 +52,7 @@ strategy = make_strategy(strategy_name)
 with strategy.scope():
     vnet = models.build_vnet(seed=0) if method != "base" else None
     model = MetaWeightModel(
-        batch_free_classifier(), vnet, method=method, global_batch_size=BATCH,
+        batch_free_classifier(), vnet, method=method,
         meta_step=variant, meta_every=meta_every,
     )
     model.compile(keras.optimizers.SGD(0.5, momentum=0.9, nesterov=True),
