@@ -20,20 +20,9 @@ from rmwnet_tf import losses
 from rmwnet_tf.api import pairing
 from rmwnet_tf.methods import METHODS
 
-SHAPE, CLASSES = (8, 8, 3), 3
-RNG = np.random.default_rng(0)
-X = RNG.normal(size=(48, *SHAPE)).astype(np.float32)
-Y = RNG.integers(0, CLASSES, 48).astype(np.int64)
+from tests.helpers.api_data import CLASSES, X, X_META, Y, Y_META, classifier
+
 CLEAN = np.where(np.arange(48) % 4 == 0, (Y + 1) % CLASSES, Y)  # a quarter of the labels "wrong"
-X_META, Y_META = X[:12], Y[:12]
-
-
-def classifier(seed=0):
-    keras.utils.set_random_seed(seed)
-    return keras.Sequential([
-        keras.Input(SHAPE), keras.layers.Conv2D(4, 3, activation="relu"),
-        keras.layers.GlobalAveragePooling2D(), keras.layers.Dense(CLASSES),
-    ])
 
 
 def model(method="rmnwnet", **compile_args):

@@ -28,20 +28,7 @@ import numpy as np  # noqa: E402
 import rmwnet_tf  # noqa: E402
 from rmwnet_tf import models  # noqa: E402
 
-SHAPE, CLASSES = (8, 8, 3), 3  # tests/test_api.py's data and classifier
-RNG = np.random.default_rng(0)
-X = RNG.normal(size=(48, *SHAPE)).astype(np.float32)
-Y = RNG.integers(0, CLASSES, 48).astype(np.int64)
-X_META, Y_META = X[:12], Y[:12]
-
-
-def classifier(seed=0):
-    """No BatchNorm: per-replica batch statistics would differ from the global ones by design."""
-    keras.utils.set_random_seed(seed)
-    return keras.Sequential([
-        keras.Input(SHAPE), keras.layers.Conv2D(4, 3, activation="relu"),
-        keras.layers.GlobalAveragePooling2D(), keras.layers.Dense(CLASSES),
-    ])
+from tests.helpers.api_data import X, X_META, Y, Y_META, classifier  # noqa: E402  (test_api.py's data)
 
 
 def all_weights(model):
