@@ -269,6 +269,22 @@ def test_the_candidate_driver_runs_the_missing_cells_in_order_until_one_wins(tmp
     assert "Chosen: SGD lr 0.003" in (tmp_path / "results/v3/v3_candidates/choice.md").read_text()
 
 
+
+def test_the_choice_says_the_rule_has_ended_once_every_candidate_fails(tmp_path, monkeypatch):
+    from experiments.reproduction import vnet_candidates as vc
+
+    monkeypatch.chdir(tmp_path)
+    runs = {}  # every candidate's first cell fails G4
+
+    def run(lr, method, seed, drop):
+        runs.setdefault(lr, {})[(method, seed)] = candidate_run(+0.5, -0.5, 0.9)
+
+    judged = vc.choose(run=run, read=lambda path: dict(runs.get(float(path.name.removeprefix("vnet_lr_")), {})))
+    assert [v.status for v in judged] == ["fails"] * len(vc.CANDIDATE_LRS)
+    choice = (tmp_path / "results/v3/v3_candidates/choice.md").read_text()
+    assert "No candidate passes: the rule has ended without a winner." in choice and "won yet" not in choice
+    assert vc.verdict_line(judged[:1], None) == "**No candidate has won yet.**"  # later candidates still to run
+
 # ------------------------------------------------------------------------------------ paired statistics
 def test_interval_is_the_students_t_interval_of_the_mean():
     mean, low, high = paired.interval([1.0, 2.0, 3.0])

@@ -162,6 +162,14 @@ def choose(run: Callable[[float, str, int, int], None] = run_cell, read=read_his
     return judged
 
 
+def verdict_line(judged: Sequence[CandidateVerdict], winner: float | None) -> str:
+    """The rule's outcome: a winner, no winner once every candidate has failed, or still running."""
+    if winner is not None:
+        return f"**Chosen: SGD lr {winner:g}.**"
+    ended = len(judged) == len(CANDIDATE_LRS) and all(v.status == "fails" for v in judged)
+    return "**No candidate passes: the rule has ended without a winner.**" if ended else "**No candidate has won yet.**"
+
+
 def write_choice(judged: Sequence[CandidateVerdict]) -> None:
     OUT_ROOT.mkdir(parents=True, exist_ok=True)
     lines = [f"# Protocol {PROTOCOL_NAME}: the weighting net's optimizer (G4 and G5 at the first drop)", "",
@@ -173,7 +181,7 @@ def write_choice(judged: Sequence[CandidateVerdict]) -> None:
         lines.extend(f"- {cell.line}" for cell in verdict.cells)
         lines.append("")
     winner = next((v.lr for v in judged if v.status == "wins"), None)
-    lines.append(f"**Chosen: SGD lr {winner:g}.**" if winner is not None else "**No candidate has won yet.**")
+    lines.append(verdict_line(judged, winner))
     payload = {"candidates": [{"vnet_lr": v.lr, "status": v.status,
                                "cells": [dataclasses.asdict(c) for c in v.cells]} for v in judged],
                "chosen_vnet_lr": winner}
