@@ -328,13 +328,17 @@ class MetaWeightModel(keras.Model):
         return self._vnet_then_real_step(ahead.forward, ahead.s, context.lr, ahead.meta_loss)
 
     def _update_vnet(self, global_losses, global_s, lr):
-        """Theta <- optimizer(dL_meta/dTheta) with dL/dTheta = -lr sum_i s_i dW~_i/dTheta."""
-        vnet_vars = self.vnet.trainable_variables
+        """Theta <- optimizer(dL_meta/dTheta)."""
+        # Every replica holds the full global vectors, so each computed the whole gradient.
+        self._apply_global_vnet_grads(self.vnet_meta_gradient(global_losses, global_s, lr))
+
+    def vnet_meta_gradient(self, global_losses, global_s, lr):
+        """dL_meta/dTheta = -lr sum_i s_i dW~_i/dTheta from the global batch's losses and s (the
+        weighting net's meta-gradient, before weight decay; also read by the meta-signal diagnostic)."""
         with tf.GradientTape() as tape:
             normalised = self.normalise(self.raw_weights(global_losses))
             surrogate = -lr * tf.reduce_sum(tf.stop_gradient(global_s) * normalised)
-        # Every replica holds the full global vectors, so each computed the whole gradient.
-        self._apply_global_vnet_grads(tape.gradient(surrogate, vnet_vars))
+        return tape.gradient(surrogate, self.vnet.trainable_variables)
 
     def _apply_global_vnet_grads(self, grads):
         """Apply a gradient every replica holds in full (the optimizer sums over replicas)."""
