@@ -2,6 +2,8 @@
 sensitivity to each sample's weight through one virtual SGD step, for both training losses; its
 Theta gradient is the nested reference's; a bad command line ends in one line and exit code 2."""
 
+import dataclasses
+
 import keras
 import numpy as np
 import pytest
@@ -30,8 +32,6 @@ def make_batch(seed):
 
 
 def context_for(model, loss_name):
-    import dataclasses
-
     return dataclasses.replace(model.lookahead_context(), train_loss=losses.TRAIN_LOSSES[loss_name])
 
 

@@ -25,7 +25,8 @@ training loss:
   run's momentum 0.9 multiplies a steady push by up to 10): negative pushes noisy weights below
   clean ones;
 
-and the GCE/CE ratio of each signal.
+and the GCE/CE ratio of each signal. (With one G, s_gce_i = p_y^q s_ce_i exactly; but G is taken at
+each loss's own virtual weights, so that holds only as the classifier's lr goes to 0.)
 
 The state: by default the run's newest checkpoint in <run>/checkpoints, which for a finished run
 is the END of training (lr decayed 100x), not the first epochs where the weighting net failed to
@@ -157,8 +158,6 @@ def run_batches(state: State, count: int) -> list[tuple[dict, dict, np.ndarray]]
 def signal(model, train, meta, loss_name: str, step=None) -> Signal:
     """s and dL_meta/dTheta for one batch with `loss_name` as the training loss, by the production
     `exact` look-ahead; the classifier's BN moving statistics are put back afterwards."""
-    import tensorflow as tf
-
     from rmwnet_tf import lookahead
     from rmwnet_tf import losses as losses_lib
 
@@ -191,7 +190,8 @@ def summarise(model, signals: Sequence[Signal], noisy: np.ndarray, vnet_lr: floa
         "s_noisy": float(np.mean(s[noisy])),
         "grad_norm": float(np.sqrt(sum(np.sum(g.astype(np.float64) ** 2) for g in gradient))),
         "gap": float(gap),
-        "gap_step": float(-vnet_lr * sum(np.sum(np.asarray(a, np.float64) * b) for a, b in zip(gap_gradient, gradient))),
+        "gap_step": float(-vnet_lr * sum(np.sum(np.asarray(a, np.float64) * b)
+                                         for a, b in zip(gap_gradient, gradient))),
     }
 
 
@@ -244,9 +244,9 @@ def parse(argv: Sequence[str]) -> dict | None:
     options = dict(a.removeprefix("--").split("=", 1) for a in argv if a.startswith("--") and "=" in a)
     bad = [a for a in argv if not (a.startswith("--") and "=" in a)] + sorted(set(options) - set(OPTIONS))
     batches = options.get("batches", "10")
-    if bad or "run" not in options or not batches.isdigit() or int(batches) < 1 or options.get("at", "start") != "start":
+    if bad or "run" not in options or not batches.isdigit() or int(batches) < 1:
         return None
-    if "at" in options and "checkpoint" in options:
+    if options.get("at", "start") != "start" or ("at" in options and "checkpoint" in options):
         return None
     return dict(options, batches=int(batches))
 
