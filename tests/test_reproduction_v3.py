@@ -487,6 +487,16 @@ def test_the_report_shows_the_vnet_choice_under_its_own_heading(tmp_path):
         "intro\n\n#### SGD lr 0.001: fails\n- a cell")
 
 
+
+def test_the_report_shows_the_further_tries_that_exist_two_heading_levels_down(tmp_path):
+    assert rep.PROTOCOLS["v4"].tries == ("results/v4_gce_try/try.md",)
+    first, missing = tmp_path / "try.md", tmp_path / "none.md"
+    first.write_text("# A try\n\nwhy\n\n## SGD lr 0.05: fails\n- a cell\n")
+    protocol = rep.PROTOCOLS["v4"].replace(tries=(str(missing), str(first)))
+    assert report.tries_section(protocol) == ("## Further tries (each fixed in BUILD_NOTES.md before its runs)\n\n"
+                                              "### A try\n\nwhy\n\n#### SGD lr 0.05: fails\n- a cell")
+    assert report.tries_section(protocol.replace(tries=(str(missing),))) == ""
+
 def test_g4_fails_when_the_candidate_rule_judged_every_candidate_and_none_passed():
     def candidate(lr, status):
         return {"vnet_lr": lr, "status": status, "cells": [

@@ -104,6 +104,7 @@ def write_report(protocol: Protocol, runs_dir, out_dir, *, command: str) -> Outc
         entries, protocol, command=command, gates=gates, claims=claims, target_rows=target_rows, plots=plots,
         settings=settings, pretrain=pretrain, cleaning=report.cleaning_section(protocol, out_dir),
         vnet_choice=report.vnet_choice_section(out_dir, protocol), others=others,
+        tries=report.tries_section(protocol),
         cheap_steps=cheap_steps.section(entries, cheap, settings)))
     return Outcome(None, json_path, report_path, entries, claims)
 

@@ -66,6 +66,9 @@ class Protocol:
     family: Family | None = None
     summary: str = ""  # how the other reports' "Other protocols" list names it
     grid_vnet_note: str = ""
+    # Further tries' own reports (paths from the repository root), each fixed in BUILD_NOTES.md before
+    # its runs: the protocol's report shows those that exist, under its own verdicts.
+    tries: tuple[str, ...] = ()
 
     def __post_init__(self):
         unknown = sorted(set(self.config) - _CONFIG_FIELDS)
@@ -462,7 +465,7 @@ by construction. Here, as with a backbone pretrained elsewhere, the cells' class
 # 3e-3 seed 1 and at 1e-2 seed 0, as at v3), so the grid runs at the lowest candidate lr under which
 # RMNW-Net's W passed G4 and G5 in every cell run; RMNW-Net on GCE uses the same lr.
 GRID_VNET_LR_V4 = 3e-3
-PROTOCOL_V4 = PROTOCOL_V4.replace(vnet_lr=GRID_VNET_LR_V4, grid_vnet_note=(
+PROTOCOL_V4 = PROTOCOL_V4.replace(vnet_lr=GRID_VNET_LR_V4, tries=("results/v4_gce_try/try.md",), grid_vnet_note=(
     "BUILD_NOTES.md, \"Reproduction protocol v4\": no candidate passed G4, because MW-Net*'s W drifted back "
     "towards flat before the first drop (3e-3 seed 1, 1e-2 seed 0); "
     f"{GRID_VNET_LR_V4:g} is the lowest candidate under which RMNW-Net's W passed G4 and G5 in every cell "

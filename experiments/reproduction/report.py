@@ -211,6 +211,17 @@ def mwnet_caveat(gates: Sequence[gates_lib.Gate]) -> str:
             "comparison with MW-Net\\* below is against a weaker MW-Net\\* than the paper's.")
 
 
+def tries_section(protocol: Protocol) -> str:
+    """The protocol's further tries (`Protocol.tries`) whose reports exist, each under its own title
+    (its headings two levels down, under this section's)."""
+    bodies = [pathlib.Path(path).read_text().strip() for path in protocol.tries if pathlib.Path(path).exists()]
+    if not bodies:
+        return ""
+    demoted = ["\n".join("##" + line if line.startswith("#") else line for line in body.splitlines())
+               for body in bodies]
+    return "## Further tries (each fixed in BUILD_NOTES.md before its runs)\n\n" + "\n\n".join(demoted)
+
+
 def cleaning_section(protocol, out_dir) -> str:
     """The cleaning comparison (experiments/cleaning_comparison.py on the protocol's Base run), if it was run."""
     path = pathlib.Path(out_dir) / protocol.cleaning_file
@@ -490,7 +501,7 @@ def _code(value) -> str:
 def render(entries: Sequence[Mapping], protocol: Protocol, *, command: str, gates, claims, target_rows,
               plots, settings: Sequence[Setting], pretrain: dict | None,
               cleaning: str = "", vnet_choice: str = "", others: Sequence[tuple[str, str]] = (),
-              cheap_steps: str = "") -> str:
+              cheap_steps: str = "", tries: str = "") -> str:
     sections = [
         f"# Reproduction, protocol {protocol.name}: {protocol.family.title}\n\n"
         "Ghosh & Lan (WACV 2021), CIFAR-10 (JPEG copy), reduced to 2 CPU cores in the regime where the "
@@ -506,6 +517,7 @@ def render(entries: Sequence[Mapping], protocol: Protocol, *, command: str, gate
         "meta-set accuracy (no clean labels needed). Mean ± std over seeds.\n\n" + _accuracy_table(entries, settings),
         "## Paired differences (same seed = same noisy labels, meta set and subset)\n\n" + _paired_table(entries, settings),
         _claims_section(claims, mwnet_caveat(gates)),
+        tries,
         "## Detection and memorisation\n\nAUC of a \"this label is clean\" score over the whole un-augmented "
         "training set: the learned weight W, and Base's small-loss rule (−loss), which any weighting must "
         "beat to add value.\n\n" + _detection_table(entries, settings),
