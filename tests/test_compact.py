@@ -67,6 +67,19 @@ def test_compact_run_keeps_exactly_the_fields_asked_in_small_types_and_removes_t
     assert (folder / "samples.npz").exists()
 
 
+
+def test_compaction_keeps_the_runs_own_outputs_over_an_older_samples_file_beside_them(tmp_path):
+    """A run continued from a compacted one (cells.continue_earlier_run) once carried the earlier
+    run's samples.npz; compaction re-read it and kept the earlier run's data (v4's uniform40/
+    rmnwnet/seed0: epoch 10's losses, and no probabilities, in place of epoch 30's)."""
+    folder = _finished_run(tmp_path / "run")
+    fresh = read_samples(folder)
+    np.savez_compressed(folder / "samples.npz", loss=np.array([9.0, 9.0], np.float32))  # an older run's
+    compact_run(folder, CLEANING_FIELDS)
+    kept = read_samples(folder)
+    for name in ("index", "loss", "probs"):
+        np.testing.assert_array_equal(kept[name], fresh[name])
+
 def test_a_run_nobody_reads_per_sample_keeps_no_per_sample_file(tmp_path):
     folder = _finished_run(tmp_path / "run")
     np.savez_compressed(folder / "samples.npz", loss=np.zeros(5))  # an earlier compaction's, read no more
@@ -173,3 +186,12 @@ def test_a_fake_trainer_that_wrote_nothing_leaves_nothing_to_compact(tmp_path):
     assert not (tmp_path / "never_written").exists()
     with pytest.raises(ValueError, match="hold different samples"):
         compact._positions(np.array([1, 2]), np.array([1, 3]), "run")
+
+
+def test_restoring_outputs_refuses_bad_input_in_one_line(tmp_path, capsys):
+    from experiments.reproduction import restore_outputs
+
+    assert restore_outputs.main([]) == 2
+    assert capsys.readouterr().err.strip() == f"error: {restore_outputs.USAGE}"
+    assert restore_outputs.main([f"--run={tmp_path}"]) == 2
+    assert capsys.readouterr().err.strip() == f"error: --run={tmp_path}: not a finished run (no results.json)"

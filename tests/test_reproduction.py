@@ -124,6 +124,7 @@ def shorter_run(model_dir: pathlib.Path, config, epochs: int) -> None:
                                                        "epochs": epochs}))
     (model_dir / "history.json").write_text(json.dumps(history))
     (model_dir / "results.json").write_text(json.dumps({"epochs_completed": epochs, "history": history}))
+    (model_dir / "samples.npz").write_bytes(b"its own final evaluation, compacted")
 
 
 def test_a_cell_not_run_continues_the_shorter_run_of_the_same_cell(tmp_path):
@@ -145,6 +146,9 @@ def test_a_cell_not_run_continues_the_shorter_run_of_the_same_cell(tmp_path):
     assert [m for m in messages if "continuing" in m] == [
         f"cell 2/2: uniform40/rmnwnet/seed0, continuing {earlier_dir / 'uniform40/rmnwnet/seed0'} after epoch 3"]
     assert (earlier_dir / "uniform40" / "rmnwnet" / "seed0" / "history.json").exists()  # copied, not moved
+    # ...without its per-sample file: this run's final evaluation writes its own
+    assert (earlier_dir / "uniform40/rmnwnet/seed0/samples.npz").exists()
+    assert not (grid_dir / "uniform40/rmnwnet/seed0/samples.npz").exists()
     assert not list(grid_dir.rglob("*.copying"))
 
 

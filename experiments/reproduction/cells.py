@@ -17,7 +17,7 @@ from absl import logging
 
 from rmwnet_tf import selection, summary
 from rmwnet_tf.config import RUN_ONLY_FIELDS, Config, upgrade_saved
-from experiments.reproduction.compact import compact_run
+from experiments.reproduction.compact import SAMPLES_FILE, compact_run
 from experiments.reproduction.protocol import SETTINGS, Cell, Protocol, cell_config, grid, pretrain_config
 
 
@@ -140,6 +140,7 @@ def continue_earlier_run(config: Config, earlier_dir: pathlib.Path) -> int:
     staging = target.with_name(target.name + ".copying")
     shutil.rmtree(staging, ignore_errors=True)
     shutil.copytree(earlier_dir, staging)
+    (staging / SAMPLES_FILE).unlink(missing_ok=True)  # the earlier run's final evaluation, not this run's
     target.parent.mkdir(parents=True, exist_ok=True)
     os.replace(staging, target)
     return earlier.epochs_completed

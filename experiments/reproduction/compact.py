@@ -50,13 +50,13 @@ CLEANING_PROTOCOLS = ("v3", "v4")
 
 
 # ------------------------------------------------------------------------------------ reading
-def read_samples(folder) -> dict:
-    """A run's per-sample data from samples.npz or, when it was never compacted, from the tool's
-    full outputs: rows most suspicious first (`rank` is 1..N), widened to int64 / float64 /
-    float32 (probabilities) / bool. A field the folder does not hold is None."""
+def read_samples(folder, *, full_outputs: bool = False) -> dict:
+    """A run's per-sample data from samples.npz or, when it was never compacted (or `full_outputs`),
+    from the tool's full outputs: rows most suspicious first (`rank` is 1..N), widened to int64 /
+    float64 / float32 (probabilities) / bool. A field the folder does not hold is None."""
     folder = pathlib.Path(folder)
     path = folder / SAMPLES_FILE
-    if path.exists():
+    if path.exists() and not full_outputs:
         with np.load(path) as saved:
             stored = {name: _six_digits(saved[name]) if saved[name].dtype == np.float32 and name in ("weight", "loss")
                       else saved[name] for name in saved.files}
@@ -181,7 +181,9 @@ def compact_run(folder, fields: tuple[str, ...] | None = None) -> pathlib.Path |
     present = [folder / name for name in FULL_OUTPUTS if (folder / name).exists()]
     if not present:
         return None
-    samples = read_samples(folder)
+    # The tool's files are this run's final evaluation; a samples.npz beside them is older (a run
+    # continued from a compacted one, cells.continue_earlier_run), so it is never what is kept.
+    samples = read_samples(folder, full_outputs=True)
     fields = [name for name in (fields_read(folder) if fields is None else fields) if samples[name] is not None]
     path = folder / SAMPLES_FILE
     if fields:
