@@ -26,7 +26,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import pathlib
-import subprocess
 import sys
 from typing import Callable, Mapping, Sequence
 
@@ -84,15 +83,8 @@ def judge(lr: float, drop: int) -> tuple[str, list[vnet_candidates.CellVerdict]]
 
 
 def reproduce_command(lr: float, seeds: Sequence[int], runs_dir: pathlib.Path, epochs: int | None) -> list[str]:
-    command = [sys.executable, "scripts/reproduce.py", f"--protocol={PROTOCOL_NAME}", f"--settings={SETTING}",
-               f"--methods={METHOD}", f"--seeds={','.join(map(str, seeds))}", f"--vnet_lr={lr:g}",
-               f"--runs_dir={runs_dir}", f"--out_dir={OUT_DIR / runs_dir.relative_to(RUNS_ROOT)}"]
-    return command + ([f"--epochs={epochs}"] if epochs else [])
-
-
-def run_command(command: Sequence[str]) -> None:
-    print("$", " ".join(command), flush=True)
-    subprocess.run(command, check=True)
+    return vnet_candidates.reproduce_command(lr, METHOD, seeds, runs_dir, OUT_DIR / runs_dir.relative_to(RUNS_ROOT),
+                                             epochs, protocol=PROTOCOL_NAME)
 
 
 def continue_short_cells(lr: float) -> None:
@@ -108,18 +100,22 @@ def chosen_lr(judged: Mapping[float, tuple[str, list]]) -> float | None:
     return next((lr for lr in TRY_LRS if judged.get(lr, ("",))[0] == "passes"), None)
 
 
-def run_try(run: Callable[[Sequence[str]], None] = run_command, *, full: bool = True) -> dict[float, tuple[str, list]]:
-    """Judge the candidates in order, training what each needs; then (`full`) the winner's full cells."""
+def run_try(run: Callable[[Sequence[str]], None] | None = vnet_candidates.run_command, *,
+            full: bool = True) -> dict[float, tuple[str, list]]:
+    """Judge the candidates in order, training what each needs; then (`full`) the winner's full
+    cells. With `run=None` nothing is trained: the judgement of the runs on disk."""
     drop = PROTOCOLS[PROTOCOL_NAME].first_drop
     judged = {}
     for lr in TRY_LRS:
-        while (outcome := judge(lr, drop))[0] == "incomplete":
+        while (outcome := judge(lr, drop))[0] == "incomplete" and run is not None:
             run(reproduce_command(lr, [outcome[1][-1].seed], short_dir(lr), drop))
         judged[lr] = outcome
         if outcome[0] == "passes":
-            if full:
+            if full and run is not None:
                 continue_short_cells(lr)
                 run(reproduce_command(lr, FULL_SEEDS, full_dir(lr), None))
+            break
+        if outcome[0] == "incomplete":
             break
     return judged
 
@@ -163,23 +159,13 @@ def comparison(lr: float) -> list[str]:
     return lines
 
 
-def judge_all() -> dict[float, tuple[str, list]]:
-    drop = PROTOCOLS[PROTOCOL_NAME].first_drop
-    judged = {}
-    for lr in TRY_LRS:
-        judged[lr] = judge(lr, drop)
-        if judged[lr][0] != "fails":
-            break
-    return judged
-
-
 def main(argv: Sequence[str]) -> int:
     modes = ("--report_only", "--judge_only")
     unknown = [a for a in argv if a not in modes]
     if unknown or len(argv) > 1:
         print(f"error: expected no arguments or one of {', '.join(modes)}, got {' '.join(argv)}", file=sys.stderr)
         return 2
-    judged = judge_all() if argv == ["--report_only"] else run_try(full=argv != ["--judge_only"])
+    judged = run_try(None) if argv == ["--report_only"] else run_try(full=argv != ["--judge_only"])
     text = report(judged)
     OUT_DIR.mkdir(parents=True, exist_ok=True)
     write_text(OUT_DIR / "try.md", text)

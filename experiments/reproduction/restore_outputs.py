@@ -3,15 +3,17 @@ an analysis now reads.
 
     python -m experiments.reproduction.restore_outputs --run=results/runs_v4/uniform40/rmnwnet/seed0
 
-Why: v4's uniform40/rmnwnet/seed0 finished before compaction knew that v4's cleaning comparison
-reads RMNW-Net's in-sample probabilities (compact.CLEANING_PROTOCOLS gained "v4" later), so its
-samples.npz kept loss, weight and noisy only, and the comparison refused it. Its final checkpoint
-(epoch 30, the state the run's own final evaluation used) is still on disk, so the run's final
-evaluation is repeated with the training code's own evaluation (`evaluate.evaluate`), written as
-the tool writes it (`outputs.write_sample_outputs`) and compacted again (`compact.compact_run`).
+Why: v4's uniform40/rmnwnet/seed0 and mwnet/seed0 were continued from the weighting-net rule's
+10-epoch runs, whose samples.npz came along and which compaction then re-read instead of the
+finished run's own outputs (fixed in compact.compact_run and cells.continue_earlier_run): they
+kept epoch 10's per-sample data, and RMNW-Net's no probabilities, which the cleaning comparison
+needs. Their final checkpoints (epoch 30, the state of each run's own final evaluation) are still
+on disk, so the final evaluation is repeated with the training code's own evaluation
+(`evaluate.evaluate`), written as the tool writes it (`outputs.write_sample_outputs`) and
+compacted again (`compact.compact_run`).
 Nothing is written unless the repeat is the same model: its final test accuracy, detection AUCs,
 memorised share and mean weight must equal results.json's exactly. (The kept samples.npz cannot be
-the reference: it was the earlier, 10-epoch run's, the bug compact.compact_run now avoids.)
+the reference: it is the earlier run's.)
 """
 
 from __future__ import annotations

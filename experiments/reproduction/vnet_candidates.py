@@ -136,12 +136,23 @@ def read_histories(runs_dir: pathlib.Path) -> dict[tuple[str, int], list[dict]]:
     return histories
 
 
-def run_cell(lr: float, method: str, seed: int, drop: int) -> None:
-    command = [sys.executable, "scripts/reproduce.py", f"--protocol={PROTOCOL_NAME}", f"--settings={SETTING}",
-               f"--methods={method}", f"--seeds={seed}", f"--vnet_lr={lr:g}", f"--epochs={drop}",
-               f"--runs_dir={RUNS_ROOT / lr_name(lr)}", f"--out_dir={OUT_ROOT / lr_name(lr)}"]
+def reproduce_command(lr: float, method: str, seeds: Sequence[int], runs_dir, out_dir, epochs: int | None,
+                      protocol: str | None = None) -> list[str]:
+    """scripts/reproduce.py on one method's uniform-40% cells at a weighting-net lr, in their own
+    folders (`epochs`: stopped there, e.g. at the first drop; None: the protocol's)."""
+    command = [sys.executable, "scripts/reproduce.py", f"--protocol={protocol or PROTOCOL_NAME}", f"--settings={SETTING}",
+               f"--methods={method}", f"--seeds={','.join(map(str, seeds))}", f"--vnet_lr={lr:g}",
+               f"--runs_dir={runs_dir}", f"--out_dir={out_dir}"]
+    return command + ([f"--epochs={epochs}"] if epochs else [])
+
+
+def run_command(command: Sequence[str]) -> None:
     print("$", " ".join(command), flush=True)
     subprocess.run(command, check=True)
+
+
+def run_cell(lr: float, method: str, seed: int, drop: int) -> None:
+    run_command(reproduce_command(lr, method, [seed], RUNS_ROOT / lr_name(lr), OUT_ROOT / lr_name(lr), drop))
 
 
 def choose(run: Callable[[float, str, int, int], None] = run_cell, read=read_histories) -> list[CandidateVerdict]:
